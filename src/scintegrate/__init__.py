@@ -1,0 +1,12 @@
+"""scintegrate: integration of single-cell datasets and modalities, scanpy style.
+
+Namespaces follow scanpy: :mod:`~scintegrate.pp` (preprocessing), :mod:`~scintegrate.tl` (tools),
+:mod:`~scintegrate.pl` (plots), :mod:`~scintegrate.metrics` and :mod:`~scintegrate.datasets`.
+"""
+
+from . import datasets, metrics, pl, pp, tl
+from ._settings import settings
+
+__version__ = "0.1.0.dev0"
+
+__all__ = ["__version__", "datasets", "metrics", "pl", "pp", "settings", "tl"]

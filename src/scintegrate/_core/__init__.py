@@ -1,0 +1,1 @@
+"""Numerical cores: arrays in, arrays out. Nothing here imports AnnData."""

@@ -1,0 +1,45 @@
+"""Shared parameter documentation, substituted into docstrings with :func:`doc_params`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from inspect import cleandoc
+from typing import TypeVar
+
+F = TypeVar("F", bound=Callable)
+
+_PARAMS = {
+    "adata": """\
+adata
+    Annotated data matrix of shape ``n_obs`` x ``n_vars``: cells in rows, features in columns.""",
+    "layer": """\
+layer
+    Layer holding the matrix to use instead of ``.X`` (for example ``"counts"``).""",
+    "random_state": """\
+random_state
+    Seed of the random number generator; the same seed gives the same result.""",
+    "key_added": """\
+key_added
+    Prefix of every slot written; see Returns.""",
+    "copy": """\
+copy
+    Work on a copy of ``adata`` and return it, instead of writing into ``adata``.""",
+    "plot_common": """\
+ax
+    Axes to draw into; a new figure is created when ``None``.
+show
+    Show the figure (``plt.show()``); by default only when no ``ax`` was given and the session
+    is interactive.
+return_fig
+    Return the :class:`~matplotlib.figure.Figure` instead of the Axes.""",
+}
+
+
+def doc_params(func: F) -> F:
+    """Fill ``{adata}``-style placeholders of a docstring from the shared parameter docs."""
+    if func.__doc__:
+        doc = cleandoc(func.__doc__)
+        for name, text in _PARAMS.items():
+            doc = doc.replace("{" + name + "}", text)
+        func.__doc__ = doc
+    return func

@@ -1,0 +1,1 @@
+"""Plumbing shared by every tool: input access and validation, randomness, devices, slot writing."""

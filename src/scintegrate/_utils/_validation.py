@@ -1,0 +1,97 @@
+"""Input access and validation. Every check raises a ValueError that says how to fix the input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from anndata import AnnData
+
+
+def check_adata(adata: Any, *, name: str = "adata") -> AnnData:
+    """Refuse anything that is not an in-memory AnnData with cells and features."""
+    if not isinstance(adata, AnnData):
+        raise TypeError(
+            f"{name} must be an AnnData object, got {type(adata).__name__}. "
+            "Wrap arrays with anndata.AnnData(X)."
+        )
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ValueError(f"{name} is empty ({adata.n_obs} cells x {adata.n_vars} features).")
+    return adata
+
+
+def get_matrix(adata: AnnData, layer: str | None) -> np.ndarray | sp.spmatrix | sp.sparray:
+    """Return ``.X`` or a layer without copying; backed matrices are refused with advice."""
+    if layer is None:
+        if adata.isbacked:
+            raise ValueError(
+                "adata is opened in backed mode; this tool needs the matrix in memory. "
+                "Load it with adata.to_memory() (or read_h5ad without backed=...)."
+            )
+        X = adata.X
+        where = ".X"
+    else:
+        if layer not in adata.layers:
+            available = ", ".join(map(repr, adata.layers.keys())) or "none"
+            raise ValueError(
+                f"Layer {layer!r} not found in adata.layers (available: {available}). "
+                "Pass layer=None to use .X."
+            )
+        X = adata.layers[layer]
+        where = f".layers[{layer!r}]"
+    if X is None:
+        raise ValueError(f"adata{where} is empty (None); store a cells x features matrix there.")
+    if not (isinstance(X, np.ndarray) or sp.issparse(X)):
+        raise ValueError(
+            f"adata{where} is a {type(X).__name__}; expected a numpy array or a scipy sparse "
+            "matrix. Convert it, for example with .to_memory() or np.asarray()."
+        )
+    return X
+
+
+def check_finite_nonnegative(X, *, what: str = "the input matrix", fix: str = "") -> None:
+    """Refuse NaN, inf and negative values, looking only at stored values of sparse input."""
+    values = X.data if sp.issparse(X) else np.asarray(X)
+    if not np.issubdtype(values.dtype, np.number) or np.issubdtype(values.dtype, np.complexfloating):
+        raise ValueError(f"{what} has dtype {values.dtype}; expected real numbers.")
+    if values.size and not np.isfinite(values).all():
+        n_bad = int(values.size - np.isfinite(values).sum())
+        raise ValueError(
+            f"{what} contains {n_bad} NaN or infinite values. Remove or impute them first "
+            "(for example with np.nan_to_num on a copy)."
+        )
+    if values.size and values.min() < 0:
+        raise ValueError(
+            f"{what} contains negative values (minimum {values.min():g}). "
+            + (fix or "Pass non-negative data such as raw counts.")
+        )
+
+
+def get_obs_labels(adata: AnnData, key: str, *, param: str = "labels_key") -> np.ndarray:
+    """Return the values of ``adata.obs[key]``, with a helpful error for a missing key."""
+    if key not in adata.obs.columns:
+        cols = ", ".join(map(repr, adata.obs.columns[:20])) or "none"
+        raise ValueError(f"{param}={key!r} is not a column of adata.obs (columns: {cols}).")
+    return adata.obs[key].to_numpy()
+
+
+def check_in(value: Any, allowed: tuple, *, param: str) -> None:
+    """Refuse a value that is not one of the allowed options."""
+    if value not in allowed:
+        opts = ", ".join(map(repr, allowed))
+        raise ValueError(f"{param}={value!r} is not supported; choose one of {opts}.")
+
+
+def check_positive_int(value: Any, *, param: str, minimum: int = 1) -> int:
+    """Refuse a value that is not an integer of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{param} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def check_key(key: Any, *, param: str = "key_added") -> str:
+    """Keys become h5ad group names, so they must be non-empty strings without '/'."""
+    if not isinstance(key, str) or not key or "/" in key:
+        raise ValueError(f"{param} must be a non-empty string without '/', got {key!r}.")
+    return key

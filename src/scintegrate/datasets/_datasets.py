@@ -1,0 +1,59 @@
+"""Loaders of the data files bundled in ``scintegrate/datasets/data``."""
+
+from __future__ import annotations
+
+from importlib.resources import as_file, files
+
+import anndata as ad
+from anndata import AnnData
+
+
+def _read_bundled(name: str) -> AnnData:
+    with as_file(files(__package__) / "data" / name) as path:
+        return ad.read_h5ad(path)
+
+
+def snareseq_cortex_rna() -> AnnData:
+    """SNARE-seq adult mouse cerebral cortex, RNA part: 10,309 cells x 1,677 genes, raw counts.
+
+    The transcriptome half of SNARE-seq (joint RNA and chromatin accessibility in the same
+    nucleus) of adult mouse cortex, 12 sequencing libraries, as distributed by scMoMaT
+    ("MOp batch 1"). Bundled with the package (2.7 MB); nothing is downloaded.
+
+    Returns
+    -------
+    AnnData with
+
+    ``X``
+        Raw UMI counts, CSR float32 (integer values, max 525).
+    ``obs["library"]``
+        SNARE-seq library 09A ... 09L (785-916 cells each): use as batch.
+    ``obs["cell_type"]``
+        15 coarse cell types (L2/3, L4/5, L6, Astro, Oligo, Pvalb, Sst, CGE, Npy, OPC, MGC,
+        Endo, Peri, Clau, and ``Mis`` for 1,119 cells the authors left unassigned).
+    ``obs["cell_type_fine"]``
+        23 cell types of the original publication (e.g. E2Rasgrf2, E3Rorb, Ast, OliM, Mis).
+    ``obs["barcode"]``, ``var_names``
+        Cell barcodes and gene symbols.
+
+    Notes
+    -----
+    Source: GitHub PeterZZQ/scMoMaT (MIT license), commit dbd954d,
+    ``data/real/MOp_5batches/`` batch 1 (``GxC1.npz``, ``genes.txt``, ``meta_c1.csv``).
+    Raw data: GEO GSE126074.
+
+    References
+    ----------
+    Chen S, Lake BB, Zhang K. High-throughput sequencing of the transcriptome and chromatin
+    accessibility in the same cell. *Nat Biotechnol* 37, 1452-1457 (2019).
+
+    Zhang Z, Sun H, Mariappan R, et al. scMoMaT jointly performs single cell mosaic integration and
+    multi-modal bio-marker detection. *Nat Commun* 14, 384 (2023).
+
+    Examples
+    --------
+    >>> import scintegrate as si
+    >>> adata = si.datasets.snareseq_cortex_rna()
+    >>> adata.obs["cell_type"].value_counts().head(3)
+    """
+    return _read_bundled("snareseq_cortex_rna.h5ad")

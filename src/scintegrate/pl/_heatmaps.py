@@ -1,0 +1,169 @@
+"""Heatmaps of factor loadings: cells x factors grouped by label, and top features per factor."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from matplotlib.patches import Patch
+
+from .._docs import doc_params
+from .._utils._validation import get_obs_labels
+from ._common import finish, get_axes, get_cell_factors, get_feature_factors
+
+
+def _scale_rows(values: np.ndarray, how: str | None) -> np.ndarray:
+    """Scale each row: ``"sum"`` to sum 1, ``"max"`` to maximum 1, ``None`` unchanged."""
+    if how is None:
+        return values
+    if how == "sum":
+        denom = values.sum(axis=1, keepdims=True)
+    elif how == "max":
+        denom = values.max(axis=1, keepdims=True)
+    else:
+        raise ValueError(f"normalize={how!r} is not supported; use 'sum', 'max' or None.")
+    return values / np.where(denom > 0, denom, 1.0)
+
+
+@doc_params
+def factor_heatmap(
+    adata: AnnData,
+    key: str = "nmf",
+    *,
+    groupby: str,
+    normalize: Literal["sum", "max"] | None = "sum",
+    order_factors: bool = True,
+    cmap: str = "Reds",
+    vmax: float | None = None,
+    ax=None,
+    show: bool | None = None,
+    return_fig: bool = False,
+):
+    """Heatmap of the cells x factors matrix ``obsm[f"X_{key}"]``, cells grouped by a label.
+
+    Cells are sorted by ``groupby`` (a colour bar on the left marks the groups) and factors are
+    ordered by the group in which they are highest, so that blocks line up on the diagonal.
+
+    Parameters
+    ----------
+    {adata}
+    key
+        The tool's ``key_added``; plots ``adata.obsm[f"X_{key}"]``.
+    groupby
+        ``obs`` column with the cell labels, e.g. cell types.
+    normalize
+        Scale each cell's row to sum 1 (``"sum"``, topic proportions; the default, since NMF
+        loadings grow with sequencing depth), to maximum 1 (``"max"``), or not at all.
+    order_factors
+        Order factors by the group with the highest mean loading.
+    cmap, vmax
+        Colour map and upper colour limit.
+    {plot_common}
+
+    Returns
+    -------
+    The heatmap's Axes (or the Figure when ``return_fig``).
+    """
+    values = _scale_rows(get_cell_factors(adata, key), normalize)
+    labels = pd.Categorical(get_obs_labels(adata, groupby, param="groupby"))
+    order = np.argsort(labels.codes, kind="stable")
+    values, codes = values[order], labels.codes[order]
+    n_factors = values.shape[1]
+    factor_order = np.arange(n_factors)
+    if order_factors:
+        means = np.stack([values[codes == g].mean(0) for g in range(len(labels.categories))])
+        factor_order = np.lexsort((-means.max(0), means.argmax(0)))
+    fig, ax, created = get_axes(ax, (max(4.0, 0.3 * n_factors + 2.5), 6))
+    image = ax.imshow(
+        values[:, factor_order], aspect="auto", interpolation="nearest", cmap=cmap, vmin=0, vmax=vmax
+    )
+    ax.set_xticks(range(n_factors), [str(f) for f in factor_order], fontsize=7)
+    ax.set_xlabel("factor")
+    ax.set_yticks([])
+    ax.set_ylabel(f"cells grouped by {groupby}")
+    # group bar and labels
+    palette = plt.get_cmap("tab20")
+    colors = [palette(g % 20) for g in range(len(labels.categories))]
+    bar = ax.inset_axes([-0.06, 0, 0.04, 1])
+    bar.imshow(codes[:, None], aspect="auto", interpolation="nearest",
+               cmap=plt.matplotlib.colors.ListedColormap(colors), vmin=-0.5, vmax=len(colors) - 0.5)
+    bar.set_axis_off()
+    ax.legend(
+        handles=[Patch(color=c, label=str(cat)) for c, cat in zip(colors, labels.categories, strict=True)],
+        loc="upper left", bbox_to_anchor=(1.18, 1), fontsize=7, frameon=False, title=groupby,
+    )
+    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02, label=f"{key} loading")
+    return finish(fig, ax, created=created, show=show, return_fig=return_fig)
+
+
+@doc_params
+def top_features(
+    adata: AnnData,
+    key: str = "nmf",
+    n_top: int = 5,
+    *,
+    varm_key: str | None = None,
+    normalize: Literal["sum", "max"] | None = "sum",
+    gene_symbols: str | None = None,
+    cmap: str = "Reds",
+    vmax: float | None = None,
+    ax=None,
+    show: bool | None = None,
+    return_fig: bool = False,
+):
+    """Heatmap of the top features of every factor (features x factors).
+
+    For each factor, its ``n_top`` highest-loading features are taken; the union is shown in
+    factor order. With ``normalize="sum"`` each factor's loadings become a distribution over
+    features (as topic-gene distributions); cap the colours with ``vmax`` (e.g. 0.2) so that
+    features with small absolute values remain visible.
+
+    Parameters
+    ----------
+    {adata}
+    key
+        The tool's ``key_added``; loadings are read from ``varm[f"{key}_W"]`` (NMF) or
+        ``varm[f"{key}_beta"]`` (topic models) unless ``varm_key`` is given.
+    n_top
+        Features per factor.
+    varm_key
+        ``varm`` entry (features x factors) to use instead.
+    normalize
+        Scale each factor over features to sum 1 (``"sum"``), to maximum 1 (``"max"``), or not.
+    gene_symbols
+        ``var`` column with the feature names to show instead of ``var_names``.
+    cmap, vmax
+        Colour map and upper colour limit.
+    {plot_common}
+
+    Returns
+    -------
+    The heatmap's Axes (or the Figure when ``return_fig``).
+    """
+    loadings, _ = get_feature_factors(adata, key, varm_key)
+    if loadings.ndim != 2:
+        raise ValueError(f"Feature loadings must be features x factors, got shape {loadings.shape}.")
+    if not isinstance(n_top, int | np.integer) or n_top < 1:
+        raise ValueError(f"n_top must be a positive integer, got {n_top!r}.")
+    if gene_symbols is not None and gene_symbols not in adata.var.columns:
+        raise ValueError(f"gene_symbols={gene_symbols!r} is not a column of adata.var.")
+    names = np.asarray(adata.var[gene_symbols] if gene_symbols else adata.var_names).astype(str)
+    values = _scale_rows(loadings.T, normalize).T  # features x factors
+    chosen: list[int] = []
+    for factor in range(values.shape[1]):
+        for feature in np.argsort(-values[:, factor], kind="stable")[:n_top]:
+            if feature not in chosen:
+                chosen.append(int(feature))
+    n_factors = values.shape[1]
+    fig, ax, created = get_axes(ax, (max(4.0, 0.3 * n_factors + 2), max(4.0, 0.13 * len(chosen) + 1)))
+    image = ax.imshow(values[chosen], aspect="auto", interpolation="nearest", cmap=cmap,
+                      vmin=0, vmax=vmax)
+    ax.set_yticks(range(len(chosen)), names[chosen], fontsize=6)
+    ax.set_xticks(range(n_factors), [str(f) for f in range(n_factors)], fontsize=7)
+    ax.set_xlabel("factor")
+    ax.set_title(f"top {n_top} features per factor ({key})")
+    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+    return finish(fig, ax, created=created, show=show, return_fig=return_fig)

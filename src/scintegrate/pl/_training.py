@@ -1,0 +1,83 @@
+"""Training curves from ``uns[key]["history"]``."""
+
+from __future__ import annotations
+
+import pandas as pd
+from anndata import AnnData
+
+from .._docs import doc_params
+from ._common import finish, get_axes, get_uns_entry
+
+_LABELS = {
+    "loss": "loss",
+    "poisson_loglik": "mean Poisson log-likelihood",
+    "ari": "ARI",
+    "nmi": "NMI",
+    "time": "seconds",
+}
+
+
+@doc_params
+def training_curve(
+    adata: AnnData,
+    key: str = "nmf",
+    *,
+    y: str = "loss",
+    y2: str | None = "ari",
+    x: str = "iteration",
+    label: str | None = None,
+    color: str = "C0",
+    color2: str = "C3",
+    ax=None,
+    show: bool | None = None,
+    return_fig: bool = False,
+):
+    """Plot a tool's training history: one metric, and optionally a second on a twin axis.
+
+    With the defaults this draws the loss and the ARI against the iteration, as in the training
+    curves of NMF and scETM. Call it twice on the same ``ax`` with ``y2=None`` to compare runs
+    (e.g. ``y="ari"`` of NMF-SSE and NMF-Poisson).
+
+    Parameters
+    ----------
+    {adata}
+    key
+        The ``key_added`` of the tool; the history is ``adata.uns[key]["history"]``.
+    y
+        History column for the left axis (e.g. ``"loss"``, ``"poisson_loglik"``, ``"ari"``).
+    y2
+        History column for the right axis; skipped when ``None`` or absent from the history.
+    x
+        History column for the horizontal axis (``"iteration"``, ``"epoch"`` or ``"time"``).
+    label
+        Legend label of the ``y`` curve (defaults to ``key``).
+    color, color2
+        Colours of the two curves.
+    {plot_common}
+
+    Returns
+    -------
+    The Axes of ``y`` (or the Figure when ``return_fig``).
+    """
+    history = get_uns_entry(adata, key).get("history")
+    if not isinstance(history, pd.DataFrame):
+        raise ValueError(f"adata.uns[{key!r}] has no 'history' DataFrame to plot.")
+    for column in (x, y):
+        if column not in history.columns:
+            raise ValueError(
+                f"{column!r} is not a column of the history of {key!r} "
+                f"(columns: {', '.join(history.columns)})."
+            )
+    history = history.sort_values(x)
+    fig, ax, created = get_axes(ax, (5, 3.5))
+    values = history[[x, y]].dropna()
+    ax.plot(values[x], values[y], color=color, label=label or key, marker="." if len(values) < 30 else None)
+    ax.set_xlabel(x)
+    ax.set_ylabel(_LABELS.get(y, y), color=color if y2 else "black")
+    if y2 is not None and y2 in history.columns and history[y2].notna().any():
+        ax2 = ax.twinx()
+        second = history[[x, y2]].dropna()
+        ax2.plot(second[x], second[y2], color=color2, marker="o", markersize=3, linewidth=1)
+        ax2.set_ylabel(_LABELS.get(y2, y2), color=color2)
+    ax.set_title(f"{key}: training history")
+    return finish(fig, ax, created=created, show=show, return_fig=return_fig)

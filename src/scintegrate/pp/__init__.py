@@ -1,0 +1,3 @@
+"""Preprocessing. Gene activity, LIGER preprocessing and quantile normalisation land here."""
+
+__all__: list[str] = []
