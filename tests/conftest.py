@@ -8,7 +8,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-import scintegrate as si  # noqa: E402
+import scintegrate as si
 
 
 @pytest.fixture(autouse=True)

@@ -65,7 +65,9 @@ def test_matches_slow_dense_reference(objective, solver):
     np.testing.assert_allclose(result.H, H_ref, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(result.W, W_ref, rtol=1e-9, atol=1e-12)
     mse, kl, loglik = reference_losses(X.toarray(), result.H, result.W)
-    assert result.history["loss"][-1] == pytest.approx(mse if objective == "frobenius" else kl, rel=1e-9)
+    assert result.history["loss"][-1] == pytest.approx(
+        mse if objective == "frobenius" else kl, rel=1e-9
+    )
     if objective == "kl":
         assert result.history["poisson_loglik"][-1] == pytest.approx(loglik, rel=1e-9)
     # the recorded loss of every iteration is the loss of that iterate: check the first update
@@ -132,14 +134,23 @@ def test_recovers_planted_factors(objective, solver):
     H_true = rng.random((150, 3)) * (rng.random((150, 3)) < 0.6)
     W_true = rng.random((90, 3)) * (rng.random((90, 3)) < 0.6)
     X = H_true @ W_true.T
-    result = fit_nmf(X, 3, objective=objective, solver=solver, max_iter=3000, tol=1e-12,
-                     init="random", random_state=0)
+    result = fit_nmf(
+        X,
+        3,
+        objective=objective,
+        solver=solver,
+        max_iter=3000,
+        tol=1e-12,
+        init="random",
+        random_state=0,
+    )
     fit = result.H @ result.W.T
     assert np.linalg.norm(fit - X) / np.linalg.norm(X) < 0.02
     # factors match up to permutation and scale: each true column has a near-parallel fitted one
     for r in range(3):
         cosines = [
-            result.W[:, s] @ W_true[:, r]
+            result.W[:, s]
+            @ W_true[:, r]
             / (np.linalg.norm(result.W[:, s]) * np.linalg.norm(W_true[:, r]) + 1e-300)
             for s in range(3)
         ]
@@ -179,12 +190,15 @@ def test_tolerance_stops_early_and_callback_schedule():
         calls.append(1)
         return {"score": float(H.sum())}
 
-    result = fit_nmf(X, 4, objective="kl", solver="mu", max_iter=500, tol=1e-3, callback=callback,
-                     track_every=4)
+    result = fit_nmf(
+        X, 4, objective="kl", solver="mu", max_iter=500, tol=1e-3, callback=callback, track_every=4
+    )
     assert result.converged and result.n_iter < 500
     history = result.history
     assert history["iteration"] == list(range(result.n_iter + 1))
-    scored = [i for i, s in zip(history["iteration"], history["score"], strict=True) if not np.isnan(s)]
+    scored = [
+        i for i, s in zip(history["iteration"], history["score"], strict=True) if not np.isnan(s)
+    ]
     assert scored == sorted({*range(4, result.n_iter + 1, 4), result.n_iter})
     assert len(calls) == len(scored)
     assert np.all(np.diff(history["time"]) >= 0)
@@ -194,7 +208,7 @@ def test_randomized_svd_matches_lapack():
     # exact where the spectrum has a gap after rank k (rank-5 signal plus small noise)
     rng = np.random.default_rng(9)
     X = sp.csr_matrix(rng.random((100, 5)) @ rng.random((5, 70)) + 0.01 * rng.random((100, 70)))
-    U, S, Vt = randomized_svd(X, 5, np.random.default_rng(0))
+    U, S, _Vt = randomized_svd(X, 5, np.random.default_rng(0))
     S_exact = np.linalg.svd(X.toarray(), compute_uv=False)[:5]
     np.testing.assert_allclose(S, S_exact, rtol=1e-6)
     np.testing.assert_allclose(U.T @ U, np.eye(5), atol=1e-10)

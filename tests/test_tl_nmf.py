@@ -71,7 +71,9 @@ def test_layer_is_used(cortex_small):
 @pytest.mark.parametrize("fmt", ["csr_matrix", "csc_matrix", "csr_array", "dense"])
 def test_sparse_and_dense_give_same_factors(cortex_small, fmt):
     converted = {
-        "csr_matrix": sp.csr_matrix, "csc_matrix": sp.csc_matrix, "csr_array": sp.csr_array,
+        "csr_matrix": sp.csr_matrix,
+        "csc_matrix": sp.csc_matrix,
+        "csr_array": sp.csr_array,
         "dense": lambda x: x.toarray(),
     }[fmt](cortex_small.X)
     reference = si.tl.nmf(cortex_small, 5, objective="kl", max_iter=15, copy=True)
@@ -82,16 +84,17 @@ def test_sparse_and_dense_give_same_factors(cortex_small, fmt):
 
 
 def test_same_seed_same_result(cortex_small):
-    runs = [si.tl.nmf(cortex_small, 5, init="random", random_state=3, max_iter=10, copy=True)
-            for _ in range(2)]
+    runs = [
+        si.tl.nmf(cortex_small, 5, init="random", random_state=3, max_iter=10, copy=True)
+        for _ in range(2)
+    ]
     np.testing.assert_array_equal(runs[0].obsm["X_nmf"], runs[1].obsm["X_nmf"])
     other = si.tl.nmf(cortex_small, 5, init="random", random_state=4, max_iter=10, copy=True)
     assert not np.allclose(other.obsm["X_nmf"], runs[0].obsm["X_nmf"])
 
 
 def test_round_trip_h5ad(cortex_small, tmp_path):
-    si.tl.nmf(cortex_small, 4, objective="kl", max_iter=10, labels_key="cell_type",
-              track_every=5)
+    si.tl.nmf(cortex_small, 4, objective="kl", max_iter=10, labels_key="cell_type", track_every=5)
     path = tmp_path / "nmf.h5ad"
     cortex_small.write_h5ad(path)
     back = ad.read_h5ad(path)
@@ -148,8 +151,16 @@ def _with_X(adata, X):
     ("mutate", "kwargs", "message"),
     [
         (lambda a: _with_X(a, -a.X), {}, "negative values"),
-        (lambda a: _with_X(a, np.where(a.X.toarray() > 3, np.nan, a.X.toarray())), {}, "NaN or infinite"),
-        (lambda a: _with_X(a, np.where(a.X.toarray() > 3, np.inf, a.X.toarray())), {}, "NaN or infinite"),
+        (
+            lambda a: _with_X(a, np.where(a.X.toarray() > 3, np.nan, a.X.toarray())),
+            {},
+            "NaN or infinite",
+        ),
+        (
+            lambda a: _with_X(a, np.where(a.X.toarray() > 3, np.inf, a.X.toarray())),
+            {},
+            "NaN or infinite",
+        ),
         (lambda a: a, {"n_components": 301}, "larger than min"),
         (lambda a: a, {"n_components": 0}, "n_components must be an integer"),
         (lambda a: a, {"layer": "counts"}, "Layer 'counts' not found"),

@@ -27,7 +27,9 @@ def run_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs = {"nmf_sse": "frobenius", "nmf_poisson": "kl"}
-    steps = tqdm(total=len(runs) + 3, desc="scintegrate demo", unit="step", disable=not settings.progress_bar)
+    steps = tqdm(
+        total=len(runs) + 3, desc="scintegrate demo", unit="step", disable=not settings.progress_bar
+    )
 
     steps.set_postfix_str("loading data")
     adata = datasets.snareseq_cortex_rna()
@@ -35,8 +37,14 @@ def run_demo(
     for key, objective in runs.items():
         steps.set_postfix_str(f"{key} ({objective})")
         tl.nmf(
-            adata, n_components, objective=objective, max_iter=max_iter, tol=0,
-            labels_key="cell_type", track_every=track_every, random_state=random_state,
+            adata,
+            n_components,
+            objective=objective,
+            max_iter=max_iter,
+            tol=0,
+            labels_key="cell_type",
+            track_every=track_every,
+            random_state=random_state,
             key_added=key,
         )
         steps.update()
@@ -46,14 +54,23 @@ def run_demo(
     pl.training_curve(adata, "nmf_sse", y="loss", y2="ari", ax=axes[0], show=False)
     pl.training_curve(adata, "nmf_poisson", y="poisson_loglik", y2="ari", ax=axes[1], show=False)
     for key, color in zip(runs, ("C0", "C3"), strict=True):
-        pl.training_curve(adata, key, y="ari", y2=None, label=key, color=color, ax=axes[2], show=False)
+        pl.training_curve(
+            adata, key, y="ari", y2=None, label=key, color=color, ax=axes[2], show=False
+        )
     axes[2].set_title("ARI during training")
     axes[2].legend(frameon=False)
     fig.tight_layout()
     fig.savefig(out / "training_curve.png", dpi=120)
     plt.close(fig)
-    fig = pl.umap(adata, "nmf_poisson", color=["cell_type", "library"], random_state=random_state,
-                  show=False, return_fig=True, wspace=0.35)
+    fig = pl.umap(
+        adata,
+        "nmf_poisson",
+        color=["cell_type", "library"],
+        random_state=random_state,
+        show=False,
+        return_fig=True,
+        wspace=0.35,
+    )
     fig.savefig(out / "umap.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     steps.update()

@@ -17,10 +17,14 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="run NMF-SSE vs NMF-Poisson on bundled real data (offline)"
     )
-    demo.add_argument("--out", default="scintegrate_demo", help="output folder (default: %(default)s)")
+    demo.add_argument(
+        "--out", default="scintegrate_demo", help="output folder (default: %(default)s)"
+    )
     demo.add_argument("--n-components", type=int, default=20)
     demo.add_argument("--max-iter", type=int, default=200)
-    demo.add_argument("--track-every", type=int, default=20, help="iterations between ARI evaluations")
+    demo.add_argument(
+        "--track-every", type=int, default=20, help="iterations between ARI evaluations"
+    )
     demo.add_argument("--random-state", type=int, default=0)
 
     nmf = commands.add_parser("nmf", help="run tl.nmf on an h5ad file and write the result")
@@ -53,8 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         from ._demo import run_demo
 
         run_demo(
-            args.out, n_components=args.n_components, max_iter=args.max_iter,
-            track_every=args.track_every, random_state=args.random_state,
+            args.out,
+            n_components=args.n_components,
+            max_iter=args.max_iter,
+            track_every=args.track_every,
+            random_state=args.random_state,
         )
         return 0
     if args.command == "nmf":
@@ -64,9 +71,17 @@ def main(argv: list[str] | None = None) -> int:
 
         adata = ad.read_h5ad(args.input)
         tl.nmf(
-            adata, args.n_components, layer=args.layer, objective=args.objective,
-            solver=args.solver, max_iter=args.max_iter, tol=args.tol, labels_key=args.labels_key,
-            track_every=args.track_every, random_state=args.random_state, key_added=args.key_added,
+            adata,
+            args.n_components,
+            layer=args.layer,
+            objective=args.objective,
+            solver=args.solver,
+            max_iter=args.max_iter,
+            tol=args.tol,
+            labels_key=args.labels_key,
+            track_every=args.track_every,
+            random_state=args.random_state,
+            key_added=args.key_added,
         )
         adata.write_h5ad(args.output)
         print(f"wrote {args.output}")

@@ -6,7 +6,9 @@ from __future__ import annotations
 def resolve_device(device: str) -> str:
     """Return ``"cpu"`` or ``"cuda[:n]"`` for a user's ``device`` argument."""
     if not isinstance(device, str):
-        raise ValueError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {device!r}.")
+        raise ValueError(
+            f"device must be a string such as 'auto', 'cpu' or 'cuda', got {device!r}."
+        )
     name = device.lower()
     if name == "cpu":
         return "cpu"

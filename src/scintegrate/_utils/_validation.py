@@ -53,7 +53,9 @@ def get_matrix(adata: AnnData, layer: str | None) -> np.ndarray | sp.spmatrix | 
 def check_finite_nonnegative(X, *, what: str = "the input matrix", fix: str = "") -> None:
     """Refuse NaN, inf and negative values, looking only at stored values of sparse input."""
     values = X.data if sp.issparse(X) else np.asarray(X)
-    if not np.issubdtype(values.dtype, np.number) or np.issubdtype(values.dtype, np.complexfloating):
+    if not np.issubdtype(values.dtype, np.number) or np.issubdtype(
+        values.dtype, np.complexfloating
+    ):
         raise ValueError(f"{what} has dtype {values.dtype}; expected real numbers.")
     if values.size and not np.isfinite(values).all():
         n_bad = int(values.size - np.isfinite(values).sum())

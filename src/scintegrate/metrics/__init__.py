@@ -1,7 +1,13 @@
 """Metrics of embedding quality: clustering agreement with labels (ARI, NMI)."""
 
-from ._clustering import adjusted_rand_index, ari, cluster_agreement, leiden_clusters, nmi
-from ._clustering import normalized_mutual_info
+from ._clustering import (
+    adjusted_rand_index,
+    ari,
+    cluster_agreement,
+    leiden_clusters,
+    nmi,
+    normalized_mutual_info,
+)
 
 __all__ = [
     "adjusted_rand_index",

@@ -35,7 +35,16 @@ def _contingency(labels_true, labels_pred) -> np.ndarray:
 def adjusted_rand_index(labels_true, labels_pred) -> float:
     """Adjusted Rand index (Hubert & Arabie 1985) of two labellings of the same cells.
 
-    1 for identical partitions, about 0 for independent ones.
+    Parameters
+    ----------
+    labels_true
+        Reference labels, one per cell.
+    labels_pred
+        Predicted labels (e.g. clusters), one per cell.
+
+    Returns
+    -------
+    The ARI: 1 for identical partitions, about 0 for independent ones, negative below chance.
     """
     table = _contingency(labels_true, labels_pred)
     n = table.sum()
@@ -56,7 +65,22 @@ def adjusted_rand_index(labels_true, labels_pred) -> float:
 
 
 def normalized_mutual_info(labels_true, labels_pred) -> float:
-    """Normalised mutual information, with the arithmetic mean of the entropies as normaliser."""
+    """Normalised mutual information of two labellings of the same cells.
+
+    The mutual information divided by the arithmetic mean of the two entropies (the default of
+    scikit-learn's ``normalized_mutual_info_score``).
+
+    Parameters
+    ----------
+    labels_true
+        Reference labels, one per cell.
+    labels_pred
+        Predicted labels (e.g. clusters), one per cell.
+
+    Returns
+    -------
+    The NMI, between 0 (independent) and 1 (identical partitions).
+    """
     table = _contingency(labels_true, labels_pred)
     n = table.sum()
     p_true, p_pred = table.sum(1) / n, table.sum(0) / n
@@ -88,7 +112,9 @@ def _embedding_and_labels(data, labels, use_rep):
         embedding = np.asarray(data)
     labels = np.asarray(labels)
     if embedding.ndim != 2:
-        raise ValueError(f"The embedding must be a cells x dimensions array, got shape {embedding.shape}.")
+        raise ValueError(
+            f"The embedding must be a cells x dimensions array, got shape {embedding.shape}."
+        )
     if labels.shape[0] != embedding.shape[0]:
         raise ValueError(
             f"labels has {labels.shape[0]} entries but the embedding has {embedding.shape[0]} cells."
@@ -138,8 +164,10 @@ def _cluster(embedding, resolutions, n_neighbors, metric, random_state) -> list[
     n_cells = embedding.shape[0]
     if n_cells < 3:
         raise ValueError(f"Clustering needs at least 3 cells, got {n_cells}.")
-    tmp = AnnData(obsm={"X_emb": np.ascontiguousarray(embedding, dtype=np.float32)},
-                  obs=pd.DataFrame(index=np.arange(n_cells).astype(str)))
+    tmp = AnnData(
+        obsm={"X_emb": np.ascontiguousarray(embedding, dtype=np.float32)},
+        obs=pd.DataFrame(index=np.arange(n_cells).astype(str)),
+    )
     kwargs = {"transformer": "sklearn"} if n_cells <= _EXACT_KNN_MAX_CELLS else {}
     sc.pp.neighbors(
         tmp,
@@ -202,7 +230,9 @@ def cluster_agreement(
     resolutions = [float(r) for r in np.atleast_1d(resolution)]
     rows = []
     for res, clusters in zip(
-        resolutions, _cluster(embedding, resolutions, n_neighbors, metric, random_state), strict=True
+        resolutions,
+        _cluster(embedding, resolutions, n_neighbors, metric, random_state),
+        strict=True,
     ):
         rows.append(
             {
@@ -255,8 +285,13 @@ def ari(
     The ARI, between about 0 (chance) and 1 (identical partitions).
     """
     table = cluster_agreement(
-        data, labels, use_rep=use_rep, resolution=resolution,
-        n_neighbors=n_neighbors, metric=metric, random_state=random_state,
+        data,
+        labels,
+        use_rep=use_rep,
+        resolution=resolution,
+        n_neighbors=n_neighbors,
+        metric=metric,
+        random_state=random_state,
     )
     return float(table["ari"].max())
 
@@ -298,7 +333,12 @@ def nmi(
     The NMI, between 0 and 1.
     """
     table = cluster_agreement(
-        data, labels, use_rep=use_rep, resolution=resolution,
-        n_neighbors=n_neighbors, metric=metric, random_state=random_state,
+        data,
+        labels,
+        use_rep=use_rep,
+        resolution=resolution,
+        n_neighbors=n_neighbors,
+        metric=metric,
+        random_state=random_state,
     )
     return float(table["nmi"].max())

@@ -40,7 +40,9 @@ def get_cell_factors(adata: AnnData, key: str) -> np.ndarray:
     rep = f"X_{key}"
     if rep not in adata.obsm:
         keys = ", ".join(map(repr, adata.obsm.keys())) or "none"
-        raise ValueError(f"adata.obsm has no {rep!r} (keys: {keys}); run the tool with key_added={key!r}.")
+        raise ValueError(
+            f"adata.obsm has no {rep!r} (keys: {keys}); run the tool with key_added={key!r}."
+        )
     return np.asarray(adata.obsm[rep])
 
 

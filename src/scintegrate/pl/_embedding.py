@@ -15,8 +15,12 @@ def _neighbors(adata: AnnData, key: str, n_neighbors: int, metric: str, random_s
 
     neighbors_key = f"{key}_neighbors"
     sc.pp.neighbors(
-        adata, n_neighbors=n_neighbors, use_rep=f"X_{key}", metric=metric,
-        random_state=random_state, key_added=neighbors_key,
+        adata,
+        n_neighbors=n_neighbors,
+        use_rep=f"X_{key}",
+        metric=metric,
+        random_state=random_state,
+        key_added=neighbors_key,
     )
     return neighbors_key
 
@@ -67,8 +71,12 @@ def umap(
     basis = f"{key}_umap"
     if recompute or f"X_{basis}" not in adata.obsm:
         neighbors_key = _neighbors(adata, key, n_neighbors, metric, random_state)
-        sc.tl.umap(adata, neighbors_key=neighbors_key, random_state=random_state, key_added=f"X_{basis}")
-    return sc.pl.embedding(adata, basis=basis, color=color, show=show, return_fig=return_fig, **kwargs)
+        sc.tl.umap(
+            adata, neighbors_key=neighbors_key, random_state=random_state, key_added=f"X_{basis}"
+        )
+    return sc.pl.embedding(
+        adata, basis=basis, color=color, show=show, return_fig=return_fig, **kwargs
+    )
 
 
 @doc_params
@@ -117,6 +125,14 @@ def tsne(
     get_cell_factors(adata, key)
     basis = f"{key}_tsne"
     if recompute or f"X_{basis}" not in adata.obsm:
-        sc.tl.tsne(adata, use_rep=f"X_{key}", perplexity=perplexity, metric=metric,
-                   random_state=random_state, key_added=f"X_{basis}")
-    return sc.pl.embedding(adata, basis=basis, color=color, show=show, return_fig=return_fig, **kwargs)
+        sc.tl.tsne(
+            adata,
+            use_rep=f"X_{key}",
+            perplexity=perplexity,
+            metric=metric,
+            random_state=random_state,
+            key_added=f"X_{basis}",
+        )
+    return sc.pl.embedding(
+        adata, basis=basis, color=color, show=show, return_fig=return_fig, **kwargs
+    )

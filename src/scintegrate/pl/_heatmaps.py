@@ -78,7 +78,12 @@ def factor_heatmap(
         factor_order = np.lexsort((-means.max(0), means.argmax(0)))
     fig, ax, created = get_axes(ax, (max(4.0, 0.3 * n_factors + 2.5), 6))
     image = ax.imshow(
-        values[:, factor_order], aspect="auto", interpolation="nearest", cmap=cmap, vmin=0, vmax=vmax
+        values[:, factor_order],
+        aspect="auto",
+        interpolation="nearest",
+        cmap=cmap,
+        vmin=0,
+        vmax=vmax,
     )
     ax.set_xticks(range(n_factors), [str(f) for f in factor_order], fontsize=7)
     ax.set_xlabel("factor")
@@ -88,12 +93,24 @@ def factor_heatmap(
     palette = plt.get_cmap("tab20")
     colors = [palette(g % 20) for g in range(len(labels.categories))]
     bar = ax.inset_axes([-0.06, 0, 0.04, 1])
-    bar.imshow(codes[:, None], aspect="auto", interpolation="nearest",
-               cmap=plt.matplotlib.colors.ListedColormap(colors), vmin=-0.5, vmax=len(colors) - 0.5)
+    bar.imshow(
+        codes[:, None],
+        aspect="auto",
+        interpolation="nearest",
+        cmap=plt.matplotlib.colors.ListedColormap(colors),
+        vmin=-0.5,
+        vmax=len(colors) - 0.5,
+    )
     bar.set_axis_off()
     ax.legend(
-        handles=[Patch(color=c, label=str(cat)) for c, cat in zip(colors, labels.categories, strict=True)],
-        loc="upper left", bbox_to_anchor=(1.18, 1), fontsize=7, frameon=False, title=groupby,
+        handles=[
+            Patch(color=c, label=str(cat)) for c, cat in zip(colors, labels.categories, strict=True)
+        ],
+        loc="upper left",
+        bbox_to_anchor=(1.18, 1),
+        fontsize=7,
+        frameon=False,
+        title=groupby,
     )
     fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02, label=f"{key} loading")
     return finish(fig, ax, created=created, show=show, return_fig=return_fig)
@@ -145,7 +162,9 @@ def top_features(
     """
     loadings, _ = get_feature_factors(adata, key, varm_key)
     if loadings.ndim != 2:
-        raise ValueError(f"Feature loadings must be features x factors, got shape {loadings.shape}.")
+        raise ValueError(
+            f"Feature loadings must be features x factors, got shape {loadings.shape}."
+        )
     if not isinstance(n_top, int | np.integer) or n_top < 1:
         raise ValueError(f"n_top must be a positive integer, got {n_top!r}.")
     if gene_symbols is not None and gene_symbols not in adata.var.columns:
@@ -158,9 +177,12 @@ def top_features(
             if feature not in chosen:
                 chosen.append(int(feature))
     n_factors = values.shape[1]
-    fig, ax, created = get_axes(ax, (max(4.0, 0.3 * n_factors + 2), max(4.0, 0.13 * len(chosen) + 1)))
-    image = ax.imshow(values[chosen], aspect="auto", interpolation="nearest", cmap=cmap,
-                      vmin=0, vmax=vmax)
+    fig, ax, created = get_axes(
+        ax, (max(4.0, 0.3 * n_factors + 2), max(4.0, 0.13 * len(chosen) + 1))
+    )
+    image = ax.imshow(
+        values[chosen], aspect="auto", interpolation="nearest", cmap=cmap, vmin=0, vmax=vmax
+    )
     ax.set_yticks(range(len(chosen)), names[chosen], fontsize=6)
     ax.set_xticks(range(n_factors), [str(f) for f in range(n_factors)], fontsize=7)
     ax.set_xlabel("factor")

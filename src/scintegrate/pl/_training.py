@@ -71,7 +71,13 @@ def training_curve(
     history = history.sort_values(x)
     fig, ax, created = get_axes(ax, (5, 3.5))
     values = history[[x, y]].dropna()
-    ax.plot(values[x], values[y], color=color, label=label or key, marker="." if len(values) < 30 else None)
+    ax.plot(
+        values[x],
+        values[y],
+        color=color,
+        label=label or key,
+        marker="." if len(values) < 30 else None,
+    )
     ax.set_xlabel(x)
     ax.set_ylabel(_LABELS.get(y, y), color=color if y2 else "black")
     if y2 is not None and y2 in history.columns and history[y2].notna().any():

@@ -180,7 +180,11 @@ def nmf(
 
     callback = None
     if labels is not None:
-        from ..metrics._clustering import adjusted_rand_index, leiden_clusters, normalized_mutual_info
+        from ..metrics._clustering import (
+            adjusted_rand_index,
+            leiden_clusters,
+            normalized_mutual_info,
+        )
 
         def callback(H, W):
             clusters = leiden_clusters(H, resolution=resolution, metric="cosine", random_state=0)
@@ -211,7 +215,10 @@ def nmf(
         )
     logger.info(
         "NMF (%s, %s): %d iterations, final loss %.6g%s",
-        objective, solver, result.n_iter, result.history["loss"][-1],
+        objective,
+        solver,
+        result.n_iter,
+        result.history["loss"][-1],
         " (converged)" if result.converged else "",
     )
 
