@@ -11,21 +11,6 @@ from numba import njit, prange
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def csr_times_dense(indptr, indices, data, B, out):  # pragma: no cover - compiled
-    """``out = X @ B`` for CSR ``X`` (rows in parallel)."""
-    n, k = out.shape
-    for i in prange(n):
-        for r in range(k):
-            out[i, r] = 0.0
-        for p in range(indptr[i], indptr[i + 1]):
-            j = indices[p]
-            v = data[p]
-            for r in range(k):
-                out[i, r] += v * B[j, r]
-    return out
-
-
-@njit(parallel=True, fastmath=True, cache=True)
 def kl_multiplicative_update(
     indptr, indices, data, H, W, w_colsum, eps, with_loglik
 ):  # pragma: no cover - compiled
