@@ -6,8 +6,6 @@ from pathlib import Path
 
 import matplotlib
 
-from ._settings import settings
-
 
 def run_demo(
     out_dir: str | Path = "scintegrate_demo",
@@ -20,16 +18,14 @@ def run_demo(
     """Run the demo and write its outputs into ``out_dir``; returns the folder."""
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from tqdm.auto import tqdm
 
     from . import datasets, metrics, pl, tl
+    from ._utils._progress import progress_bar
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs = {"nmf_sse": "frobenius", "nmf_poisson": "kl"}
-    steps = tqdm(
-        total=len(runs) + 3, desc="scintegrate demo", unit="step", disable=not settings.progress_bar
-    )
+    steps = progress_bar(total=len(runs) + 3, desc="scintegrate demo", unit="step")
 
     steps.set_postfix_str("loading data")
     adata = datasets.snareseq_cortex_rna()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from inspect import cleandoc
 from typing import TypeVar
@@ -36,10 +37,19 @@ return_fig
 
 
 def doc_params(func: F) -> F:
-    """Fill ``{adata}``-style placeholders of a docstring from the shared parameter docs."""
+    """Fill ``{adata}``-style placeholders of a docstring from the shared parameter docs.
+
+    Only a placeholder standing alone on its line is replaced, so that text such as
+    ``obsm[f"X_{key_added}"]`` in a Returns section is left as written.
+    """
     if func.__doc__:
         doc = cleandoc(func.__doc__)
-        for name, text in _PARAMS.items():
-            doc = doc.replace("{" + name + "}", text)
-        func.__doc__ = doc
+
+        def fill(match: re.Match) -> str:
+            return _PARAMS.get(match.group(1), match.group(0))
+
+        func.__doc__ = _PLACEHOLDER.sub(fill, doc)
     return func
+
+
+_PLACEHOLDER = re.compile(r"^\{(\w+)\}$", flags=re.MULTILINE)

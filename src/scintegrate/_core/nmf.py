@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
+from .._utils._progress import progress_bar
 from ._sparse_kernels import hals_update, kl_loglik_data_term, kl_multiplicative_update
 
 OBJECTIVES = ("frobenius", "kl")
@@ -213,7 +213,7 @@ def fit_nmf(
 
     converged = False
     t = 0
-    bar = tqdm(total=max_iter, disable=not progress, desc=f"NMF ({objective})", unit="it")
+    bar = progress_bar(total=max_iter, disable=not progress, desc=f"NMF ({objective})")
     for t in range(1, max_iter + 1):
         if objective == "frobenius":
             XW = data.times(W)

@@ -158,6 +158,15 @@ def leiden_clusters(
     return _cluster(np.asarray(embedding), [resolution], n_neighbors, metric, random_state)[0]
 
 
+def knn_transformer_kwargs(n_cells: int) -> dict:
+    """Keyword arguments for :func:`scanpy.pp.neighbors`: exact kNN for small data.
+
+    Exact search is fast enough below the threshold and avoids the numba compile of
+    pynndescent (tens of seconds on first use).
+    """
+    return {"transformer": "sklearn"} if n_cells <= _EXACT_KNN_MAX_CELLS else {}
+
+
 def _cluster(embedding, resolutions, n_neighbors, metric, random_state) -> list[np.ndarray]:
     import scanpy as sc
 
@@ -168,14 +177,13 @@ def _cluster(embedding, resolutions, n_neighbors, metric, random_state) -> list[
         obsm={"X_emb": np.ascontiguousarray(embedding, dtype=np.float32)},
         obs=pd.DataFrame(index=np.arange(n_cells).astype(str)),
     )
-    kwargs = {"transformer": "sklearn"} if n_cells <= _EXACT_KNN_MAX_CELLS else {}
     sc.pp.neighbors(
         tmp,
         n_neighbors=min(n_neighbors, n_cells - 1),
         use_rep="X_emb",
         metric=metric,
         random_state=random_state,
-        **kwargs,
+        **knn_transformer_kwargs(n_cells),
     )
     out = []
     for resolution in resolutions:

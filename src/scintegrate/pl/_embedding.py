@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from anndata import AnnData
 
 from .._docs import doc_params
+from ..metrics._clustering import knn_transformer_kwargs
 from ._common import get_cell_factors
 
 
@@ -21,6 +22,7 @@ def _neighbors(adata: AnnData, key: str, n_neighbors: int, metric: str, random_s
         metric=metric,
         random_state=random_state,
         key_added=neighbors_key,
+        **knn_transformer_kwargs(adata.n_obs),
     )
     return neighbors_key
 
