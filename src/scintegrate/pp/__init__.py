@@ -1,3 +1,5 @@
-"""Preprocessing. Gene activity, LIGER preprocessing and quantile normalisation land here."""
+"""Preprocessing: LIGER's per-batch normalisation and scaling, and quantile normalisation."""
 
-__all__: list[str] = []
+from ._liger import liger_preprocess
+
+__all__: list[str] = ["liger_preprocess"]
