@@ -1,5 +1,6 @@
 """Tools: integration and factorisation methods that write their results into AnnData."""
 
+from ._inmf import inmf, online_inmf
 from ._nmf import nmf
 
-__all__ = ["nmf"]
+__all__ = ["inmf", "nmf", "online_inmf"]

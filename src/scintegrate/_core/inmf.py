@@ -1,0 +1,407 @@
+"""Integrative NMF (LIGER): batch solvers (ANLS, HALS, multiplicative) and online iNMF.
+
+Orientation: dataset ``i`` is a cells x genes matrix ``X_i`` (n_i x m), factorised as
+``X_i ~ H_i (W + V_i)^T`` with ``H_i`` (n_i x k), shared ``W`` (m x k) and dataset-specific ``V_i``
+(m x k), all nonnegative. The objective (1) of Gao & Welch is
+
+    sum_i ||X_i - H_i (W + V_i)^T||_F^2 + lambda sum_i ||H_i V_i^T||_F^2.
+
+Every solver works with the small products ``X_i (W + V_i)`` (n_i x k), ``X_i^T H_i`` (m x k) and
+k x k Gram matrices, so sparse data stays sparse and no cells x genes residual is ever formed; the
+objective is evaluated by the trace identity from the same products.
+
+Subproblems are solved exactly (block principal pivoting for ANLS, exact coordinate minimisation
+for HALS), so the objective cannot increase from one iteration to the next. Note that the HALS
+updates (5) and (13) printed in the paper approximate the coordinate minimiser of the V_i block
+(they drop the off-diagonal part of the lambda term); the exact form used here (as in libplanc) is
+``V_j <- [V_j + (B_j - (W + (1 + lambda) V) A_j) / ((1 + lambda) A_jj)]_+``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._utils._progress import progress_bar
+from ._nnls import nnls_gram
+from ._sparse_kernels import hals_update
+
+SOLVERS = ("anls", "hals", "mu")
+_EPS = 1e-16
+
+
+@dataclass
+class INMFResult:
+    """Factors of an iNMF fit (cells x k and genes x k orientation)."""
+
+    W: np.ndarray
+    V: list[np.ndarray]
+    H: list[np.ndarray]
+    objective: float
+    history: dict[str, list] = field(default_factory=dict)
+    n_iter: int = 0
+    converged: bool = False
+    # online iNMF only: the sufficient statistics, to continue training later
+    A: list[np.ndarray] | None = None
+    B: list[np.ndarray] | None = None
+
+
+def as_csr(X) -> sp.csr_matrix:
+    """Float64 CSR copy of a dense or sparse matrix (the input is never modified)."""
+    csr = sp.csr_matrix(X, dtype=np.float64, copy=True)
+    csr.sum_duplicates()
+    csr.eliminate_zeros()
+    return csr
+
+
+class _Dataset:
+    """One dataset as CSR and the CSR of its transpose, with its squared norm."""
+
+    def __init__(self, X) -> None:
+        self.X = as_csr(X)
+        self.Xt = self.X.T.tocsr()
+        self.n, self.m = self.X.shape
+        self.sq_norm = float(np.dot(self.X.data, self.X.data))
+
+
+def _gram_h(W: np.ndarray, V: np.ndarray | None, lambda_: float) -> np.ndarray:
+    """Gram matrix of the H-subproblem, ``L^T L + lambda V^T V`` with ``L = W + V``."""
+    if V is None:
+        return W.T @ W
+    L = W + V
+    return L.T @ L + lambda_ * (V.T @ V)
+
+
+def _objective_terms(
+    sq_norm: float, XtH: np.ndarray, HtH: np.ndarray, W: np.ndarray, V: np.ndarray, lambda_: float
+) -> float:
+    """One dataset's term of objective (1) from ``X^T H`` and ``H^T H`` (trace identity)."""
+    L = W + V
+    value = (
+        sq_norm
+        - 2.0 * float(np.sum(XtH * L))
+        + float(np.sum((L.T @ L) * HtH))
+        + lambda_ * float(np.sum((V.T @ V) * HtH))
+    )
+    return max(value, 0.0)
+
+
+def inmf_objective(
+    Xs: Sequence, W: np.ndarray, Vs: Sequence[np.ndarray], Hs: Sequence[np.ndarray], lambda_: float
+) -> float:
+    """Objective (1) of Gao & Welch, computed without forming a dense residual."""
+    total = 0.0
+    for X, V, H in zip(Xs, Vs, Hs, strict=True):
+        X = sp.csr_matrix(X, dtype=np.float64) if sp.issparse(X) else np.asarray(X, np.float64)
+        sq = float(X.multiply(X).sum()) if sp.issparse(X) else float(np.sum(X * X))
+        XtH = np.asarray(X.T @ H)
+        total += _objective_terms(sq, XtH, H.T @ H, W, V, lambda_)
+    return total
+
+
+def solve_h(
+    X,
+    W: np.ndarray,
+    V: np.ndarray | None = None,
+    lambda_: float = 0.0,
+    *,
+    chunk_size: int = 20_000,
+) -> tuple[np.ndarray, float]:
+    """Cell factors of ``X`` (cells x genes) for fixed ``W`` (and ``V``), by exact NNLS.
+
+    With ``V`` this is the H-step of iNMF for a cell of that dataset; without it, the projection
+    of new cells onto the shared factors (LIGER's scenario 3). Rows are processed in chunks so the
+    memory needed is independent of the number of cells. Returns ``H`` and this data's objective
+    term (with ``V``: the dataset's term of (1); without: ``||X - H W^T||^2``).
+    """
+    n = X.shape[0]
+    G = _gram_h(W, V, lambda_)
+    L = W if V is None else W + V
+    H = np.zeros((n, W.shape[1]))
+    value = 0.0
+    for start in range(0, n, chunk_size):
+        block = X[start : start + chunk_size]
+        block = as_csr(block) if sp.issparse(block) else np.asarray(block, dtype=np.float64)
+        R = np.asarray(block @ L)
+        h = nnls_gram(G, R)
+        H[start : start + chunk_size] = h
+        sq = (
+            float(np.dot(block.data, block.data)) if sp.issparse(block) else float(np.sum(block**2))
+        )
+        value += sq - 2.0 * float(np.sum(h * R)) + float(np.sum(G * (h.T @ h)))
+    return H, max(value, 0.0)
+
+
+def _check_solver(solver: str) -> None:
+    if solver not in SOLVERS:
+        raise ValueError(f"solver={solver!r} is not supported; choose one of {SOLVERS}.")
+
+
+def fit_inmf(
+    Xs: Sequence,
+    k: int,
+    *,
+    lambda_: float = 5.0,
+    solver: str = "anls",
+    max_iter: int = 30,
+    tol: float = 1e-6,
+    rng: np.random.Generator,
+    progress: bool = False,
+    callback: Callable[[int, INMFResult], dict | None] | None = None,
+) -> INMFResult:
+    """Batch iNMF by alternating updates of every ``H_i``, then ``V_i``, then ``W``.
+
+    ``solver="anls"`` solves each block exactly by block principal pivoting (warm-started),
+    ``"hals"`` makes one exact coordinate sweep per block, ``"mu"`` applies the multiplicative
+    updates. Factors start from uniform(0, 2) (as rliger's batch iNMF). Stops after ``max_iter``
+    iterations or when the relative decrease of the objective falls below ``tol`` (0 disables).
+    """
+    _check_solver(solver)
+    data = [_Dataset(X) for X in Xs]
+    m = data[0].m
+    start_time = time.perf_counter()
+    W = rng.uniform(0.0, 2.0, (m, k))
+    Vs = [rng.uniform(0.0, 2.0, (m, k)) for _ in data]
+    Hs = [rng.uniform(0.0, 2.0, (d.n, k)) for d in data]
+
+    def stats(i: int) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(data[i].Xt @ Hs[i]), Hs[i].T @ Hs[i]
+
+    def objective(XtHs, HtHs) -> float:
+        return sum(
+            _objective_terms(d.sq_norm, XtH, HtH, W, V, lambda_)
+            for d, XtH, HtH, V in zip(data, XtHs, HtHs, Vs, strict=True)
+        )
+
+    XtHs, HtHs = zip(*(stats(i) for i in range(len(data))), strict=True)
+    history: dict[str, list] = {"iteration": [0], "objective": [objective(XtHs, HtHs)]}
+    history["time"] = [time.perf_counter() - start_time]
+    callback_time = 0.0
+    converged = False
+    iteration = 0
+    bar = progress_bar(total=max_iter, desc=f"iNMF ({solver})", disable=not progress)
+    for iteration in range(1, max_iter + 1):
+        XtHs, HtHs = [], []
+        for i, d in enumerate(data):
+            V = Vs[i]
+            L = W + V
+            G = L.T @ L + lambda_ * (V.T @ V)
+            R = np.asarray(d.X @ L)
+            if solver == "anls":
+                nnls_gram(G, R, init=Hs[i], out=Hs[i])
+            elif solver == "hals":
+                hals_update(Hs[i], R, G)
+            else:
+                Hs[i] *= R / np.maximum(Hs[i] @ G, _EPS)
+            XtH, HtH = stats(i)
+            XtHs.append(XtH)
+            HtHs.append(HtH)
+            if solver == "anls":  # order of planc's BPPINMF: H_i, V_i per dataset, then W
+                nnls_gram((1.0 + lambda_) * HtH, XtH - W @ HtH, init=V, out=V)
+        if solver == "anls":
+            rhs = sum(XtH - V @ HtH for XtH, HtH, V in zip(XtHs, HtHs, Vs, strict=True))
+            nnls_gram(sum(HtHs), rhs, init=W, out=W)
+        elif solver == "hals":  # the paper's order: all H_i, then W, then every V_i
+            rhs = sum(XtH - V @ HtH for XtH, HtH, V in zip(XtHs, HtHs, Vs, strict=True))
+            hals_update(W, rhs, sum(HtHs))
+            for XtH, HtH, V in zip(XtHs, HtHs, Vs, strict=True):
+                hals_update(V, XtH - W @ HtH, (1.0 + lambda_) * HtH)
+        else:
+            for XtH, HtH, V in zip(XtHs, HtHs, Vs, strict=True):
+                V *= XtH / np.maximum((W + (1.0 + lambda_) * V) @ HtH, _EPS)
+            numerator = sum(XtHs)
+            denominator = sum((W + V) @ HtH for HtH, V in zip(HtHs, Vs, strict=True))
+            W *= numerator / np.maximum(denominator, _EPS)
+
+        value = objective(XtHs, HtHs)
+        history["iteration"].append(iteration)
+        history["objective"].append(value)
+        history["time"].append(time.perf_counter() - start_time - callback_time)
+        bar.set_postfix(objective=f"{value:.6g}", refresh=False)
+        bar.update()
+        if callback is not None:
+            tic = time.perf_counter()
+            extra = callback(iteration, INMFResult(W, Vs, Hs, value)) or {}
+            for name, item in extra.items():
+                history.setdefault(name, [None] * (len(history["iteration"]) - 1)).append(item)
+            callback_time += time.perf_counter() - tic
+        previous = history["objective"][-2]
+        if tol > 0 and previous - value <= tol * max(abs(previous), np.finfo(float).tiny):
+            converged = True
+            break
+    bar.close()
+    return INMFResult(
+        W=W,
+        V=Vs,
+        H=Hs,
+        objective=history["objective"][-1],
+        history=history,
+        n_iter=iteration,
+        converged=converged,
+    )
+
+
+def _epoch_order(n: int, chunk_size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random order of ``n`` cells that keeps runs of ``chunk_size`` consecutive cells together.
+
+    With ``chunk_size=1`` this is a plain permutation; larger chunks make mini-batches out of a
+    few contiguous runs, which is what makes reading them from HDF5 cheap.
+    """
+    if chunk_size <= 1:
+        return rng.permutation(n)
+    starts = np.arange(0, n, chunk_size)
+    order = rng.permutation(len(starts))
+    return np.concatenate([np.arange(s, min(s + chunk_size, n)) for s in starts[order]])
+
+
+def minibatch_plan(n_cells: Sequence[int], batch_size: int) -> int:
+    """Mini-batches per epoch: every dataset is split into this many parts, so each mini-batch
+    takes cells from every dataset in proportion to its size (about ``batch_size`` in total)."""
+    return max(1, round(sum(n_cells) / batch_size))
+
+
+def init_online_factors(
+    Xs: Sequence, k: int, rng: np.random.Generator
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Algorithm 1's start: W uniform(0, 2), each V_i from k randomly drawn (non-empty) cells of
+    dataset i; every column scaled to unit L2 norm (as in rliger and libplanc)."""
+    m = Xs[0].shape[1]
+    W = rng.uniform(0.0, 2.0, (m, k))
+    W /= np.maximum(np.linalg.norm(W, axis=0), _EPS)
+    Vs = []
+    for X in Xs:
+        X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
+        nonempty = (
+            np.flatnonzero(np.diff(X.indptr) > 0)
+            if sp.issparse(X)
+            else np.flatnonzero(np.any(X != 0, axis=1))
+        )
+        cells = np.sort(rng.choice(nonempty, k, replace=len(nonempty) < k))
+        rows = X[cells]
+        V = (rows.toarray() if sp.issparse(rows) else np.array(rows)).T.astype(np.float64)
+        V /= np.maximum(np.linalg.norm(V, axis=0), _EPS)
+        Vs.append(V)
+    return W, Vs
+
+
+def hals_update_w_v(
+    W: np.ndarray,
+    Vs: Sequence[np.ndarray],
+    As: Sequence[np.ndarray],
+    Bs: Sequence[np.ndarray],
+    lambda_: float,
+    update_v: Sequence[bool] | None = None,
+) -> None:
+    """Updates (12) and (13): one exact HALS sweep over W, then over every V_i, in place.
+
+    ``A_i = H_i^T H_i`` and ``B_i = X_i^T H_i`` (or their running mini-batch averages) summarise
+    the data; ``update_v`` leaves some V_i fixed (datasets that are only kept for W).
+    """
+    rhs = sum(B - V @ A for A, B, V in zip(As, Bs, Vs, strict=True))
+    hals_update(W, rhs, sum(As))
+    for i, (A, B, V) in enumerate(zip(As, Bs, Vs, strict=True)):
+        if update_v is None or update_v[i]:
+            hals_update(V, B - W @ A, (1.0 + lambda_) * A)
+
+
+def fit_online_inmf(
+    Xs: Sequence,
+    k: int,
+    *,
+    lambda_: float = 5.0,
+    batch_size: int = 5000,
+    max_epochs: int = 5,
+    hals_iter: int = 1,
+    chunk_size: int = 1,
+    rng: np.random.Generator,
+    progress: bool = False,
+    solve_final_h: bool = True,
+) -> INMFResult:
+    """Online iNMF (Algorithm 1 of Gao & Welch) on in-memory datasets.
+
+    Each iteration takes one part of every dataset's shuffled order (so a mini-batch has about
+    ``batch_size`` cells, from each dataset in proportion to its size), solves their ``h`` by
+    exact NNLS (11), folds ``h h^T / p_i`` and ``x h^T / p_i`` into ``A_i`` and ``B_i`` (10), and
+    updates ``W`` and ``V_i`` by ``hals_iter`` HALS sweeps (12)-(13). Older mini-batches are
+    down-weighted by ``(t - 1) / t`` per step (the linear forgetting of online dictionary
+    learning) and statistics older than two epochs are dropped at each epoch start. After the last
+    epoch every cell's ``H`` is solved with the final ``W`` and ``V_i``.
+
+    The history records, per iteration, an estimate of objective (1) from the mini-batch just
+    drawn (each dataset's mini-batch term scaled by ``n_i / p_i``, computed before the update, so
+    in the first epoch it is measured on unseen cells).
+    """
+    data = [as_csr(X) for X in Xs]
+    n_cells = [X.shape[0] for X in data]
+    start_time = time.perf_counter()
+    W, Vs = init_online_factors(data, k, rng)
+    m = W.shape[0]
+    As = [np.zeros((k, k)) for _ in data]
+    Bs = [np.zeros((m, k)) for _ in data]
+    old_As = [np.zeros((k, k)) for _ in data]
+    old_Bs = [np.zeros((m, k)) for _ in data]
+
+    parts = minibatch_plan(n_cells, batch_size)
+    total_iter = parts * max_epochs
+    history: dict[str, list] = {"iteration": [], "epoch": [], "objective": [], "time": []}
+    bar = progress_bar(total=total_iter, desc="online iNMF", disable=not progress)
+    t = 0
+    for epoch in range(max_epochs):
+        splits = [np.array_split(_epoch_order(n, chunk_size, rng), parts) for n in n_cells]
+        for part in range(parts):
+            t += 1
+            decay = (t - 1) / t
+            estimate = 0.0
+            for i, X in enumerate(data):
+                cells = splits[i][part]
+                if len(cells) == 0:  # a dataset with fewer cells than mini-batches per epoch
+                    continue
+                if chunk_size > 1:
+                    cells = np.sort(cells)
+                x = X[cells]
+                V = Vs[i]
+                L = W + V
+                G = L.T @ L + lambda_ * (V.T @ V)
+                R = np.asarray(x @ L)
+                h = nnls_gram(G, R)
+                size = len(cells)
+                hth = h.T @ h
+                estimate += (
+                    float(np.dot(x.data, x.data))
+                    - 2.0 * float(np.sum(h * R))
+                    + float(np.sum(G * hth))
+                ) * (n_cells[i] / size)
+                if part == 0 and epoch > 0:  # epoch start: forget what precedes the last one
+                    As[i] -= old_As[i]
+                    Bs[i] -= old_Bs[i]
+                    old_As[i] = As[i].copy()
+                    old_Bs[i] = Bs[i].copy()
+                As[i] *= decay
+                Bs[i] *= decay
+                old_As[i] *= decay
+                old_Bs[i] *= decay
+                As[i] += hth / size
+                Bs[i] += np.asarray(x.T @ h) / size
+            for _ in range(hals_iter):
+                hals_update_w_v(W, Vs, As, Bs, lambda_)
+            history["iteration"].append(t)
+            history["epoch"].append(t / parts)
+            history["objective"].append(estimate)
+            history["time"].append(time.perf_counter() - start_time)
+            bar.set_postfix(objective=f"{estimate:.6g}", refresh=False)
+            bar.update()
+    bar.close()
+
+    Hs: list[np.ndarray] = []
+    objective = float("nan")
+    if solve_final_h:
+        objective = 0.0
+        for X, V in zip(data, Vs, strict=True):
+            H, value = solve_h(X, W, V, lambda_, chunk_size=max(batch_size, 1))
+            Hs.append(H)
+            objective += value
+    return INMFResult(W=W, V=Vs, H=Hs, objective=objective, history=history, n_iter=t, A=As, B=Bs)
