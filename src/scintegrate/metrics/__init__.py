@@ -1,4 +1,5 @@
-"""Metrics of embedding quality: clustering agreement with labels (ARI, NMI)."""
+"""Metrics of embedding quality: clustering agreement with labels (ARI, NMI), and LIGER's
+integration metrics (alignment, agreement, purity)."""
 
 from ._clustering import (
     adjusted_rand_index,
@@ -8,12 +9,16 @@ from ._clustering import (
     nmi,
     normalized_mutual_info,
 )
+from ._integration import agreement, alignment_score, purity
 
 __all__ = [
     "adjusted_rand_index",
+    "agreement",
+    "alignment_score",
     "ari",
     "cluster_agreement",
     "leiden_clusters",
     "nmi",
     "normalized_mutual_info",
+    "purity",
 ]
