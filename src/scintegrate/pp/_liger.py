@@ -118,7 +118,7 @@ def library_sizes(X) -> np.ndarray:
         return np.bincount(
             rows, weights=X.data.astype(np.float64, copy=False), minlength=X.shape[0]
         )
-    return np.asarray(X, dtype=np.float64).sum(axis=1)
+    return np.asarray(X).sum(axis=1, dtype=np.float64)
 
 
 def liger_stats(X, codes: np.ndarray, n_batches: int, totals: np.ndarray) -> LigerStats:
