@@ -63,64 +63,72 @@ def _solve_passive(G, r, passive, x, y, chol, index, work):  # pragma: no cover 
             y[j] = s
 
 
-@njit(parallel=True, cache=True)
-def _bpp_rows(G, R, X, warm_start, max_iter):  # pragma: no cover - compiled
-    n, k = R.shape
-    unconverged = 0
-    for i in prange(n):
-        r = R[i]
-        x = np.zeros(k)
-        y = np.empty(k)
-        passive = np.zeros(k, dtype=np.bool_)
-        chol = np.empty((k, k))
-        index = np.empty(k, dtype=np.int64)
-        work = np.empty(k)
-        if warm_start:
-            for j in range(k):
-                passive[j] = X[i, j] > 0.0
-        r_scale = 0.0
+@njit(cache=True)
+def bpp_row(G, r, x, warm_start, max_iter):  # pragma: no cover - compiled
+    """Solve one row in place (``x`` holds the warm start when ``warm_start``); True if converged."""
+    k = G.shape[0]
+    y = np.empty(k)
+    passive = np.zeros(k, dtype=np.bool_)
+    chol = np.empty((k, k))
+    index = np.empty(k, dtype=np.int64)
+    work = np.empty(k)
+    if warm_start:
         for j in range(k):
-            r_scale = max(r_scale, abs(r[j]))
-        y_tol = 1e-12 * r_scale + 1e-300
-        _solve_passive(G, r, passive, x, y, chol, index, work)
+            passive[j] = x[j] > 0.0
+    r_scale = 0.0
+    for j in range(k):
+        r_scale = max(r_scale, abs(r[j]))
+    y_tol = 1e-12 * r_scale + 1e-300
+    _solve_passive(G, r, passive, x, y, chol, index, work)
 
-        budget = _FULL_EXCHANGE_BUDGET
-        best = k + 1
-        converged = False
-        for _ in range(max_iter):
-            x_scale = 0.0
-            for j in range(k):
-                x_scale = max(x_scale, abs(x[j]))
-            x_tol = 1e-12 * x_scale
-            n_bad = 0
-            last_bad = -1
+    budget = _FULL_EXCHANGE_BUDGET
+    best = k + 1
+    converged = False
+    for _ in range(max_iter):
+        x_scale = 0.0
+        for j in range(k):
+            x_scale = max(x_scale, abs(x[j]))
+        x_tol = 1e-12 * x_scale
+        n_bad = 0
+        last_bad = -1
+        for j in range(k):
+            if (passive[j] and x[j] < -x_tol) or (not passive[j] and y[j] < -y_tol):
+                n_bad += 1
+                last_bad = j
+        if n_bad == 0:
+            converged = True
+            break
+        if n_bad < best:
+            best = n_bad
+            budget = _FULL_EXCHANGE_BUDGET
+            full = True
+        elif budget > 0:
+            budget -= 1
+            full = True
+        else:
+            full = False  # backup rule: move only the last infeasible variable
+        if full:
             for j in range(k):
                 if (passive[j] and x[j] < -x_tol) or (not passive[j] and y[j] < -y_tol):
-                    n_bad += 1
-                    last_bad = j
-            if n_bad == 0:
-                converged = True
-                break
-            if n_bad < best:
-                best = n_bad
-                budget = _FULL_EXCHANGE_BUDGET
-                full = True
-            elif budget > 0:
-                budget -= 1
-                full = True
-            else:
-                full = False  # backup rule: move only the last infeasible variable
-            if full:
-                for j in range(k):
-                    if (passive[j] and x[j] < -x_tol) or (not passive[j] and y[j] < -y_tol):
-                        passive[j] = not passive[j]
-            else:
-                passive[last_bad] = not passive[last_bad]
-            _solve_passive(G, r, passive, x, y, chol, index, work)
-        if not converged:
+                    passive[j] = not passive[j]
+        else:
+            passive[last_bad] = not passive[last_bad]
+        _solve_passive(G, r, passive, x, y, chol, index, work)
+    for j in range(k):
+        if x[j] < 0.0:
+            x[j] = 0.0
+    return converged
+
+
+@njit(parallel=True, cache=True)
+def _bpp_rows(G, R, X, warm_start, max_iter):  # pragma: no cover - compiled
+    n = R.shape[0]
+    unconverged = 0
+    for i in prange(n):
+        if not warm_start:
+            X[i, :] = 0.0
+        if not bpp_row(G, R[i], X[i], warm_start, max_iter):
             unconverged += 1
-        for j in range(k):
-            X[i, j] = x[j] if x[j] > 0.0 else 0.0
     return unconverged
 
 
@@ -141,7 +149,8 @@ def nnls_gram(
     R
         Right-hand sides, n x k (one problem per row).
     init
-        Previous solution (n x k); its positive entries are the starting passive sets.
+        Previous solution (n x k); its positive entries are the starting passive sets. By
+        default the positive entries of the unconstrained solution ``R G^-1``.
     out
         Array to write the solution into (may be ``init``); a new one when ``None``.
     max_iter
@@ -154,13 +163,15 @@ def nnls_gram(
     """
     G = np.ascontiguousarray(G, dtype=np.float64)
     R = np.ascontiguousarray(R, dtype=np.float64)
-    n, k = R.shape
+    k = R.shape[1]
     if G.shape != (k, k):
         raise ValueError(f"Gram matrix of shape {G.shape} does not match {k} unknowns.")
+    if init is None:
+        # start from the sign pattern of the unconstrained solution (few exchanges remain)
+        init = R @ np.linalg.pinv(G, hermitian=True)
     if out is None:
-        out = np.zeros((n, k)) if init is None else np.array(init, dtype=np.float64, order="C")
-    elif init is not None and init is not out:
+        out = np.array(init, dtype=np.float64, order="C")
+    elif init is not out:
         out[...] = init
-    warm = init is not None
-    _bpp_rows(G, R, out, warm, 5 * k if max_iter is None else int(max_iter))
+    _bpp_rows(G, R, out, True, 5 * k if max_iter is None else int(max_iter))
     return out

@@ -27,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._utils._progress import progress_bar
+from ._inmf_kernels import rows_times, rows_transpose_times, solve_rows
 from ._nnls import nnls_gram
 from ._sparse_kernels import hals_update
 
@@ -118,21 +119,17 @@ def solve_h(
     memory needed is independent of the number of cells. Returns ``H`` and this data's objective
     term (with ``V``: the dataset's term of (1); without: ``||X - H W^T||^2``).
     """
+    X = X if isinstance(X, sp.csr_matrix) and X.dtype == np.float64 else as_csr(X)
     n = X.shape[0]
     G = _gram_h(W, V, lambda_)
     L = W if V is None else W + V
     H = np.zeros((n, W.shape[1]))
     value = 0.0
     for start in range(0, n, chunk_size):
-        block = X[start : start + chunk_size]
-        block = as_csr(block) if sp.issparse(block) else np.asarray(block, dtype=np.float64)
-        R = np.asarray(block @ L)
-        h = nnls_gram(G, R)
-        H[start : start + chunk_size] = h
-        sq = (
-            float(np.dot(block.data, block.data)) if sp.issparse(block) else float(np.sum(block**2))
-        )
-        value += sq - 2.0 * float(np.sum(h * R)) + float(np.sum(G * (h.T @ h)))
+        rows = np.arange(start, min(start + chunk_size, n))
+        h = H[start : start + len(rows)]
+        sq_norm, cross = solve_rows(X, rows, L, G, h)
+        value += sq_norm - 2.0 * cross + float(np.sum(G * (h.T @ h)))
     return H, max(value, 0.0)
 
 
@@ -169,7 +166,8 @@ def fit_inmf(
     Hs = [rng.uniform(0.0, 2.0, (d.n, k)) for d in data]
 
     def stats(i: int) -> tuple[np.ndarray, np.ndarray]:
-        return np.asarray(data[i].Xt @ Hs[i]), Hs[i].T @ Hs[i]
+        d = data[i]
+        return rows_times(d.Xt, np.arange(d.m), Hs[i]), Hs[i].T @ Hs[i]
 
     def objective(XtHs, HtHs) -> float:
         return sum(
@@ -190,12 +188,12 @@ def fit_inmf(
             V = Vs[i]
             L = W + V
             G = L.T @ L + lambda_ * (V.T @ V)
-            R = np.asarray(d.X @ L)
             if solver == "anls":
-                nnls_gram(G, R, init=Hs[i], out=Hs[i])
+                solve_rows(d.X, np.arange(d.n), L, G, Hs[i], warm_start=True)
             elif solver == "hals":
-                hals_update(Hs[i], R, G)
+                hals_update(Hs[i], rows_times(d.X, np.arange(d.n), L), G)
             else:
+                R = rows_times(d.X, np.arange(d.n), L)
                 Hs[i] *= R / np.maximum(Hs[i] @ G, _EPS)
             XtH, HtH = stats(i)
             XtHs.append(XtH)
@@ -360,21 +358,15 @@ def fit_online_inmf(
                 cells = splits[i][part]
                 if len(cells) == 0:  # a dataset with fewer cells than mini-batches per epoch
                     continue
-                if chunk_size > 1:
-                    cells = np.sort(cells)
-                x = X[cells]
+                cells = np.sort(cells)  # memory order: faster reads
                 V = Vs[i]
                 L = W + V
                 G = L.T @ L + lambda_ * (V.T @ V)
-                R = np.asarray(x @ L)
-                h = nnls_gram(G, R)
                 size = len(cells)
+                h = np.empty((size, k))
+                sq_norm, cross = solve_rows(X, cells, L, G, h)
                 hth = h.T @ h
-                estimate += (
-                    float(np.dot(x.data, x.data))
-                    - 2.0 * float(np.sum(h * R))
-                    + float(np.sum(G * hth))
-                ) * (n_cells[i] / size)
+                estimate += (sq_norm - 2.0 * cross + float(np.sum(G * hth))) * (n_cells[i] / size)
                 if part == 0 and epoch > 0:  # epoch start: forget what precedes the last one
                     As[i] -= old_As[i]
                     Bs[i] -= old_Bs[i]
@@ -385,7 +377,7 @@ def fit_online_inmf(
                 old_As[i] *= decay
                 old_Bs[i] *= decay
                 As[i] += hth / size
-                Bs[i] += np.asarray(x.T @ h) / size
+                Bs[i] += rows_transpose_times(X, cells, h) / size
             for _ in range(hals_iter):
                 hals_update_w_v(W, Vs, As, Bs, lambda_)
             history["iteration"].append(t)
