@@ -305,8 +305,6 @@ def liger_preprocess(
         ``batches`` (names in order), ``n_cells``, ``n_selected`` (genes per batch) and
         ``inv_umi_mean`` (mean of 1/total count per batch, LIGER's ``c``).
 
-    No ``obsm[...]`` entry is written: the cell embedding comes from ``tl.inmf``.
-
     Examples
     --------
     >>> import scintegrate as si
