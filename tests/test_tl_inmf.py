@@ -175,6 +175,14 @@ def _tiny_batch(a):
     a.obs.iloc[:3, a.obs.columns.get_loc("library")] = "tiny"
 
 
+def _gene_missing_in_one_batch(a):
+    """As anndata.concat(join="outer") leaves a gene one dataset did not measure."""
+    dense = a.layers["liger_scaled"].toarray()
+    genes = np.flatnonzero(a.var["liger_highly_variable"].to_numpy())[:4]
+    dense[np.ix_((a.obs["library"] == "09B").to_numpy(), genes)] = np.nan
+    a.layers["liger_scaled"] = sp.csr_matrix(dense)
+
+
 def _single_batch(a):
     a.obs["library"] = "only"
 
@@ -187,6 +195,7 @@ def _missing_batch_label(a):
 BAD_INPUT = [
     ("negative", _negative, {}, "negative values"),
     ("nan", _nan, {}, "NaN or infinite"),
+    ("genes differ", _gene_missing_in_one_batch, {}, "gene sets differ .* dataset '09B'"),
     ("empty batch", _empty_batch, {}, "Every cell of dataset '09C' is empty"),
     ("tiny batch", _tiny_batch, {}, "Dataset 'tiny' has 3 cells, fewer than n_components"),
     ("single batch", _single_batch, {}, "single value"),

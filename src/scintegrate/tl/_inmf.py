@@ -79,6 +79,36 @@ def _gene_mask(adata: AnnData, mask_var) -> np.ndarray:
     return np.flatnonzero(mask)
 
 
+def _check_shared_genes(X, codes: np.ndarray, uniques, gene_names) -> None:
+    """Refuse genes that a dataset does not have at all (all NaN, as an outer join leaves them).
+
+    Genes measured in every dataset are what makes the factorisation joint; a gene present in
+    only some datasets would be read as "not expressed" in the others.
+    """
+    if sp.issparse(X):
+        nan_entries = sp.csr_matrix(X, copy=True)
+        nan_entries.data = np.isnan(nan_entries.data).astype(np.int8)
+        nan_entries.eliminate_zeros()
+        if nan_entries.nnz == 0:
+            return
+    else:
+        nan_entries = np.isnan(X) if np.issubdtype(X.dtype, np.floating) else None
+        if nan_entries is None or not nan_entries.any():
+            return
+    for code, name in enumerate(uniques):
+        rows = np.flatnonzero(codes == code)
+        per_gene = np.asarray(nan_entries[rows].sum(axis=0)).ravel()
+        missing = np.flatnonzero(per_gene == len(rows))
+        if len(missing):
+            shown = ", ".join(map(str, gene_names[missing[:5]]))
+            raise ValueError(
+                f"The gene sets differ between datasets: {len(missing)} genes ({shown}"
+                f"{', ...' if len(missing) > 5 else ''}) are missing (all NaN) in dataset "
+                f"{name!r}. Use only genes measured in every dataset, e.g. anndata.concat(..., "
+                "join='inner') or adata[:, shared_genes]."
+            )
+
+
 def _split_datasets(
     adata: AnnData, batch_key: str, layer: str | None, mask_var, n_components: int
 ) -> _Datasets:
@@ -103,6 +133,8 @@ def _split_datasets(
     if sp.issparse(X):
         X = sp.csr_matrix(X)
     X = X[:, genes]
+    codes, uniques = pd.factorize(labels, sort=True)
+    _check_shared_genes(X, codes, uniques, adata.var_names[genes])
     check_finite_nonnegative(
         X,
         what=f"adata{where}",
@@ -114,7 +146,6 @@ def _split_datasets(
             f"n_components={n_components} is larger than the number of genes used "
             f"({len(genes)}); choose fewer components or select more genes."
         )
-    codes, uniques = pd.factorize(labels, sort=True)
     if len(uniques) < 2:
         raise ValueError(
             f"adata.obs[{batch_key!r}] has a single value ({uniques[0]!r}); iNMF integrates two or "
