@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._utils._progress import progress_bar
-from ._inmf_kernels import rows_times, rows_transpose_times, solve_rows
+from ._inmf_kernels import rows_times, rows_transpose_times, single_threaded_blas, solve_rows
 from ._nnls import nnls_gram
 from ._sparse_kernels import hals_update
 
@@ -104,6 +104,7 @@ def inmf_objective(
     return total
 
 
+@single_threaded_blas
 def solve_h(
     X,
     W: np.ndarray,
@@ -138,6 +139,7 @@ def _check_solver(solver: str) -> None:
         raise ValueError(f"solver={solver!r} is not supported; choose one of {SOLVERS}.")
 
 
+@single_threaded_blas
 def fit_inmf(
     Xs: Sequence,
     k: int,
@@ -306,6 +308,7 @@ def hals_update_w_v(
             hals_update(V, B - W @ A, (1.0 + lambda_) * A)
 
 
+@single_threaded_blas
 def fit_online_inmf(
     Xs: Sequence,
     k: int,
