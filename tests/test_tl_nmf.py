@@ -220,3 +220,13 @@ def test_real_data_quality_poisson_beats_squared_error(cortex):
     ari_sse = si.metrics.ari(adata, "cell_type", use_rep="X_sse", metric="cosine")
     assert ari_psn > 0.22
     assert ari_psn > ari_sse + 0.05
+
+
+def test_warning_names_only_what_is_empty(cortex_small, caplog):
+    X = cortex_small.X.tolil()
+    X[:, 1] = 0
+    cortex_small.X = X.tocsr()
+    with caplog.at_level(logging.WARNING, logger="scintegrate"):
+        si.tl.nmf(cortex_small, 4, max_iter=3)
+    assert "1 features have no counts" in caplog.text
+    assert "0 cells" not in caplog.text

@@ -206,12 +206,16 @@ def nmf(
         track_every=track_every,
         progress=settings.progress_bar,
     )
-    if result.empty_obs or result.empty_vars:
+    empty = [
+        f"{count} {what}"
+        for count, what in ((result.empty_obs, "cells"), (result.empty_vars, "features"))
+        if count
+    ]
+    if empty:
         logger.warning(
-            "%d cells and %d features have no counts; their factors are zero. "
+            "%s have no counts; their factors are zero. "
             "Filter them first (sc.pp.filter_cells / sc.pp.filter_genes) to avoid this.",
-            result.empty_obs,
-            result.empty_vars,
+            " and ".join(empty),
         )
     logger.info(
         "NMF (%s, %s): %d iterations, final loss %.6g%s",
