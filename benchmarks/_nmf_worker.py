@@ -24,62 +24,13 @@ import gc
 import json
 import os
 import platform
-import resource
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-
-
-def _status_mb(key: str) -> float:
-    """A memory line of ``/proc/self/status`` (e.g. ``VmRSS``, ``VmHWM``) in MiB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
-
-
-def _reset_peak_rss() -> bool:
-    """Reset ``VmHWM`` to the current RSS (Linux >= 4.0); False where that is not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _cpu_seconds() -> tuple[float, float]:
-    """(busy CPU seconds of the whole machine, CPU seconds of this process) so far.
-
-    Their difference over a fit is the CPU time other processes took meanwhile: on a shared
-    machine that is the contention the measured wall time suffered from.
-    """
-    with open("/proc/stat") as stat:
-        fields = [int(value) for value in stat.readline().split()[1:]]
-    # user nice system idle iowait irq softirq steal ...: all but idle and iowait are busy
-    busy = sum(fields[:8]) - fields[3] - fields[4]
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return busy / os.sysconf("SC_CLK_TCK"), usage.ru_utime + usage.ru_stime
-
-
-def _wait_for_idle(max_wait: float, threshold: float = 0.1, window: float = 0.5) -> float:
-    """Wait (at most ``max_wait`` s) until other processes use < ``threshold`` cores; seconds waited.
-
-    On a shared machine this keeps a fit from starting in the middle of someone else's burst;
-    whatever contention remains during the fit is still measured and reported.
-    """
-    start = time.perf_counter()
-    while time.perf_counter() - start < max_wait:
-        busy_before, own_before = _cpu_seconds()
-        time.sleep(window)
-        busy_after, own_after = _cpu_seconds()
-        if (busy_after - busy_before) - (own_after - own_before) < threshold * window:
-            break
-    return time.perf_counter() - start
+from _common import cpu_seconds, reset_peak_rss, status_mb, wait_for_idle
 
 
 def _make_fit(args, X, init):
@@ -176,22 +127,22 @@ def main(argv: list[str] | None = None) -> None:
 
     # peak so far (imports, data): later resets of VmHWM would hide it. Not ru_maxrss: after
     # subprocess's vfork + exec that starts at the *parent's* peak RSS
-    startup_peak = _status_mb("VmHWM")
+    startup_peak = status_mb("VmHWM")
     runs = []
     H = W = None
     n_iter = -1
     for run in range(1 + args.repeats):
         H = W = None  # free the previous factors before measuring the baseline
         gc.collect()
-        waited = _wait_for_idle(args.wait_idle) if args.wait_idle > 0 else 0.0
-        peak_reset = _reset_peak_rss()
-        baseline = _status_mb("VmRSS")
-        busy_before, own_before = _cpu_seconds()
+        waited = wait_for_idle(args.wait_idle) if args.wait_idle > 0 else 0.0
+        peak_reset = reset_peak_rss()
+        baseline = status_mb("VmRSS")
+        busy_before, own_before = cpu_seconds()
         start = time.perf_counter()
         H, W, n_iter = fit()
         seconds = time.perf_counter() - start
-        peak = _status_mb("VmHWM")
-        busy_after, own_after = _cpu_seconds()
+        peak = status_mb("VmHWM")
+        busy_after, own_after = cpu_seconds()
         own_cpu = own_after - own_before
         runs.append(
             {

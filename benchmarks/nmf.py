@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from _common import code_version, ensure_env
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -62,37 +63,6 @@ MODEL_FLOOR = 1e-12  # the model value below which KL terms are clipped (as in o
 # --------------------------------------------------------------------------------------------
 # environment and data
 # --------------------------------------------------------------------------------------------
-
-
-def ensure_sklearn_env(env: Path) -> Path:
-    """Python of the scikit-learn venv; creates it and installs the packages if needed."""
-    python = env / "bin" / "python"
-    check = [str(python), "-c", "import sklearn, numpy, scipy"]
-    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
-        return python
-    print(f"creating the scikit-learn environment at {env} ...", flush=True)
-    subprocess.run(["python3", "-m", "venv", str(env)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", *SKLEARN_PACKAGES], check=True)
-    subprocess.run(check, check=True)
-    return python
-
-
-def code_version() -> dict:
-    """Commit of the repository and whether the package sources differ from it (read-only git)."""
-
-    def git(*arguments: str) -> str:
-        try:
-            completed = subprocess.run(
-                ["git", *arguments], cwd=REPO, capture_output=True, text=True, check=True
-            )
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-        return completed.stdout.strip()
-
-    return {
-        "commit": git("rev-parse", "HEAD") or None,
-        "src_modified": bool(git("status", "--porcelain", "--", "src")),
-    }
 
 
 def load_pbmc(path: Path, n_top_genes: int = 2000):
@@ -255,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from scintegrate._core.nmf import _Data, initialize
 
-    sklearn_python = ensure_sklearn_env(args.sklearn_env)
+    sklearn_python = ensure_env(args.sklearn_env, SKLEARN_PACKAGES, "import sklearn, numpy, scipy")
 
     started = time.perf_counter()
     X, n_genes_filtered = load_pbmc(args.data, args.n_top_genes)
