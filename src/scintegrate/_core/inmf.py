@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._utils._progress import progress_bar
-from ._inmf_kernels import rows_times, rows_transpose_times, single_threaded_blas, solve_rows
+from ._inmf_kernels import rows_times, single_threaded_blas, solve_rows
 from ._nnls import nnls_gram
 from ._sparse_kernels import hals_update
 
@@ -336,67 +336,34 @@ def fit_online_inmf(
     drawn (each dataset's mini-batch term scaled by ``n_i / p_i``, computed before the update, so
     in the first epoch it is measured on unseen cells).
     """
+    from .online_inmf import OnlineINMF
+
     data = [as_csr(X) for X in Xs]
-    n_cells = [X.shape[0] for X in data]
-    start_time = time.perf_counter()
-    W, Vs = init_online_factors(data, k, rng)
-    m = W.shape[0]
-    As = [np.zeros((k, k)) for _ in data]
-    Bs = [np.zeros((m, k)) for _ in data]
-    old_As = [np.zeros((k, k)) for _ in data]
-    old_Bs = [np.zeros((m, k)) for _ in data]
-
-    parts = minibatch_plan(n_cells, batch_size)
-    total_iter = parts * max_epochs
-    history: dict[str, list] = {"iteration": [], "epoch": [], "objective": [], "time": []}
-    bar = progress_bar(total=total_iter, desc="online iNMF", disable=not progress)
-    t = 0
-    for epoch in range(max_epochs):
-        splits = [np.array_split(_epoch_order(n, chunk_size, rng), parts) for n in n_cells]
-        for part in range(parts):
-            t += 1
-            decay = (t - 1) / t
-            estimate = 0.0
-            for i, X in enumerate(data):
-                cells = splits[i][part]
-                if len(cells) == 0:  # a dataset with fewer cells than mini-batches per epoch
-                    continue
-                cells = np.sort(cells)  # memory order: faster reads
-                V = Vs[i]
-                L = W + V
-                G = L.T @ L + lambda_ * (V.T @ V)
-                size = len(cells)
-                h = np.empty((size, k))
-                sq_norm, cross = solve_rows(X, cells, L, G, h)
-                hth = h.T @ h
-                estimate += (sq_norm - 2.0 * cross + float(np.sum(G * hth))) * (n_cells[i] / size)
-                if part == 0 and epoch > 0:  # epoch start: forget what precedes the last one
-                    As[i] -= old_As[i]
-                    Bs[i] -= old_Bs[i]
-                    old_As[i] = As[i].copy()
-                    old_Bs[i] = Bs[i].copy()
-                As[i] *= decay
-                Bs[i] *= decay
-                old_As[i] *= decay
-                old_Bs[i] *= decay
-                As[i] += hth / size
-                Bs[i] += rows_transpose_times(X, cells, h) / size
-            for _ in range(hals_iter):
-                hals_update_w_v(W, Vs, As, Bs, lambda_)
-            history["iteration"].append(t)
-            history["epoch"].append(t / parts)
-            history["objective"].append(estimate)
-            history["time"].append(time.perf_counter() - start_time)
-            bar.set_postfix(objective=f"{estimate:.6g}", refresh=False)
-            bar.update()
-    bar.close()
-
+    model = OnlineINMF(
+        k,
+        lambda_=lambda_,
+        batch_size=batch_size,
+        hals_iter=hals_iter,
+        chunk_size=chunk_size,
+        rng=rng,
+    )
+    active = model.add_datasets(data, [str(i) for i in range(len(data))])
+    model.train(data, active, max_epochs, progress=progress)
     Hs: list[np.ndarray] = []
     objective = float("nan")
     if solve_final_h:
         objective = 0.0
-        for X, V in zip(data, Vs, strict=True):
-            H, value = solve_h(X, W, V, lambda_, chunk_size=max(batch_size, 1))
+        for i, X in enumerate(data):
+            H, value = model.solve(X, i)
             Hs.append(H)
             objective += value
-    return INMFResult(W=W, V=Vs, H=Hs, objective=objective, history=history, n_iter=t, A=As, B=Bs)
+    return INMFResult(
+        W=model.W,
+        V=model.V,
+        H=Hs,
+        objective=objective,
+        history=model.history,
+        n_iter=len(model.history["iteration"]),
+        A=model.A,
+        B=model.B,
+    )

@@ -1,0 +1,241 @@
+"""Online iNMF as a model with state: train, continue on new datasets, project, save and resume.
+
+The state of Algorithm 1 of Gao & Welch is small and independent of the number of cells: the
+factors ``W`` (m x k) and ``V_i`` (m x k), the sufficient statistics ``A_i`` (k x k) and ``B_i``
+(m x k) with their two-epoch shadow copies, per-dataset step and epoch counters, and the random
+generator. Keeping all of it makes training resumable: stopping after some epochs, saving, loading
+and continuing gives exactly the factors of an uninterrupted run with the same seed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .._utils._progress import progress_bar
+from ._inmf_kernels import rows_transpose_times, single_threaded_blas, solve_rows
+
+_FORMAT = "scintegrate.online_inmf"
+_FORMAT_VERSION = 1
+
+
+class OnlineINMF:
+    """State of online iNMF; datasets are cells x genes CSR matrices (float64)."""
+
+    def __init__(
+        self,
+        k: int,
+        *,
+        lambda_: float = 5.0,
+        batch_size: int = 5000,
+        hals_iter: int = 1,
+        chunk_size: int = 1,
+        rng: np.random.Generator,
+    ) -> None:
+        self.k = int(k)
+        self.lambda_ = float(lambda_)
+        self.batch_size = int(batch_size)
+        self.hals_iter = int(hals_iter)
+        self.chunk_size = int(chunk_size)
+        self.rng = rng
+        self.W: np.ndarray | None = None
+        self.V: list[np.ndarray] = []
+        self.A: list[np.ndarray] = []
+        self.B: list[np.ndarray] = []
+        self.A_old: list[np.ndarray] = []
+        self.B_old: list[np.ndarray] = []
+        self.steps: list[int] = []  # mini-batches each dataset has contributed
+        self.epochs: list[int] = []  # epochs each dataset has completed
+        self.names: list[str] = []
+        self.history: dict[str, list] = {
+            "iteration": [],
+            "epoch": [],
+            "objective": [],
+            "delta_W": [],
+            "time": [],
+        }
+        self._elapsed = 0.0
+
+    # -- datasets ---------------------------------------------------------------------------
+    def add_datasets(self, Xs: Sequence, names: Sequence[str]) -> list[int]:
+        """Register new datasets: V_i from k randomly drawn non-empty cells, A_i = B_i = 0."""
+        from .inmf import init_online_factors
+
+        W, Vs = init_online_factors(Xs, self.k, self.rng)
+        if self.W is None:
+            self.W = W
+        elif W.shape[0] != self.W.shape[0]:
+            raise ValueError(
+                f"The new datasets have {W.shape[0]} genes, the model {self.W.shape[0]}; "
+                "use the genes the model was trained on, in the same order."
+            )
+        m = self.W.shape[0]
+        indices = []
+        for name, V in zip(names, Vs, strict=True):
+            if name in self.names:
+                raise ValueError(f"A dataset named {name!r} is already part of the model.")
+            indices.append(len(self.names))
+            self.names.append(str(name))
+            self.V.append(V)
+            self.A.append(np.zeros((self.k, self.k)))
+            self.B.append(np.zeros((m, self.k)))
+            self.A_old.append(np.zeros((self.k, self.k)))
+            self.B_old.append(np.zeros((m, self.k)))
+            self.steps.append(0)
+            self.epochs.append(0)
+        return indices
+
+    # -- training ---------------------------------------------------------------------------
+    @single_threaded_blas
+    def train(
+        self, Xs: Sequence, active: Sequence[int], n_epochs: int, *, progress: bool = False
+    ) -> None:
+        """Run ``n_epochs`` more epochs over the datasets ``active`` (data given in that order).
+
+        Datasets not in ``active`` keep their V_i, A_i, B_i, but still shape W through A_i, B_i
+        (scenario 2 of the paper: new data refines the shared factors).
+        """
+        from .inmf import hals_update_w_v, minibatch_plan
+
+        n_cells = [X.shape[0] for X in Xs]
+        parts = minibatch_plan(n_cells, self.batch_size)
+        update_v = [i in set(active) for i in range(len(self.names))]
+        bar = progress_bar(total=parts * n_epochs, desc="online iNMF", disable=not progress)
+        start = time.perf_counter() - self._elapsed
+        for _ in range(n_epochs):
+            splits = [
+                np.array_split(_epoch_order(n, self.chunk_size, self.rng), parts) for n in n_cells
+            ]
+            for part in range(parts):
+                estimate = 0.0
+                for X, i, split in zip(Xs, active, splits, strict=True):
+                    cells = split[part]
+                    if len(cells) == 0:
+                        continue
+                    estimate += self._absorb(X, i, np.sort(cells), new_epoch=part == 0)
+                W_before = self.W.copy()
+                for _ in range(self.hals_iter):
+                    hals_update_w_v(self.W, self.V, self.A, self.B, self.lambda_, update_v)
+                change = np.linalg.norm(self.W - W_before) / max(np.linalg.norm(W_before), 1e-300)
+                self.history["iteration"].append(len(self.history["iteration"]) + 1)
+                self.history["epoch"].append(max(self.steps[i] for i in active) / parts)
+                self.history["objective"].append(estimate)
+                self.history["delta_W"].append(change)
+                self.history["time"].append(time.perf_counter() - start)
+                bar.set_postfix(objective=f"{estimate:.6g}", refresh=False)
+                bar.update()
+            for i in active:
+                self.epochs[i] += 1
+        self._elapsed = time.perf_counter() - start
+        bar.close()
+
+    def _absorb(self, X, i: int, cells: np.ndarray, *, new_epoch: bool) -> float:
+        """Solve one mini-batch of dataset i and fold it into A_i, B_i (10); returns its
+        scaled contribution to the objective estimate."""
+        V = self.V[i]
+        L = self.W + V
+        G = L.T @ L + self.lambda_ * (V.T @ V)
+        size = len(cells)
+        h = np.empty((size, self.k))
+        sq_norm, cross = solve_rows(X, cells, L, G, h)
+        hth = h.T @ h
+        if new_epoch and self.epochs[i] > 0:  # forget what precedes the previous epoch
+            self.A[i] -= self.A_old[i]
+            self.B[i] -= self.B_old[i]
+            self.A_old[i] = self.A[i].copy()
+            self.B_old[i] = self.B[i].copy()
+        self.steps[i] += 1
+        decay = (self.steps[i] - 1) / self.steps[i]
+        for stat in (self.A[i], self.B[i], self.A_old[i], self.B_old[i]):
+            stat *= decay
+        self.A[i] += hth / size
+        self.B[i] += rows_transpose_times(X, cells, h) / size
+        return (sq_norm - 2.0 * cross + float(np.sum(G * hth))) * (X.shape[0] / size)
+
+    # -- cells ------------------------------------------------------------------------------
+    def solve(self, X, dataset: int | None = None) -> tuple[np.ndarray, float]:
+        """Cell factors of X with the model fixed: with a dataset's V_i (its H-step), or onto W
+        alone for cells of a dataset the model has not seen (scenario 3)."""
+        from .inmf import solve_h
+
+        V = None if dataset is None else self.V[dataset]
+        return solve_h(X, self.W, V, self.lambda_, chunk_size=max(self.batch_size, 1))
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the whole state (factors, statistics, counters, random state) to HDF5."""
+        import json
+
+        import h5py
+
+        with h5py.File(path, "w") as f:
+            f.attrs["format"] = _FORMAT
+            f.attrs["format_version"] = _FORMAT_VERSION
+            f.attrs["settings"] = json.dumps(
+                {
+                    "k": self.k,
+                    "lambda_": self.lambda_,
+                    "batch_size": self.batch_size,
+                    "hals_iter": self.hals_iter,
+                    "chunk_size": self.chunk_size,
+                }
+            )
+            f.attrs["rng_state"] = json.dumps(self.rng.bit_generator.state)
+            f.attrs["names"] = json.dumps(self.names)
+            f.attrs["steps"] = json.dumps(self.steps)
+            f.attrs["epochs"] = json.dumps(self.epochs)
+            f.attrs["elapsed"] = self._elapsed
+            f.create_dataset("W", data=self.W)
+            for name in ("V", "A", "B", "A_old", "B_old"):
+                f.create_dataset(name, data=np.stack(getattr(self, name)))
+            history = f.create_group("history")
+            for key, values in self.history.items():
+                history.create_dataset(key, data=np.asarray(values, dtype=np.float64))
+
+    @classmethod
+    def load(cls, path: str | Path) -> OnlineINMF:
+        """Read a state written by :meth:`save`; refuses other or truncated files clearly."""
+        import json
+
+        import h5py
+
+        try:
+            f = h5py.File(path, "r")
+        except OSError as error:
+            raise ValueError(
+                f"Cannot read an online iNMF model from {str(path)!r}: {error}."
+            ) from None
+        with f:
+            if f.attrs.get("format") != _FORMAT:
+                raise ValueError(f"{str(path)!r} is not an online iNMF model saved by scintegrate.")
+            try:
+                settings = json.loads(f.attrs["settings"])
+                rng = np.random.default_rng()
+                rng.bit_generator.state = json.loads(f.attrs["rng_state"])
+                model = cls(rng=rng, **settings)
+                model.names = json.loads(f.attrs["names"])
+                model.steps = json.loads(f.attrs["steps"])
+                model.epochs = json.loads(f.attrs["epochs"])
+                model._elapsed = float(f.attrs["elapsed"])
+                model.W = f["W"][()]
+                for name in ("V", "A", "B", "A_old", "B_old"):
+                    setattr(model, name, list(f[name][()]))
+                for key in model.history:
+                    model.history[key] = list(f["history"][key][()])
+            except (KeyError, OSError) as error:
+                raise ValueError(
+                    f"The online iNMF model in {str(path)!r} is incomplete or damaged ({error})."
+                ) from None
+        n = len(model.names)
+        if any(len(getattr(model, a)) != n for a in ("V", "A", "B", "steps", "epochs")):
+            raise ValueError(f"The online iNMF model in {str(path)!r} is inconsistent.")
+        return model
+
+
+def _epoch_order(n: int, chunk_size: int, rng: np.random.Generator) -> np.ndarray:
+    from .inmf import _epoch_order as order
+
+    return order(n, chunk_size, rng)
