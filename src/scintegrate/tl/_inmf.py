@@ -453,7 +453,7 @@ online_inmf.__doc__ = (
     + "\n\n"
     + cleandoc(_RETURNS).format(
         row="mini-batch iteration: ``epoch``, ``objective`` (an estimate of (1) from the mini-batch, "
-        "before the update) and ``time`` (s)"
+        "before the update), ``delta_W`` (relative change of W in that step) and ``time`` (s)"
     )
     + cleandoc(
         """
