@@ -10,13 +10,8 @@ from scipy.optimize import nnls
 
 import scintegrate as si
 from scintegrate._core._nnls import nnls_gram
-from scintegrate._core.inmf import (
-    fit_inmf,
-    fit_online_inmf,
-    hals_update_w_v,
-    inmf_objective,
-    solve_h,
-)
+from scintegrate._core.inmf import fit_inmf, hals_update_w_v, inmf_objective, solve_h
+from scintegrate._core.online_inmf import fit_online_inmf
 
 LAMBDA = 5.0
 

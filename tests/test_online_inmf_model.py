@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import scintegrate as si
-from scintegrate._core.inmf import as_csr, fit_online_inmf
-from scintegrate._core.online_inmf import OnlineINMF
+from scintegrate._core.nmf import as_csr
+from scintegrate._core.online_inmf import OnlineINMF, fit_online_inmf
 
 K = 6
 

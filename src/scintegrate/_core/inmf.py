@@ -27,9 +27,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._utils._progress import progress_bar
-from ._inmf_kernels import rows_times, single_threaded_blas, solve_rows
-from ._nnls import nnls_gram
-from ._sparse_kernels import hals_update
+from ._nnls import nnls_gram, solve_rows
+from ._sparse_kernels import hals_update, single_threaded_blas
+from .nmf import _Data, as_csr
 
 SOLVERS = ("anls", "hals", "mu")
 _EPS = 1e-16
@@ -49,24 +49,6 @@ class INMFResult:
     # online iNMF only: the sufficient statistics, to continue training later
     A: list[np.ndarray] | None = None
     B: list[np.ndarray] | None = None
-
-
-def as_csr(X) -> sp.csr_matrix:
-    """Float64 CSR copy of a dense or sparse matrix (the input is never modified)."""
-    csr = sp.csr_matrix(X, dtype=np.float64, copy=True)
-    csr.sum_duplicates()
-    csr.eliminate_zeros()
-    return csr
-
-
-class _Dataset:
-    """One dataset as CSR and the CSR of its transpose, with its squared norm."""
-
-    def __init__(self, X) -> None:
-        self.X = as_csr(X)
-        self.Xt = self.X.T.tocsr()
-        self.n, self.m = self.X.shape
-        self.sq_norm = float(np.dot(self.X.data, self.X.data))
 
 
 def _gram_h(W: np.ndarray, V: np.ndarray | None, lambda_: float) -> np.ndarray:
@@ -160,7 +142,7 @@ def fit_inmf(
     iterations or when the relative decrease of the objective falls below ``tol`` (0 disables).
     """
     _check_solver(solver)
-    data = [_Dataset(X) for X in Xs]
+    data = [_Data(X) for X in Xs]
     m = data[0].m
     start_time = time.perf_counter()
     W = rng.uniform(0.0, 2.0, (m, k))
@@ -168,8 +150,7 @@ def fit_inmf(
     Hs = [rng.uniform(0.0, 2.0, (d.n, k)) for d in data]
 
     def stats(i: int) -> tuple[np.ndarray, np.ndarray]:
-        d = data[i]
-        return rows_times(d.Xt, np.arange(d.m), Hs[i]), Hs[i].T @ Hs[i]
+        return data[i].t_times(Hs[i]), Hs[i].T @ Hs[i]
 
     def objective(XtHs, HtHs) -> float:
         return sum(
@@ -193,10 +174,9 @@ def fit_inmf(
             if solver == "anls":
                 solve_rows(d.X, np.arange(d.n), L, G, Hs[i], warm_start=True)
             elif solver == "hals":
-                hals_update(Hs[i], rows_times(d.X, np.arange(d.n), L), G)
+                hals_update(Hs[i], d.times(L), G)
             else:
-                R = rows_times(d.X, np.arange(d.n), L)
-                Hs[i] *= R / np.maximum(Hs[i] @ G, _EPS)
+                Hs[i] *= d.times(L) / np.maximum(Hs[i] @ G, _EPS)
             XtH, HtH = stats(i)
             XtHs.append(XtH)
             HtHs.append(HtH)
@@ -206,10 +186,7 @@ def fit_inmf(
             rhs = sum(XtH - V @ HtH for XtH, HtH, V in zip(XtHs, HtHs, Vs, strict=True))
             nnls_gram(sum(HtHs), rhs, init=W, out=W)
         elif solver == "hals":  # the paper's order: all H_i, then W, then every V_i
-            rhs = sum(XtH - V @ HtH for XtH, HtH, V in zip(XtHs, HtHs, Vs, strict=True))
-            hals_update(W, rhs, sum(HtHs))
-            for XtH, HtH, V in zip(XtHs, HtHs, Vs, strict=True):
-                hals_update(V, XtH - W @ HtH, (1.0 + lambda_) * HtH)
+            hals_update_w_v(W, Vs, HtHs, XtHs, lambda_)
         else:
             for XtH, HtH, V in zip(XtHs, HtHs, Vs, strict=True):
                 V *= XtH / np.maximum((W + (1.0 + lambda_) * V) @ HtH, _EPS)
@@ -245,49 +222,6 @@ def fit_inmf(
     )
 
 
-def _epoch_order(n: int, chunk_size: int, rng: np.random.Generator) -> np.ndarray:
-    """A random order of ``n`` cells that keeps runs of ``chunk_size`` consecutive cells together.
-
-    With ``chunk_size=1`` this is a plain permutation; larger chunks make mini-batches out of a
-    few contiguous runs, which is what makes reading them from HDF5 cheap.
-    """
-    if chunk_size <= 1:
-        return rng.permutation(n)
-    starts = np.arange(0, n, chunk_size)
-    order = rng.permutation(len(starts))
-    return np.concatenate([np.arange(s, min(s + chunk_size, n)) for s in starts[order]])
-
-
-def minibatch_plan(n_cells: Sequence[int], batch_size: int) -> int:
-    """Mini-batches per epoch: every dataset is split into this many parts, so each mini-batch
-    takes cells from every dataset in proportion to its size (about ``batch_size`` in total)."""
-    return max(1, round(sum(n_cells) / batch_size))
-
-
-def init_online_factors(
-    Xs: Sequence, k: int, rng: np.random.Generator
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Algorithm 1's start: W uniform(0, 2), each V_i from k randomly drawn (non-empty) cells of
-    dataset i; every column scaled to unit L2 norm (as in rliger and libplanc)."""
-    m = Xs[0].shape[1]
-    W = rng.uniform(0.0, 2.0, (m, k))
-    W /= np.maximum(np.linalg.norm(W, axis=0), _EPS)
-    Vs = []
-    for X in Xs:
-        X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
-        nonempty = (
-            np.flatnonzero(np.diff(X.indptr) > 0)
-            if sp.issparse(X)
-            else np.flatnonzero(np.any(X != 0, axis=1))
-        )
-        cells = np.sort(rng.choice(nonempty, k, replace=len(nonempty) < k))
-        rows = X[cells]
-        V = (rows.toarray() if sp.issparse(rows) else np.array(rows)).T.astype(np.float64)
-        V /= np.maximum(np.linalg.norm(V, axis=0), _EPS)
-        Vs.append(V)
-    return W, Vs
-
-
 def hals_update_w_v(
     W: np.ndarray,
     Vs: Sequence[np.ndarray],
@@ -306,64 +240,3 @@ def hals_update_w_v(
     for i, (A, B, V) in enumerate(zip(As, Bs, Vs, strict=True)):
         if update_v is None or update_v[i]:
             hals_update(V, B - W @ A, (1.0 + lambda_) * A)
-
-
-@single_threaded_blas
-def fit_online_inmf(
-    Xs: Sequence,
-    k: int,
-    *,
-    lambda_: float = 5.0,
-    batch_size: int = 5000,
-    max_epochs: int = 5,
-    hals_iter: int = 1,
-    chunk_size: int = 1,
-    rng: np.random.Generator,
-    progress: bool = False,
-    solve_final_h: bool = True,
-) -> INMFResult:
-    """Online iNMF (Algorithm 1 of Gao & Welch) on in-memory datasets.
-
-    Each iteration takes one part of every dataset's shuffled order (so a mini-batch has about
-    ``batch_size`` cells, from each dataset in proportion to its size), solves their ``h`` by
-    exact NNLS (11), folds ``h h^T / p_i`` and ``x h^T / p_i`` into ``A_i`` and ``B_i`` (10), and
-    updates ``W`` and ``V_i`` by ``hals_iter`` HALS sweeps (12)-(13). Older mini-batches are
-    down-weighted by ``(t - 1) / t`` per step (the linear forgetting of online dictionary
-    learning) and statistics older than two epochs are dropped at each epoch start. After the last
-    epoch every cell's ``H`` is solved with the final ``W`` and ``V_i``.
-
-    The history records, per iteration, an estimate of objective (1) from the mini-batch just
-    drawn (each dataset's mini-batch term scaled by ``n_i / p_i``, computed before the update, so
-    in the first epoch it is measured on unseen cells).
-    """
-    from .online_inmf import OnlineINMF
-
-    data = [as_csr(X) for X in Xs]
-    model = OnlineINMF(
-        k,
-        lambda_=lambda_,
-        batch_size=batch_size,
-        hals_iter=hals_iter,
-        chunk_size=chunk_size,
-        rng=rng,
-    )
-    active = model.add_datasets(data, [str(i) for i in range(len(data))])
-    model.train(data, active, max_epochs, progress=progress)
-    Hs: list[np.ndarray] = []
-    objective = float("nan")
-    if solve_final_h:
-        objective = 0.0
-        for i, X in enumerate(data):
-            H, value = model.solve(X, i)
-            Hs.append(H)
-            objective += value
-    return INMFResult(
-        W=model.W,
-        V=model.V,
-        H=Hs,
-        objective=objective,
-        history=model.history,
-        n_iter=len(model.history["iteration"]),
-        A=model.A,
-        B=model.B,
-    )

@@ -22,8 +22,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._utils._progress import progress_bar
-from ._inmf_kernels import rows_times, single_threaded_blas
-from ._sparse_kernels import hals_update, kl_loglik_data_term, kl_multiplicative_update
+from ._sparse_kernels import (
+    hals_update,
+    kl_loglik_data_term,
+    kl_multiplicative_update,
+    rows_times,
+    single_threaded_blas,
+)
 
 OBJECTIVES = ("frobenius", "kl")
 SOLVERS = {"frobenius": ("hals", "mu"), "kl": ("mu",)}
@@ -49,14 +54,20 @@ class NMFResult:
     """Columns of ``X`` without non-zero values (their rows of ``W`` are zero)."""
 
 
+def as_csr(X) -> sp.csr_matrix:
+    """Float64 CSR copy of a dense or sparse matrix, canonical (the input is never modified)."""
+    csr = sp.csr_matrix(X, dtype=np.float64, copy=True)
+    csr.sum_duplicates()
+    csr.eliminate_zeros()
+    csr.sort_indices()
+    return csr
+
+
 class _Data:
     """The data as float64 CSR plus the CSR of its transpose; never modifies the input."""
 
     def __init__(self, X) -> None:
-        csr = sp.csr_matrix(X, dtype=np.float64, copy=True)
-        csr.sum_duplicates()
-        csr.eliminate_zeros()
-        csr.sort_indices()
+        csr = as_csr(X)
         self.X = csr
         self.Xt = csr.T.tocsr()
         self.n, self.m = csr.shape

@@ -14,12 +14,59 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from .._utils._progress import progress_bar
-from ._inmf_kernels import rows_transpose_times, single_threaded_blas, solve_rows
+from ._nnls import solve_rows
+from ._sparse_kernels import rows_transpose_times, single_threaded_blas
+from .inmf import _EPS, INMFResult, hals_update_w_v, solve_h
+from .nmf import as_csr
 
 _FORMAT = "scintegrate.online_inmf"
 _FORMAT_VERSION = 1
+
+
+def _epoch_order(n: int, chunk_size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random order of ``n`` cells that keeps runs of ``chunk_size`` consecutive cells together.
+
+    With ``chunk_size=1`` this is a plain permutation; larger chunks make mini-batches out of a
+    few contiguous runs, which is what makes reading them from HDF5 cheap.
+    """
+    if chunk_size <= 1:
+        return rng.permutation(n)
+    starts = np.arange(0, n, chunk_size)
+    order = rng.permutation(len(starts))
+    return np.concatenate([np.arange(s, min(s + chunk_size, n)) for s in starts[order]])
+
+
+def minibatch_plan(n_cells: Sequence[int], batch_size: int) -> int:
+    """Mini-batches per epoch: every dataset is split into this many parts, so each mini-batch
+    takes cells from every dataset in proportion to its size (about ``batch_size`` in total)."""
+    return max(1, round(sum(n_cells) / batch_size))
+
+
+def init_online_factors(
+    Xs: Sequence, k: int, rng: np.random.Generator
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Algorithm 1's start: W uniform(0, 2), each V_i from k randomly drawn (non-empty) cells of
+    dataset i; every column scaled to unit L2 norm (as in rliger and libplanc)."""
+    m = Xs[0].shape[1]
+    W = rng.uniform(0.0, 2.0, (m, k))
+    W /= np.maximum(np.linalg.norm(W, axis=0), _EPS)
+    Vs = []
+    for X in Xs:
+        X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
+        nonempty = (
+            np.flatnonzero(np.diff(X.indptr) > 0)
+            if sp.issparse(X)
+            else np.flatnonzero(np.any(X != 0, axis=1))
+        )
+        cells = np.sort(rng.choice(nonempty, k, replace=len(nonempty) < k))
+        rows = X[cells]
+        V = (rows.toarray() if sp.issparse(rows) else np.array(rows)).T.astype(np.float64)
+        V /= np.maximum(np.linalg.norm(V, axis=0), _EPS)
+        Vs.append(V)
+    return W, Vs
 
 
 class OnlineINMF:
@@ -62,8 +109,6 @@ class OnlineINMF:
     # -- datasets ---------------------------------------------------------------------------
     def add_datasets(self, Xs: Sequence, names: Sequence[str]) -> list[int]:
         """Register new datasets: V_i from k randomly drawn non-empty cells, A_i = B_i = 0."""
-        from .inmf import init_online_factors
-
         W, Vs = init_online_factors(Xs, self.k, self.rng)
         if self.W is None:
             self.W = W
@@ -98,8 +143,6 @@ class OnlineINMF:
         Datasets not in ``active`` keep their V_i, A_i, B_i, but still shape W through A_i, B_i
         (scenario 2 of the paper: new data refines the shared factors).
         """
-        from .inmf import hals_update_w_v, minibatch_plan
-
         n_cells = [X.shape[0] for X in Xs]
         parts = minibatch_plan(n_cells, self.batch_size)
         update_v = [i in set(active) for i in range(len(self.names))]
@@ -159,8 +202,6 @@ class OnlineINMF:
     def solve(self, X, dataset: int | None = None) -> tuple[np.ndarray, float]:
         """Cell factors of X with the model fixed: with a dataset's V_i (its H-step), or onto W
         alone for cells of a dataset the model has not seen (scenario 3)."""
-        from .inmf import solve_h
-
         V = None if dataset is None else self.V[dataset]
         return solve_h(X, self.W, V, self.lambda_, chunk_size=max(self.batch_size, 1))
 
@@ -235,7 +276,60 @@ class OnlineINMF:
         return model
 
 
-def _epoch_order(n: int, chunk_size: int, rng: np.random.Generator) -> np.ndarray:
-    from .inmf import _epoch_order as order
+@single_threaded_blas
+def fit_online_inmf(
+    Xs: Sequence,
+    k: int,
+    *,
+    lambda_: float = 5.0,
+    batch_size: int = 5000,
+    max_epochs: int = 5,
+    hals_iter: int = 1,
+    chunk_size: int = 1,
+    rng: np.random.Generator,
+    progress: bool = False,
+    solve_final_h: bool = True,
+) -> INMFResult:
+    """Online iNMF (Algorithm 1 of Gao & Welch) on in-memory datasets.
 
-    return order(n, chunk_size, rng)
+    Each iteration takes one part of every dataset's shuffled order (so a mini-batch has about
+    ``batch_size`` cells, from each dataset in proportion to its size), solves their ``h`` by
+    exact NNLS (11), folds ``h h^T / p_i`` and ``x h^T / p_i`` into ``A_i`` and ``B_i`` (10), and
+    updates ``W`` and ``V_i`` by ``hals_iter`` HALS sweeps (12)-(13). Older mini-batches are
+    down-weighted by ``(t - 1) / t`` per step (the linear forgetting of online dictionary
+    learning) and statistics older than two epochs are dropped at each epoch start. After the last
+    epoch every cell's ``H`` is solved with the final ``W`` and ``V_i``.
+
+    The history records, per iteration, an estimate of objective (1) from the mini-batch just
+    drawn (each dataset's mini-batch term scaled by ``n_i / p_i``, computed before the update, so
+    in the first epoch it is measured on unseen cells).
+    """
+    data = [as_csr(X) for X in Xs]
+    model = OnlineINMF(
+        k,
+        lambda_=lambda_,
+        batch_size=batch_size,
+        hals_iter=hals_iter,
+        chunk_size=chunk_size,
+        rng=rng,
+    )
+    active = model.add_datasets(data, [str(i) for i in range(len(data))])
+    model.train(data, active, max_epochs, progress=progress)
+    Hs: list[np.ndarray] = []
+    objective = float("nan")
+    if solve_final_h:
+        objective = 0.0
+        for i, X in enumerate(data):
+            H, value = model.solve(X, i)
+            Hs.append(H)
+            objective += value
+    return INMFResult(
+        W=model.W,
+        V=model.V,
+        H=Hs,
+        objective=objective,
+        history=model.history,
+        n_iter=len(model.history["iteration"]),
+        A=model.A,
+        B=model.B,
+    )

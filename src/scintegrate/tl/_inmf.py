@@ -11,7 +11,8 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from .._core.inmf import SOLVERS, INMFResult, fit_inmf, fit_online_inmf
+from .._core.inmf import SOLVERS, INMFResult, fit_inmf
+from .._core.online_inmf import fit_online_inmf
 from .._docs import doc_params
 from .._logging import logger
 from .._settings import settings
@@ -86,11 +87,11 @@ def _check_shared_genes(X, codes: np.ndarray, uniques, gene_names) -> None:
     only some datasets would be read as "not expressed" in the others.
     """
     if sp.issparse(X):
+        if not np.issubdtype(X.dtype, np.floating) or not np.isnan(X.data).any():
+            return  # the usual case: nothing to locate, no copy made
         nan_entries = sp.csr_matrix(X, copy=True)
         nan_entries.data = np.isnan(nan_entries.data).astype(np.int8)
         nan_entries.eliminate_zeros()
-        if nan_entries.nnz == 0:
-            return
     else:
         nan_entries = np.isnan(X) if np.issubdtype(X.dtype, np.floating) else None
         if nan_entries is None or not nan_entries.any():
