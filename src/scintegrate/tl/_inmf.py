@@ -185,9 +185,28 @@ def _write_results(
     result: INMFResult,
     key_added: str,
     params: dict,
+    *,
+    batch_key: str,
+    layer: str | None,
+    mask_var,
+    lambda_: float,
+    random_state,
     extra: dict | None = None,
 ) -> None:
+    """Write factors and ``uns``; ``params`` holds the solver-specific arguments, the keywords
+    the ones both tools share."""
     k = result.W.shape[1]
+    params = {
+        "n_components": k,
+        "batch_key": batch_key,
+        "layer": layer,
+        "mask_var": mask_var if isinstance(mask_var, str) else None,
+        "n_genes": len(datasets.genes),
+        "lambda_": lambda_,
+        "random_state": random_state if isinstance(random_state, int) else None,
+        "n_iter": result.n_iter,
+        **params,
+    }
     H = np.zeros((adata.n_obs, k))
     for rows, h in zip(datasets.cells, result.H, strict=True):
         H[rows] = h
@@ -325,20 +344,23 @@ def inmf(
     )
     adata = adata_in.copy() if copy else adata_in
     params = {
-        "n_components": n_components,
-        "batch_key": batch_key,
-        "layer": layer,
-        "mask_var": mask_var if isinstance(mask_var, str) else None,
-        "n_genes": len(datasets.genes),
-        "lambda_": lambda_,
         "solver": solver,
         "max_iter": max_iter,
         "tol": tol,
-        "random_state": random_state if isinstance(random_state, int) else None,
-        "n_iter": result.n_iter,
         "converged": result.converged,
     }
-    _write_results(adata, datasets, result, key_added, params)
+    _write_results(
+        adata,
+        datasets,
+        result,
+        key_added,
+        params,
+        batch_key=batch_key,
+        layer=layer,
+        mask_var=mask_var,
+        lambda_=lambda_,
+        random_state=random_state,
+    )
     return adata if copy else None
 
 
@@ -428,24 +450,28 @@ def online_inmf(
     )
     adata = adata_in.copy() if copy else adata_in
     params = {
-        "n_components": n_components,
-        "batch_key": batch_key,
-        "layer": layer,
-        "mask_var": mask_var if isinstance(mask_var, str) else None,
-        "n_genes": len(datasets.genes),
-        "lambda_": lambda_,
         "batch_size": batch_size,
         "max_epochs": max_epochs,
         "hals_iter": hals_iter,
-        "random_state": random_state if isinstance(random_state, int) else None,
-        "n_iter": result.n_iter,
         "algorithm": "online",
     }
     k = n_components
     A = np.stack(result.A)  # (n_batches, k, k)
     B = np.zeros((len(datasets.batches), adata.n_vars, k))
     B[:, datasets.genes, :] = np.stack(result.B)
-    _write_results(adata, datasets, result, key_added, params, extra={"A": A, "B": B})
+    _write_results(
+        adata,
+        datasets,
+        result,
+        key_added,
+        params,
+        batch_key=batch_key,
+        layer=layer,
+        mask_var=mask_var,
+        lambda_=lambda_,
+        random_state=random_state,
+        extra={"A": A, "B": B},
+    )
     return adata if copy else None
 
 
