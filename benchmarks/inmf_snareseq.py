@@ -26,20 +26,6 @@ import scintegrate as si
 RESULTS = Path(__file__).parent / "results"
 
 
-def foscttm(x: np.ndarray, y: np.ndarray, block: int = 2048) -> float:
-    """Mean fraction of cells closer than the true match (rows of x and y are paired)."""
-    n = len(x)
-    fractions = []
-    for a, b in ((x, y), (y, x)):
-        b_sq = np.sum(b**2, axis=1)
-        for start in range(0, n, block):
-            rows = a[start : start + block]
-            d = b_sq[None, :] - 2.0 * rows @ b.T  # + |a|^2, the same for a whole row
-            true = d[np.arange(len(rows)), np.arange(start, start + len(rows))]
-            fractions.append(np.sum(d < true[:, None], axis=1) / (n - 1))
-    return float(np.mean(np.concatenate(fractions)))
-
-
 def scores(adata, rep: str, resolution: float, labels: np.ndarray, keep: np.ndarray) -> dict:
     embedding = adata.obsm[rep]
     clusters = si.metrics.leiden_clusters(embedding[keep], resolution=resolution)
@@ -50,7 +36,7 @@ def scores(adata, rep: str, resolution: float, labels: np.ndarray, keep: np.ndar
         "ari": si.metrics.adjusted_rand_index(labels[keep], clusters),
         "nmi": si.metrics.normalized_mutual_info(labels[keep], clusters),
         "n_clusters": len(np.unique(clusters)),
-        "foscttm": foscttm(embedding[:n], embedding[n:]),
+        "foscttm": si.metrics.foscttm(embedding[:n], embedding[n:]),
     }
 
 

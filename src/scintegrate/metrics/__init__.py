@@ -1,5 +1,5 @@
 """Metrics of embedding quality: clustering agreement with labels (ARI, NMI), and LIGER's
-integration metrics (alignment, agreement, purity)."""
+integration metrics (alignment, agreement, purity), and FOSCTTM for paired modalities."""
 
 from ._clustering import (
     adjusted_rand_index,
@@ -10,6 +10,7 @@ from ._clustering import (
     normalized_mutual_info,
 )
 from ._integration import agreement, alignment_score, purity
+from ._pairing import foscttm
 
 __all__ = [
     "adjusted_rand_index",
@@ -17,6 +18,7 @@ __all__ = [
     "alignment_score",
     "ari",
     "cluster_agreement",
+    "foscttm",
     "leiden_clusters",
     "nmi",
     "normalized_mutual_info",
