@@ -19,7 +19,8 @@ import scipy.sparse as sp
 from .._utils._progress import progress_bar
 from ._nnls import solve_rows
 from ._sparse_kernels import rows_transpose_times, single_threaded_blas
-from .inmf import _EPS, INMFResult, hals_update_w_v, solve_h
+from .inmf import _EPS, INMFResult, _gram_h, hals_update_w_v
+from ._sources import MemoryRows, RowSource
 from .nmf import as_csr
 
 _FORMAT = "scintegrate.online_inmf"
@@ -46,27 +47,42 @@ def minibatch_plan(n_cells: Sequence[int], batch_size: int) -> int:
 
 
 def init_online_factors(
-    Xs: Sequence, k: int, rng: np.random.Generator
+    sources: Sequence[RowSource], k: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Algorithm 1's start: W uniform(0, 2), each V_i from k randomly drawn (non-empty) cells of
-    dataset i; every column scaled to unit L2 norm (as in rliger and libplanc)."""
-    m = Xs[0].shape[1]
+    dataset i; every column scaled to unit L2 norm (as in rliger and libplanc).
+
+    Only a few candidate cells of each dataset are read (a sorted random sample of 4k), so this
+    works the same on data in memory and on disk.
+    """
+    m = sources[0].n_genes
     W = rng.uniform(0.0, 2.0, (m, k))
     W /= np.maximum(np.linalg.norm(W, axis=0), _EPS)
     Vs = []
-    for X in Xs:
-        X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
-        nonempty = (
-            np.flatnonzero(np.diff(X.indptr) > 0)
-            if sp.issparse(X)
-            else np.flatnonzero(np.any(X != 0, axis=1))
-        )
-        cells = np.sort(rng.choice(nonempty, k, replace=len(nonempty) < k))
-        rows = X[cells]
-        V = (rows.toarray() if sp.issparse(rows) else np.array(rows)).T.astype(np.float64)
+    for source in sources:
+        n = source.n_cells
+        candidates = np.sort(rng.choice(n, min(n, 4 * k), replace=False))
+        block, rows = source.take(candidates)
+        nonempty = rows[np.diff(block.indptr)[rows] > 0]
+        if len(nonempty) == 0:
+            raise ValueError(
+                f"{len(candidates)} randomly drawn cells of a dataset are all empty in the genes "
+                "used; remove empty cells (sc.pp.filter_cells) or check the gene selection."
+            )
+        chosen = np.sort(rng.choice(nonempty, k, replace=len(nonempty) < k))
+        V = block[chosen].toarray().T
         V /= np.maximum(np.linalg.norm(V, axis=0), _EPS)
         Vs.append(V)
     return W, Vs
+
+
+def as_source(X) -> RowSource:
+    """A row source for in-memory data (float64 CSR, read without copies) or a source as is."""
+    if isinstance(X, RowSource):
+        return X
+    if isinstance(X, sp.csr_matrix) and X.dtype == np.float64 and X.has_canonical_format:
+        return MemoryRows(X)
+    return MemoryRows(as_csr(X))
 
 
 class OnlineINMF:
@@ -107,9 +123,10 @@ class OnlineINMF:
         self._elapsed = 0.0
 
     # -- datasets ---------------------------------------------------------------------------
-    def add_datasets(self, Xs: Sequence, names: Sequence[str]) -> list[int]:
+    def add_datasets(self, sources: Sequence[RowSource], names: Sequence[str]) -> list[int]:
         """Register new datasets: V_i from k randomly drawn non-empty cells, A_i = B_i = 0."""
-        W, Vs = init_online_factors(Xs, self.k, self.rng)
+        sources = [as_source(source) for source in sources]
+        W, Vs = init_online_factors(sources, self.k, self.rng)
         if self.W is None:
             self.W = W
         elif W.shape[0] != self.W.shape[0]:
@@ -136,14 +153,20 @@ class OnlineINMF:
     # -- training ---------------------------------------------------------------------------
     @single_threaded_blas
     def train(
-        self, Xs: Sequence, active: Sequence[int], n_epochs: int, *, progress: bool = False
+        self,
+        sources: Sequence[RowSource],
+        active: Sequence[int],
+        n_epochs: int,
+        *,
+        progress: bool = False,
     ) -> None:
         """Run ``n_epochs`` more epochs over the datasets ``active`` (data given in that order).
 
         Datasets not in ``active`` keep their V_i, A_i, B_i, but still shape W through A_i, B_i
         (scenario 2 of the paper: new data refines the shared factors).
         """
-        n_cells = [X.shape[0] for X in Xs]
+        sources = [as_source(source) for source in sources]
+        n_cells = [source.n_cells for source in sources]
         parts = minibatch_plan(n_cells, self.batch_size)
         update_v = [i in set(active) for i in range(len(self.names))]
         bar = progress_bar(total=parts * n_epochs, desc="online iNMF", disable=not progress)
@@ -154,11 +177,12 @@ class OnlineINMF:
             ]
             for part in range(parts):
                 estimate = 0.0
-                for X, i, split in zip(Xs, active, splits, strict=True):
+                for source, i, split in zip(sources, active, splits, strict=True):
                     cells = split[part]
                     if len(cells) == 0:
                         continue
-                    estimate += self._absorb(X, i, np.sort(cells), new_epoch=part == 0)
+                    X, rows = source.take(np.sort(cells))
+                    estimate += self._absorb(X, i, rows, source.n_cells, new_epoch=part == 0)
                 W_before = self.W.copy()
                 for _ in range(self.hals_iter):
                     hals_update_w_v(self.W, self.V, self.A, self.B, self.lambda_, update_v)
@@ -175,7 +199,7 @@ class OnlineINMF:
         self._elapsed = time.perf_counter() - start
         bar.close()
 
-    def _absorb(self, X, i: int, cells: np.ndarray, *, new_epoch: bool) -> float:
+    def _absorb(self, X, i: int, cells: np.ndarray, n_cells: int, *, new_epoch: bool) -> float:
         """Solve one mini-batch of dataset i and fold it into A_i, B_i (10); returns its
         scaled contribution to the objective estimate."""
         V = self.V[i]
@@ -196,14 +220,27 @@ class OnlineINMF:
             stat *= decay
         self.A[i] += hth / size
         self.B[i] += rows_transpose_times(X, cells, h) / size
-        return (sq_norm - 2.0 * cross + float(np.sum(G * hth))) * (X.shape[0] / size)
+        return (sq_norm - 2.0 * cross + float(np.sum(G * hth))) * (n_cells / size)
 
     # -- cells ------------------------------------------------------------------------------
-    def solve(self, X, dataset: int | None = None) -> tuple[np.ndarray, float]:
-        """Cell factors of X with the model fixed: with a dataset's V_i (its H-step), or onto W
-        alone for cells of a dataset the model has not seen (scenario 3)."""
+    def solve(
+        self, source: RowSource, dataset: int | None = None, *, out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, float]:
+        """Cell factors of a source's cells with the model fixed: with a dataset's V_i (its
+        H-step), or onto W alone for cells of a dataset the model has not seen (scenario 3).
+        Streams the cells in blocks of ``batch_size``; returns ``H`` and the objective term."""
+        source = as_source(source)
         V = None if dataset is None else self.V[dataset]
-        return solve_h(X, self.W, V, self.lambda_, chunk_size=max(self.batch_size, 1))
+        G = _gram_h(self.W, V, self.lambda_)
+        L = self.W if V is None else self.W + V
+        H = np.zeros((source.n_cells, self.k)) if out is None else out
+        value = 0.0
+        for start, stop, block, positions in source.blocks(max(self.batch_size, 1)):
+            h = np.empty((stop - start, self.k))
+            sq_norm, cross = solve_rows(block, positions, L, G, h)
+            value += sq_norm - 2.0 * cross + float(np.sum(G * (h.T @ h)))
+            H[start:stop] = h
+        return H, max(value, 0.0)
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
@@ -304,7 +341,7 @@ def fit_online_inmf(
     drawn (each dataset's mini-batch term scaled by ``n_i / p_i``, computed before the update, so
     in the first epoch it is measured on unseen cells).
     """
-    data = [as_csr(X) for X in Xs]
+    data = [as_source(X) for X in Xs]
     model = OnlineINMF(
         k,
         lambda_=lambda_,

@@ -1,0 +1,233 @@
+"""Row sources for online iNMF: the cells of one dataset, in memory or in an HDF5 CSR matrix.
+
+A source hands out mini-batches of rows as float64 CSR blocks restricted to the model's genes,
+optionally normalised on the fly (LIGER's library-size normalisation and per-gene scaling). An
+HDF5 source reads only the rows asked for, as contiguous runs: with the chunk-shuffled epoch
+order of online iNMF a mini-batch is a few runs, so each compressed HDF5 chunk is decompressed
+about once per epoch instead of once per cell. Memory is set by the mini-batch, never by the
+number of cells (the index pointer is read run by run, not loaded whole).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def contiguous_runs(rows: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted row indices as ``[(start, stop), ...]`` runs of consecutive rows."""
+    if len(rows) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [len(rows)]])
+    return [(int(rows[a]), int(rows[b - 1]) + 1) for a, b in zip(starts, stops, strict=True)]
+
+
+class RowSource:
+    """Rows of one dataset restricted to the model's genes (in the model's gene order).
+
+    ``genes`` maps the model's genes to columns of the stored matrix (``None``: all columns, in
+    order). With ``inv_rms`` (one value per model gene) every stored row is divided by its total
+    count over *all* stored columns and each gene by its root-mean-square: LIGER's
+    ``normalize`` + ``scaleNotCenter`` computed per mini-batch.
+    """
+
+    n_cells: int
+    n_columns: int
+
+    def __init__(self, genes: np.ndarray | None, inv_rms: np.ndarray | None) -> None:
+        self.genes = None if genes is None else np.asarray(genes, dtype=np.int64)
+        self.inv_rms = None if inv_rms is None else np.asarray(inv_rms, dtype=np.float64)
+        self.read_seconds = 0.0  # time spent reading and decoding, for the benchmarks
+
+    @property
+    def n_genes(self) -> int:
+        return self.n_columns if self.genes is None else len(self.genes)
+
+    # -- to implement -----------------------------------------------------------------------
+    def _read(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``indptr, indices, data`` of the stored rows ``rows`` (sorted), all columns."""
+        raise NotImplementedError
+
+    # -- shared -----------------------------------------------------------------------------
+    def take(self, rows: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+        """The rows (sorted indices) as ``(matrix, positions)``: ``matrix[positions]`` are they."""
+        start = time.perf_counter()
+        block = self._finish(*self._read(np.asarray(rows, dtype=np.int64)))
+        self.read_seconds += time.perf_counter() - start
+        return block, np.arange(block.shape[0])
+
+    def blocks(
+        self, block_size: int
+    ) -> Iterator[tuple[int, int, sp.csr_matrix, np.ndarray]]:
+        """Every row, in order, in blocks of ``block_size`` rows: ``(start, stop, matrix,
+        positions)`` with rows ``start:stop`` at ``matrix[positions]`` (see :meth:`take`)."""
+        for start in range(0, self.n_cells, block_size):
+            stop = min(start + block_size, self.n_cells)
+            block, positions = self.take(np.arange(start, stop))
+            yield start, stop, block, positions
+
+    def raw_blocks(self, block_size: int) -> Iterator[sp.csr_matrix]:
+        """Every row, in order, as stored (all columns, no normalisation), for statistics."""
+        for start in range(0, self.n_cells, block_size):
+            rows = np.arange(start, min(start + block_size, self.n_cells))
+            indptr, indices, data = self._read(rows)
+            yield sp.csr_matrix(
+                (data.astype(np.float64, copy=False), indices, indptr),
+                shape=(len(rows), self.n_columns),
+            )
+
+    def _finish(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray) -> sp.csr_matrix:
+        n = len(indptr) - 1
+        data = data.astype(np.float64, copy=False)
+        row_of = np.repeat(np.arange(n), np.diff(indptr))
+        if self.inv_rms is not None:
+            totals = np.bincount(row_of, weights=data, minlength=n)
+            with np.errstate(divide="ignore"):
+                inv_totals = np.where(totals > 0, 1.0 / totals, 0.0)
+        if self.genes is not None:
+            column_map = self._column_map()
+            mapped = column_map[indices]
+            keep = mapped >= 0
+            indices = mapped[keep]
+            data = data[keep]
+            row_of = row_of[keep]
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(row_of, minlength=n))])
+        if self.inv_rms is not None:
+            data = data * inv_totals[row_of] * self.inv_rms[indices]
+        return sp.csr_matrix(
+            (np.ascontiguousarray(data, dtype=np.float64), indices.astype(np.int32), indptr),
+            shape=(n, self.n_genes),
+        )
+
+    def _column_map(self) -> np.ndarray:
+        if getattr(self, "_map", None) is None:
+            column_map = np.full(self.n_columns, -1, dtype=np.int64)
+            column_map[self.genes] = np.arange(len(self.genes))
+            self._map = column_map
+        return self._map
+
+
+class MemoryRows(RowSource):
+    """Rows of an in-memory matrix (CSR, CSC or dense), ``cells`` selecting a subset."""
+
+    def __init__(
+        self,
+        X,
+        *,
+        cells: np.ndarray | None = None,
+        genes: np.ndarray | None = None,
+        inv_rms: np.ndarray | None = None,
+    ) -> None:
+        super().__init__(genes, inv_rms)
+        self.X = sp.csr_matrix(X) if not isinstance(X, sp.csr_matrix) else X
+        self.cells = None if cells is None else np.asarray(cells, dtype=np.int64)
+        self.n_cells = self.X.shape[0] if cells is None else len(self.cells)
+        self.n_columns = self.X.shape[1]
+
+    def take(self, rows):
+        if self.genes is None and self.inv_rms is None and self.cells is None:
+            if self.X.dtype == np.float64:  # nothing to transform: hand out the matrix itself
+                return self.X, np.asarray(rows, dtype=np.int64)
+        return super().take(rows)
+
+    def _read(self, rows):
+        block = self.X[rows if self.cells is None else self.cells[rows]]
+        return block.indptr, block.indices, block.data
+
+
+class H5Rows(RowSource):
+    """Rows of a CSR matrix stored in HDF5 the way AnnData writes it (``data``, ``indices``,
+    ``indptr``); ``cells`` selects a sorted subset of its rows."""
+
+    def __init__(
+        self,
+        group,
+        *,
+        cells: np.ndarray | None = None,
+        genes: np.ndarray | None = None,
+        inv_rms: np.ndarray | None = None,
+    ) -> None:
+        super().__init__(genes, inv_rms)
+        self.group = group
+        self._data = group["data"]
+        self._indices = group["indices"]
+        self._indptr = group["indptr"]
+        n_rows, self.n_columns = (int(s) for s in group.attrs["shape"])
+        self.cells = None if cells is None else np.asarray(cells, dtype=np.int64)
+        self.n_cells = n_rows if cells is None else len(self.cells)
+        if len(self._indptr) != n_rows + 1:
+            raise ValueError(
+                f"The sparse matrix {group.name!r} in {group.file.filename!r} is damaged: its "
+                f"index pointer has {len(self._indptr)} entries for {n_rows} rows."
+            )
+
+    def _read(self, rows):
+        stored = rows if self.cells is None else self.cells[rows]
+        pointers, indices, data = [np.zeros(1, dtype=np.int64)], [], []
+        offset = 0
+        for start, stop in contiguous_runs(stored):
+            ptr = self._indptr[start : stop + 1].astype(np.int64)
+            a, b = int(ptr[0]), int(ptr[-1])
+            indices.append(self._indices[a:b])
+            data.append(self._data[a:b])
+            pointers.append(ptr[1:] - a + offset)
+            offset += b - a
+        if not indices:
+            return np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        return np.concatenate(pointers), np.concatenate(indices), np.concatenate(data)
+
+
+def csr_group(file, key: str):
+    """The HDF5 group of a CSR matrix at ``key`` (``"X"`` or ``"layers/<name>"``) of an open
+    h5ad file, with clear errors for anything else."""
+    name = file.filename
+    if key not in file:
+        raise ValueError(f"{name!r} has no matrix {key!r}.")
+    group = file[key]
+    encoding = group.attrs.get("encoding-type", "")
+    if isinstance(encoding, bytes):
+        encoding = encoding.decode()
+    if encoding != "csr_matrix":
+        what = "a dense array" if not hasattr(group, "keys") else f"a {encoding or 'group'}"
+        raise ValueError(
+            f"{key!r} in {name!r} is {what}; out-of-core online iNMF reads CSR matrices. "
+            "Convert it, e.g. adata.X = scipy.sparse.csr_matrix(adata.X) before write_h5ad."
+        )
+    if not all(part in group for part in ("data", "indices", "indptr")):
+        raise ValueError(f"The CSR matrix {key!r} in {name!r} is incomplete (truncated file?).")
+    return group
+
+
+def write_csr_blocks(
+    path: str | Path, blocks: Iterator[sp.csr_matrix], n_columns: int, *, chunk_rows: int
+) -> None:
+    """Write CSR row blocks as one chunked, compressed CSR matrix (AnnData's layout) to
+    ``path/X``, growing the datasets as blocks arrive."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        group = f.create_group("X")
+        group.attrs["encoding-type"] = "csr_matrix"
+        group.attrs["encoding-version"] = "0.1.0"
+        chunk = max(1024, chunk_rows * 64)
+        options = {"maxshape": (None,), "compression": "lzf"}
+        data = group.create_dataset("data", (0,), dtype=np.float32, chunks=(chunk,), **options)
+        indices = group.create_dataset("indices", (0,), dtype=np.int32, chunks=(chunk,), **options)
+        pointers = [np.zeros(1, dtype=np.int64)]
+        n_rows = 0
+        for block in blocks:
+            nnz = len(data)
+            data.resize((nnz + block.nnz,))
+            indices.resize((nnz + block.nnz,))
+            data[nnz:] = block.data.astype(np.float32)
+            indices[nnz:] = block.indices
+            pointers.append(block.indptr[1:].astype(np.int64) + nnz)
+            n_rows += block.shape[0]
+        group.create_dataset("indptr", data=np.concatenate(pointers))
+        group.attrs["shape"] = np.array([n_rows, n_columns], dtype=np.int64)
