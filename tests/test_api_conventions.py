@@ -13,6 +13,7 @@ FUNCTIONS = [
     (f"{ns}.{name}", getattr(module, name))
     for ns, module in NAMESPACES.items()
     for name in module.__all__
+    if not inspect.isclass(getattr(module, name))  # model classes are not scanpy-style functions
 ]
 FIRST_PARAMS = {
     "tl": {"adata", "mdata"},

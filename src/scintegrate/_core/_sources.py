@@ -44,6 +44,7 @@ class RowSource:
         self.genes = None if genes is None else np.asarray(genes, dtype=np.int64)
         self.inv_rms = None if inv_rms is None else np.asarray(inv_rms, dtype=np.float64)
         self.read_seconds = 0.0  # time spent reading and decoding, for the benchmarks
+        self.where = "the data"  # for messages
 
     @property
     def n_genes(self) -> int:
@@ -62,9 +63,7 @@ class RowSource:
         self.read_seconds += time.perf_counter() - start
         return block, np.arange(block.shape[0])
 
-    def blocks(
-        self, block_size: int
-    ) -> Iterator[tuple[int, int, sp.csr_matrix, np.ndarray]]:
+    def blocks(self, block_size: int) -> Iterator[tuple[int, int, sp.csr_matrix, np.ndarray]]:
         """Every row, in order, in blocks of ``block_size`` rows: ``(start, stop, matrix,
         positions)`` with rows ``start:stop`` at ``matrix[positions]`` (see :meth:`take`)."""
         for start in range(0, self.n_cells, block_size):
@@ -85,6 +84,12 @@ class RowSource:
     def _finish(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray) -> sp.csr_matrix:
         n = len(indptr) - 1
         data = data.astype(np.float64, copy=False)
+        if not np.isfinite(data).all() or (data < 0).any():
+            raise ValueError(
+                f"{self.where} has negative, NaN or infinite values; iNMF needs non-negative "
+                "data: raw counts (scaled on the fly) or LIGER-scaled values, not log-scaled or "
+                "centred ones."
+            )
         row_of = np.repeat(np.arange(n), np.diff(indptr))
         if self.inv_rms is not None:
             totals = np.bincount(row_of, weights=data, minlength=n)

@@ -18,9 +18,9 @@ import scipy.sparse as sp
 
 from .._utils._progress import progress_bar
 from ._nnls import solve_rows
+from ._sources import MemoryRows, RowSource
 from ._sparse_kernels import rows_transpose_times, single_threaded_blas
 from .inmf import _EPS, INMFResult, _gram_h, hals_update_w_v
-from ._sources import MemoryRows, RowSource
 from .nmf import as_csr
 
 _FORMAT = "scintegrate.online_inmf"

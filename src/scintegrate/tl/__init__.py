@@ -1,6 +1,7 @@
 """Tools: integration and factorisation methods that write their results into AnnData."""
 
-from ._inmf import inmf, online_inmf
+from ._inmf import inmf
 from ._nmf import nmf
+from ._online_inmf import OnlineINMFModel, online_inmf
 
-__all__ = ["inmf", "nmf", "online_inmf"]
+__all__ = ["OnlineINMFModel", "inmf", "nmf", "online_inmf"]

@@ -1,0 +1,313 @@
+"""Inputs of online iNMF as row sources: AnnData in memory or backed, h5ad paths, lists of them.
+
+Everything here turns what the user passed into one :class:`~scintegrate._core._sources.RowSource`
+per dataset, restricted to the model's genes and, for raw counts, LIGER-normalised and scaled on
+the fly from statistics gathered in one streaming pass. Nothing reads a whole matrix into memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from .._core._sources import H5Rows, MemoryRows, RowSource, csr_group, write_csr_blocks
+from .._logging import logger
+from .._utils._validation import get_matrix, get_obs_labels
+from ..pp._liger import liger_variable_genes
+
+_DEFAULT_LAYER = "liger_scaled"
+_DEFAULT_MASK = "liger_highly_variable"
+_STATS_BLOCK = 20_000  # cells per block of the statistics pass
+
+
+@dataclass
+class Dataset:
+    """One dataset: where its rows are and what is known about it."""
+
+    name: str
+    var_names: pd.Index
+    source: RowSource  # all stored columns, no normalisation (until prepared)
+    obs: pd.DataFrame | None  # None: read from `path` when results are written
+    where: str  # for messages
+    path: str | None = None
+    var: pd.DataFrame | None = None
+    counts: bool = False  # the scaled layer was absent, so the matrix holds raw counts
+    stats: dict | None = field(default=None, repr=False)
+
+
+def _read_h5ad_frame(file, key: str) -> pd.DataFrame:
+    from anndata.io import read_elem
+
+    try:
+        return read_elem(file[key])
+    except Exception as error:
+        raise ValueError(
+            f"Cannot read {key!r} of {file.filename!r} ({type(error).__name__}: {error}); the "
+            "file is damaged or not an h5ad file."
+        ) from None
+
+
+def _open_h5ad(path: str | Path):
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{str(path)!r} does not exist.")
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise ValueError(
+            f"Cannot open {str(path)!r} as HDF5 ({error}); is it an h5ad file, and complete?"
+        ) from None
+
+
+def _matrix_key(layer: str | None) -> str:
+    return "X" if layer is None else f"layers/{layer}"
+
+
+def _from_path(path, name: str, layer: str | None) -> Dataset:
+    f = _open_h5ad(path)
+    var = _read_h5ad_frame(f, "var")
+    key = _matrix_key(layer)
+    counts = layer == _DEFAULT_LAYER and key not in f
+    if counts:
+        key = "X"
+    group = csr_group(f, key)
+    return Dataset(
+        counts=counts,
+        name=name,
+        var_names=var.index,
+        source=H5Rows(group),
+        obs=None,
+        where=f"{str(path)!r}[{key!r}]",
+        path=str(path),
+        var=var,
+    )
+
+
+def _from_anndata(adata: AnnData, name: str, layer: str | None, cells=None) -> Dataset:
+    obs = adata.obs if cells is None else adata.obs.iloc[cells]
+    counts = layer == _DEFAULT_LAYER and layer not in adata.layers
+    if counts:
+        layer = None
+    if adata.isbacked and layer is None:
+        X = adata.X
+        group = getattr(X, "group", None)
+        if group is None or X.format != "csr":
+            raise ValueError(
+                f"The backed matrix of {adata.filename!r} is not CSR; online iNMF reads backed "
+                "data as CSR. Rewrite it with a CSR .X, or load it into memory."
+            )
+        source = H5Rows(group, cells=cells)
+        where = f"{str(adata.filename)!r}['X']"
+    else:
+        X = get_matrix(adata, layer)
+        source = MemoryRows(sp.csr_matrix(X) if not sp.issparse(X) else X, cells=cells)
+        where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+    return Dataset(name, adata.var_names, source, obs, where, var=adata.var, counts=counts)
+
+
+def collect_datasets(data, *, batch_key: str | None, layer: str | None) -> list[Dataset]:
+    """One :class:`Dataset` per batch (single AnnData) or per entry (list/dict of AnnData or
+    h5ad paths)."""
+    if isinstance(data, AnnData):
+        if batch_key is None:
+            raise ValueError(
+                "Pass batch_key, the adata.obs column naming each cell's dataset (or pass a list "
+                "of AnnData objects / h5ad paths, one per dataset)."
+            )
+        labels = get_obs_labels(data, batch_key, param="batch_key")
+        if pd.isna(labels).any():
+            raise ValueError(
+                f"adata.obs[{batch_key!r}] has missing values; every cell must belong to a dataset."
+            )
+        codes, uniques = pd.factorize(labels, sort=True)
+        return [
+            _from_anndata(data, str(name), layer, np.flatnonzero(codes == code))
+            for code, name in enumerate(uniques)
+        ]
+    if isinstance(data, str | Path):
+        data = [data]
+    if isinstance(data, Mapping):
+        items = [(str(k), v) for k, v in data.items()]
+    elif isinstance(data, Sequence) and not isinstance(data, str):
+        items = []
+        for i, entry in enumerate(data):
+            if isinstance(entry, str | Path):
+                items.append((Path(entry).name.removesuffix(".h5ad"), entry))
+            else:
+                items.append((f"dataset_{i}", entry))
+    else:
+        raise ValueError(
+            "data must be an AnnData, an h5ad path, or a list/dict of AnnData objects or h5ad "
+            f"paths (one per dataset); got {type(data).__name__}."
+        )
+    if not items:
+        raise ValueError("No datasets were given.")
+    names = [name for name, _ in items]
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"Dataset names repeat ({names}); pass a dict {{name: data}} with unique names."
+        )
+    datasets = []
+    for name, entry in items:
+        if isinstance(entry, AnnData):
+            datasets.append(_from_anndata(entry, name, layer))
+        elif isinstance(entry, str | Path):
+            datasets.append(_from_path(entry, name, layer))
+        else:
+            raise ValueError(
+                f"Dataset {name!r} is a {type(entry).__name__}; pass AnnData objects or h5ad paths."
+            )
+    return datasets
+
+
+# ------------------------------------------------------------------------- streaming statistics
+def streaming_stats(dataset: Dataset) -> dict:
+    """Per-gene sums and sums of squares of the library-size-normalised counts, in one pass.
+
+    Also validates the counts (finite, non-negative, no empty cell) block by block.
+    """
+    source = dataset.source
+    m = source.n_columns
+    sums, sum_sq = np.zeros(m), np.zeros(m)
+    inv_total_sum, n_cells, n_empty = 0.0, 0, 0
+    for block in source.raw_blocks(_STATS_BLOCK):
+        data = block.data
+        if not np.isfinite(data).all() or (data < 0).any():
+            raise ValueError(
+                f"{dataset.where} (dataset {dataset.name!r}) has negative, NaN or infinite values; "
+                "preprocess=True needs raw counts. Pass preprocess=False if the data is already "
+                "scaled, or the layer with counts."
+            )
+        totals = np.asarray(block.sum(axis=1)).ravel()
+        n_empty += int(np.sum(totals <= 0))
+        if n_empty:
+            continue
+        inv_t = 1.0 / totals
+        rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+        values = data * inv_t[rows]
+        sums += np.bincount(block.indices, weights=values, minlength=m)
+        sum_sq += np.bincount(block.indices, weights=values * values, minlength=m)
+        inv_total_sum += float(inv_t.sum())
+        n_cells += block.shape[0]
+    if n_empty:
+        raise ValueError(
+            f"Dataset {dataset.name!r} ({dataset.where}) has {n_empty} cells with zero total counts; "
+            "they cannot be library-size normalised. Remove them first (e.g. "
+            "sc.pp.filter_cells(adata, min_counts=1) before writing the file)."
+        )
+    if n_cells < 2:
+        raise ValueError(f"Dataset {dataset.name!r} has fewer than 2 cells.")
+    mean = sums / n_cells
+    var = np.maximum(sum_sq - n_cells * mean * mean, 0.0) / (n_cells - 1)
+    return {
+        "n_cells": n_cells,
+        "mean": mean,
+        "var": var,
+        "sum_sq": sum_sq,
+        "inv_umi_mean": inv_total_sum / n_cells,
+    }
+
+
+def select_genes(datasets: list[Dataset], mask_var, preprocess: bool) -> pd.Index:
+    """The model's genes: a var column (union over datasets), gene names, or LIGER's
+    variable-gene test on the streaming statistics (union over datasets)."""
+    if mask_var is None:
+        genes = datasets[0].var_names
+    elif isinstance(mask_var, str):
+        have = [d for d in datasets if d.var is not None and mask_var in d.var.columns]
+        if have:
+            genes = pd.Index([])
+            for d in have:
+                genes = genes.union(d.var_names[d.var[mask_var].to_numpy(bool)], sort=False)
+        elif mask_var == _DEFAULT_MASK and preprocess:
+            genes = pd.Index([])
+            for d in datasets:
+                s = d.stats
+                mask = liger_variable_genes(s["mean"], s["var"], s["inv_umi_mean"], s["n_cells"])
+                genes = genes.union(d.var_names[mask], sort=False)
+            logger.info("LIGER variable genes over %d datasets: %d", len(datasets), len(genes))
+        elif mask_var == _DEFAULT_MASK:
+            genes = datasets[0].var_names
+        else:
+            raise ValueError(
+                f"mask_var={mask_var!r} is not a column of any dataset's var. Pass a boolean var "
+                "column, a list of gene names, or None for every gene."
+            )
+    else:
+        values = np.asarray(mask_var)
+        if values.dtype == bool:
+            if len(datasets) > 1 and len({len(d.var_names) for d in datasets}) > 1:
+                raise ValueError(
+                    "A boolean mask_var needs datasets with the same genes; pass gene names."
+                )
+            genes = datasets[0].var_names[values]
+        else:
+            genes = pd.Index(values.astype(str))
+    if len(genes) == 0:
+        raise ValueError("The gene selection is empty; pass mask_var=None or other genes.")
+    return pd.Index(genes)
+
+
+def gene_positions(dataset: Dataset, genes: pd.Index) -> np.ndarray:
+    """Columns of ``genes`` in the dataset; refuses genes the dataset does not have."""
+    if not dataset.var_names.is_unique:
+        raise ValueError(
+            f"Dataset {dataset.name!r} has duplicated gene names; run var_names_make_unique()."
+        )
+    positions = dataset.var_names.get_indexer(genes)
+    missing = genes[positions < 0]
+    if len(missing):
+        shown = ", ".join(map(str, missing[:5]))
+        raise ValueError(
+            f"Dataset {dataset.name!r} lacks {len(missing)} of the {len(genes)} genes the model "
+            f"uses ({shown}{', ...' if len(missing) > 5 else ''}). Every dataset must measure "
+            "the model's genes (gene names in var_names; their order may differ)."
+        )
+    return positions
+
+
+def prepare(dataset: Dataset, genes: pd.Index, preprocess: bool) -> RowSource:
+    """The dataset's rows restricted to ``genes``, LIGER-scaled on the fly when ``preprocess``."""
+    source = dataset.source
+    source.where = f"{dataset.where} (dataset {dataset.name!r})"
+    source.genes = gene_positions(dataset, genes)
+    source._map = None
+    if preprocess:
+        s = dataset.stats
+        rms = np.sqrt(s["sum_sq"][source.genes] / (s["n_cells"] - 1))
+        with np.errstate(divide="ignore"):
+            source.inv_rms = np.where(rms > 0, 1.0 / rms, 0.0)
+    return source
+
+
+def write_scaled(source: RowSource, path: Path, block_size: int) -> H5Rows:
+    """Stream a prepared source to a chunked, compressed CSR file and read it from there."""
+    import h5py
+
+    blocks = (block[positions] for _, _, block, positions in source.blocks(block_size))
+    write_csr_blocks(path, blocks, source.n_genes, chunk_rows=block_size)
+    return H5Rows(h5py.File(path, "r")["X"])
+
+
+def check_writable_directory(directory) -> Path:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ValueError(f"write_scaled={str(directory)!r} is not an existing directory.")
+    probe = directory / ".scintegrate_write_test"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(
+            f"Cannot write to {str(directory)!r} ({error.strerror}); choose a writable directory "
+            "for write_scaled, or leave it None to scale on the fly."
+        ) from None
+    return directory
