@@ -209,30 +209,44 @@ def csr_group(file, key: str):
     return group
 
 
+_CHUNK_VALUES = 1 << 16  # stored values per HDF5 chunk (256 KiB of float32)
+
+
 def write_csr_blocks(
-    path: str | Path, blocks: Iterator[sp.csr_matrix], n_columns: int, *, chunk_rows: int
+    target, blocks: Iterator[sp.csr_matrix], n_columns: int, *, dtype=np.float32
 ) -> None:
-    """Write CSR row blocks as one chunked, compressed CSR matrix (AnnData's layout) to
-    ``path/X``, growing the datasets as blocks arrive."""
+    """Write CSR row blocks as one chunked, deflate-compressed CSR matrix in AnnData's layout
+    at ``X`` of ``target`` (a path, or an open writable h5py File), growing as blocks arrive.
+
+    The same bytes read as a genes x cells CSC matrix (the 10x layout HDF5 readers such as
+    libplanc's ``H5SpMat`` expect); deflate rather than LZF so that any HDF5 library reads it.
+    """
     import h5py
 
-    with h5py.File(path, "w") as f:
+    f = h5py.File(target, "w") if isinstance(target, str | Path) else target
+    try:
         group = f.create_group("X")
         group.attrs["encoding-type"] = "csr_matrix"
         group.attrs["encoding-version"] = "0.1.0"
-        chunk = max(1024, chunk_rows * 64)
-        options = {"maxshape": (None,), "compression": "lzf"}
-        data = group.create_dataset("data", (0,), dtype=np.float32, chunks=(chunk,), **options)
-        indices = group.create_dataset("indices", (0,), dtype=np.int32, chunks=(chunk,), **options)
+        options = {"maxshape": (None,), "compression": "gzip", "compression_opts": 1}
+        chunks = (_CHUNK_VALUES,)
+        data = group.create_dataset("data", (0,), dtype=dtype, chunks=chunks, **options)
+        indices = group.create_dataset("indices", (0,), dtype=np.int32, chunks=chunks, **options)
         pointers = [np.zeros(1, dtype=np.int64)]
         n_rows = 0
         for block in blocks:
             nnz = len(data)
             data.resize((nnz + block.nnz,))
             indices.resize((nnz + block.nnz,))
-            data[nnz:] = block.data.astype(np.float32)
+            data[nnz:] = block.data.astype(dtype)
             indices[nnz:] = block.indices
             pointers.append(block.indptr[1:].astype(np.int64) + nnz)
             n_rows += block.shape[0]
-        group.create_dataset("indptr", data=np.concatenate(pointers))
+        indptr = np.concatenate(pointers)
+        group.create_dataset(
+            "indptr", data=indptr, chunks=(min(len(indptr), _CHUNK_VALUES),), **options
+        )
         group.attrs["shape"] = np.array([n_rows, n_columns], dtype=np.int64)
+    finally:
+        if isinstance(target, str | Path):
+            f.close()

@@ -293,7 +293,7 @@ def write_scaled(source: RowSource, path: Path, block_size: int) -> H5Rows:
     import h5py
 
     blocks = (block[positions] for _, _, block, positions in source.blocks(block_size))
-    write_csr_blocks(path, blocks, source.n_genes, chunk_rows=block_size)
+    write_csr_blocks(path, blocks, source.n_genes)
     return H5Rows(h5py.File(path, "r")["X"])
 
 
