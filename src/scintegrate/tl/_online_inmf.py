@@ -4,6 +4,7 @@ continued on new datasets, projecting new cells, saved and resumed."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -170,9 +171,29 @@ class OnlineINMFModel:
         dataset's ``V_i`` (and its stored scaling when it was scaled on the fly): the H-step of
         training. Without it, cells of a dataset the model has not seen are projected onto the
         shared factors ``W`` alone (scenario 3 of the paper), each dataset of ``data`` scaled by
-        its own statistics when it holds raw counts. Returns cells x k, in the order of the cells
-        of ``data`` (datasets concatenated for a list or a ``batch_key``).
+        its own statistics when it holds raw counts. ``data`` is an AnnData (in memory or
+        backed), an h5ad path, or a list/dict of them; the other arguments are as in
+        :func:`online_inmf`. Returns cells x k, in the order of the cells of ``data`` (datasets
+        concatenated for a list or a ``batch_key``).
         """
+        return self._solve(data, dataset, batch_key, layer, preprocess)[0]
+
+    def objective(
+        self,
+        data,
+        *,
+        dataset: str | None = None,
+        batch_key: str | None = None,
+        layer: str | None = io._DEFAULT_LAYER,
+        preprocess: bool | None = None,
+    ) -> float:
+        """Objective (1) of ``data``'s cells at their optimal factors, the model fixed: with
+        ``dataset``, that dataset's term ``||X - H(W + V_i)ᵀ||² + λ||H V_iᵀ||²``; without,
+        ``||X - H Wᵀ||²``. On held-out cells this measures how well the model generalises.
+        Arguments as in :meth:`transform`."""
+        return self._solve(data, dataset, batch_key, layer, preprocess)[1]
+
+    def _solve(self, data, dataset, batch_key, layer, preprocess) -> tuple[np.ndarray, float]:
         if dataset is not None and dataset not in self._core.names:
             raise ValueError(
                 f"dataset={dataset!r} is not part of the model (datasets: {self.datasets})."
@@ -182,7 +203,7 @@ class OnlineINMFModel:
         else:
             datasets = io.collect_datasets(data, batch_key=batch_key, layer=layer)
         index = None if dataset is None else self._core.names.index(dataset)
-        parts = []
+        parts, total = [], 0.0
         for d in datasets:
             scale = d.counts if preprocess is None else bool(preprocess)
             source = io.prepare(d, self.genes, preprocess=False)
@@ -192,8 +213,10 @@ class OnlineINMFModel:
                 else:
                     d.stats = io.streaming_stats(d)
                     source = io.prepare(d, self.genes, preprocess=True)
-            parts.append(self._core.solve(source, index)[0])
-        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+            H, value = self._core.solve(source, index)
+            parts.append(H)
+            total += value
+        return (np.concatenate(parts) if len(parts) > 1 else parts[0]), total
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
@@ -468,7 +491,9 @@ def online_inmf(
         ``objective`` (objective (1) on all cells given), ``history`` (a DataFrame, one row per
         mini-batch step: ``epoch``, ``objective`` (an estimate of (1) from the mini-batch, before
         the update), ``delta_W`` (relative change of W in that step), ``time`` (s)), and the
-        sufficient statistics ``A`` (n_batches x k x k) and ``B`` (n_batches x n_vars x k).
+        sufficient statistics ``A`` (n_batches x k x k) and ``B`` (n_batches x n_vars x k), and
+        ``timing``: seconds spent preparing the data (statistics pass, scaled files), training,
+        solving the final factors, and reading data during training and the final pass.
     """
     from ._inmf import _split_datasets, _write_results
 
@@ -513,6 +538,7 @@ def online_inmf(
         "hals_iter": hals_iter,
         "chunk_size": chunk,
     }
+    clock = time.perf_counter()
     if in_memory and init is None and not preprocess:
         # the classic path: validated per-batch matrices of the (scaled) layer
         n_components = check_positive_int(n_components, param="n_components")
@@ -524,6 +550,7 @@ def online_inmf(
             for name, X in zip(split.batches, split.matrices, strict=True)
         ]
         sources = [d.source for d in datasets]
+        prepared = time.perf_counter()
         model._train(datasets, sources, max_epochs)
         cells = split.cells
     else:
@@ -549,9 +576,19 @@ def online_inmf(
             model = init
             model._core.chunk_size = chunk if chunk_size is not None else model._core.chunk_size
         sources = model._prepare(datasets, preprocess, write_scaled)
+        prepared = time.perf_counter()
         model._train(datasets, sources, max_epochs)
         cells = [d.source.cells for d in datasets] if single else None
+    trained = time.perf_counter()
+    read_in_training = sum(s.read_seconds for s in sources)
     Hs, objective = final_factors(model, datasets, sources)
+    timing = {
+        "preparation": prepared - clock,
+        "training": trained - prepared,
+        "training_reading": read_in_training,
+        "final_factors": time.perf_counter() - trained,
+        "final_factors_reading": sum(s.read_seconds for s in sources) - read_in_training,
+    }
     result = model_result(model, [d.name for d in datasets], Hs, objective)
     logger.info(
         "online iNMF: %d steps in total, objective %.6g on the data given",
@@ -609,7 +646,7 @@ def online_inmf(
             mask_var=mask_var,
             lambda_=model._core.lambda_,
             random_state=random_state,
-            extra={"A": A, "B": B},
+            extra={"A": A, "B": B, "timing": timing},
         )
         if target.isbacked:
             _write_backed(target, key_added)
@@ -618,6 +655,7 @@ def online_inmf(
         out = results_anndata(
             model, datasets, result, key_added=key_added, batch_key=results_key, params=params
         )
+        out.uns[key_added]["timing"] = timing
     if return_model:
         return model if out is None else (out, model)
     return out
