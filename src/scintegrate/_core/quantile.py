@@ -28,7 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.neighbors import NearestNeighbors
 
 
 @dataclass
@@ -76,6 +75,8 @@ def knn_vote(H: np.ndarray, labels: np.ndarray, n_neighbors: int) -> np.ndarray:
     k = min(n_neighbors, n)
     if k <= 1:
         return labels.copy()
+    from sklearn.neighbors import NearestNeighbors  # imported late: heavy
+
     index = NearestNeighbors(n_neighbors=k).fit(H).kneighbors(H, return_distance=False)
     shifted = labels + 1  # -1 -> 0
     n_labels = int(shifted.max()) + 1

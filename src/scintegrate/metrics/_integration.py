@@ -12,7 +12,6 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
-from sklearn.neighbors import NearestNeighbors
 
 from .._logging import logger
 from .._utils._random import get_rng
@@ -68,6 +67,8 @@ def _labels(data, values, n_cells: int, *, param: str) -> np.ndarray | Sequence:
 
 def _knn(embedding: np.ndarray, k: int) -> np.ndarray:
     """Exact Euclidean k nearest neighbours of every row among the others (self excluded)."""
+    from sklearn.neighbors import NearestNeighbors  # imported late: heavy
+
     return NearestNeighbors(n_neighbors=k).fit(embedding).kneighbors(return_distance=False)
 
 

@@ -23,7 +23,7 @@ from ..pp._liger import liger_variable_genes
 
 _DEFAULT_LAYER = "liger_scaled"
 _DEFAULT_MASK = "liger_highly_variable"
-_STATS_BLOCK = 20_000  # cells per block of the statistics pass
+_STATS_BLOCK = 4096  # cells per block of the statistics pass (its transient memory)
 
 
 @dataclass
