@@ -16,6 +16,38 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
+
+
+@njit(cache=True)
+def _select_and_scale(
+    indptr, indices, data, column_map, inv_rms, scale, out_indptr, out_indices, out_data
+):
+    """One pass over stored rows: keep the mapped columns and, with ``scale``, divide by the
+    row's total over all stored columns and by ``inv_rms`` of the gene. Returns the number of
+    entries written, or -1 at a negative or non-finite value."""
+    pos = 0
+    out_indptr[0] = 0
+    for row in range(len(indptr) - 1):
+        start, stop = indptr[row], indptr[row + 1]
+        total = 0.0
+        for j in range(start, stop):
+            value = np.float64(data[j])
+            if not (value >= 0.0 and value < np.inf):
+                return -1
+            total += value
+        inv_total = 1.0 / total if total > 0.0 else 0.0
+        for j in range(start, stop):
+            column = column_map[indices[j]]
+            if column >= 0:
+                value = np.float64(data[j])
+                if scale:
+                    value = value * inv_total * inv_rms[column]
+                out_indices[pos] = column
+                out_data[pos] = value
+                pos += 1
+        out_indptr[row + 1] = pos
+    return pos
 
 
 def contiguous_runs(rows: np.ndarray) -> list[tuple[int, int]]:
@@ -83,38 +115,33 @@ class RowSource:
 
     def _finish(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray) -> sp.csr_matrix:
         n = len(indptr) - 1
-        data = data.astype(np.float64, copy=False)
-        if not np.isfinite(data).all() or (data < 0).any():
+        column_map = self._column_map()
+        scale = self.inv_rms is not None
+        inv_rms = self.inv_rms if scale else np.zeros(0)
+        out_indptr = np.empty(n + 1, dtype=np.int64)
+        out_indices = np.empty(len(indices), dtype=np.int32)
+        out_data = np.empty(len(indices), dtype=np.float64)
+        nnz = _select_and_scale(
+            indptr, indices, data, column_map, inv_rms, scale, out_indptr, out_indices, out_data
+        )
+        if nnz < 0:
             raise ValueError(
                 f"{self.where} has negative, NaN or infinite values; iNMF needs non-negative "
                 "data: raw counts (scaled on the fly) or LIGER-scaled values, not log-scaled or "
                 "centred ones."
             )
-        row_of = np.repeat(np.arange(n), np.diff(indptr))
-        if self.inv_rms is not None:
-            totals = np.bincount(row_of, weights=data, minlength=n)
-            with np.errstate(divide="ignore"):
-                inv_totals = np.where(totals > 0, 1.0 / totals, 0.0)
-        if self.genes is not None:
-            column_map = self._column_map()
-            mapped = column_map[indices]
-            keep = mapped >= 0
-            indices = mapped[keep]
-            data = data[keep]
-            row_of = row_of[keep]
-            indptr = np.concatenate([[0], np.cumsum(np.bincount(row_of, minlength=n))])
-        if self.inv_rms is not None:
-            data = data * inv_totals[row_of] * self.inv_rms[indices]
         return sp.csr_matrix(
-            (np.ascontiguousarray(data, dtype=np.float64), indices.astype(np.int32), indptr),
-            shape=(n, self.n_genes),
+            (out_data[:nnz], out_indices[:nnz], out_indptr), shape=(n, self.n_genes)
         )
 
     def _column_map(self) -> np.ndarray:
         if getattr(self, "_map", None) is None:
-            column_map = np.full(self.n_columns, -1, dtype=np.int64)
-            column_map[self.genes] = np.arange(len(self.genes))
-            self._map = column_map
+            if self.genes is None:
+                self._map = np.arange(self.n_columns, dtype=np.int64)
+            else:
+                column_map = np.full(self.n_columns, -1, dtype=np.int64)
+                column_map[self.genes] = np.arange(len(self.genes))
+                self._map = column_map
         return self._map
 
 
