@@ -196,3 +196,15 @@ def test_bad_files(files, genes, tmp_path):
         fit(files[:1], genes)
     with pytest.raises(ValueError, match="repeat"):
         fit([files[0], files[0]], genes)
+
+
+def test_in_memory_counts_scaled_on_the_fly(counts, files, genes):
+    adata = counts.copy()
+    fit(adata, genes, batch_key="library", layer=None, preprocess=True)
+    from_files = fit(files, genes)
+    np.testing.assert_allclose(
+        adata.obsm["X_inmf"], from_files.obsm["X_inmf"], rtol=1e-9, atol=1e-12
+    )
+    W = adata.varm["inmf_W"][adata.var_names.isin(genes)]
+    np.testing.assert_allclose(W, from_files.varm["inmf_W"], rtol=1e-9, atol=1e-12)
+    assert (adata.X != counts.X).nnz == 0 and "liger_scaled" not in adata.layers
