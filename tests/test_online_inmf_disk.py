@@ -208,3 +208,15 @@ def test_in_memory_counts_scaled_on_the_fly(counts, files, genes):
     W = adata.varm["inmf_W"][adata.var_names.isin(genes)]
     np.testing.assert_allclose(W, from_files.varm["inmf_W"], rtol=1e-9, atol=1e-12)
     assert (adata.X != counts.X).nnz == 0 and "liger_scaled" not in adata.layers
+
+
+def test_files_are_closed_after_use(files, genes):
+    import gc
+
+    _, model = fit(files[:2], genes, return_model=True)
+    model.transform(files[2])
+    gc.collect()
+    # no handle is left open: every file can be opened for writing again
+    for path in files:
+        with h5py.File(path, "r+"):
+            pass

@@ -87,6 +87,9 @@ class RowSource:
         """``indptr, indices, data`` of the stored rows ``rows`` (sorted), all columns."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release what the source opened (nothing for data in memory)."""
+
     # -- shared -----------------------------------------------------------------------------
     def take(self, rows: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
         """The rows (sorted indices) as ``(matrix, positions)``: ``matrix[positions]`` are they."""
@@ -184,9 +187,12 @@ class H5Rows(RowSource):
         cells: np.ndarray | None = None,
         genes: np.ndarray | None = None,
         inv_rms: np.ndarray | None = None,
+        owns_file: bool = False,
     ) -> None:
         super().__init__(genes, inv_rms)
         self.group = group
+        self.owns_file = owns_file  # opened for this source: closed by close()
+        self._file = group.file
         self._data = group["data"]
         self._indices = group["indices"]
         self._indptr = group["indptr"]
@@ -198,6 +204,10 @@ class H5Rows(RowSource):
                 f"The sparse matrix {group.name!r} in {group.file.filename!r} is damaged: its "
                 f"index pointer has {len(self._indptr)} entries for {n_rows} rows."
             )
+
+    def close(self) -> None:
+        if self.owns_file and self._file.id.valid:
+            self._file.close()
 
     def _read(self, rows):
         stored = rows if self.cells is None else self.cells[rows]

@@ -107,8 +107,12 @@ class OnlineINMFModel:
         """
         n_epochs = check_positive_int(n_epochs, param="n_epochs")
         datasets = io.collect_datasets(data, batch_key=batch_key, layer=layer)
-        sources = self._prepare(datasets, preprocess, write_scaled)
-        self._train(datasets, sources, n_epochs)
+        sources = []
+        try:
+            sources = self._prepare(datasets, preprocess, write_scaled)
+            self._train(datasets, sources, n_epochs)
+        finally:
+            io.close_all(datasets, sources)
         return self
 
     def _prepare(self, datasets, preprocess, write_scaled) -> list:
@@ -153,7 +157,6 @@ class OnlineINMFModel:
                 self._scaling[d.name] = s.inv_rms if s.inv_rms is not None else None
         active = [core.names.index(d.name) for d in datasets]
         core.train(sources, active, n_epochs, progress=settings.progress_bar)
-        self._sources = sources  # kept for the final H of tl.online_inmf
 
     # -- cells ------------------------------------------------------------------------------
     def transform(
@@ -202,6 +205,12 @@ class OnlineINMFModel:
             datasets = [io._from_anndata(data, dataset or "new", layer)]
         else:
             datasets = io.collect_datasets(data, batch_key=batch_key, layer=layer)
+        try:
+            return self._solve_datasets(datasets, dataset, preprocess)
+        finally:
+            io.close_all(datasets)
+
+    def _solve_datasets(self, datasets, dataset, preprocess) -> tuple[np.ndarray, float]:
         index = None if dataset is None else self._core.names.index(dataset)
         parts, total = [], 0.0
         for d in datasets:
@@ -539,49 +548,53 @@ def online_inmf(
         "chunk_size": chunk,
     }
     clock = time.perf_counter()
-    if in_memory and init is None and not preprocess:
-        # the classic path: validated per-batch matrices of the (scaled) layer
-        n_components = check_positive_int(n_components, param="n_components")
-        split = _split_datasets(adata, batch_key, layer, mask_var, n_components)
-        genes = adata.var_names[split.genes]
-        model = new_model(n_components, **settings_, random_state=random_state, genes=genes)
-        datasets = [
-            io.Dataset(name, genes, io.MemoryRows(X), None, f"dataset {name!r}")
-            for name, X in zip(split.batches, split.matrices, strict=True)
-        ]
-        sources = [d.source for d in datasets]
-        prepared = time.perf_counter()
-        model._train(datasets, sources, max_epochs)
-        cells = split.cells
-    else:
-        datasets = io.collect_datasets(adata, batch_key=batch_key, layer=layer)
-        if init is None:
+    datasets, sources = [], []
+    try:
+        if in_memory and init is None and not preprocess:
+            # the classic path: validated per-batch matrices of the (scaled) layer
             n_components = check_positive_int(n_components, param="n_components")
-            if len(datasets) < 2:
-                raise ValueError(
-                    "iNMF integrates two or more datasets, got one. Use tl.nmf for one dataset, "
-                    "or continue a trained model on it with init=."
-                )
-            for d in datasets:
-                if d.counts if preprocess is None else preprocess:
-                    d.stats = io.streaming_stats(d)
-            genes = io.select_genes(datasets, mask_var, any(d.stats for d in datasets))
-            if n_components > len(genes):
-                raise ValueError(
-                    f"n_components={n_components} is larger than the number of genes used "
-                    f"({len(genes)}); choose fewer components or select more genes."
-                )
+            split = _split_datasets(adata, batch_key, layer, mask_var, n_components)
+            genes = adata.var_names[split.genes]
             model = new_model(n_components, **settings_, random_state=random_state, genes=genes)
+            datasets = [
+                io.Dataset(name, genes, io.MemoryRows(X), None, f"dataset {name!r}")
+                for name, X in zip(split.batches, split.matrices, strict=True)
+            ]
+            sources = [d.source for d in datasets]
+            prepared = time.perf_counter()
+            model._train(datasets, sources, max_epochs)
+            cells = split.cells
         else:
-            model = init
-            model._core.chunk_size = chunk if chunk_size is not None else model._core.chunk_size
-        sources = model._prepare(datasets, preprocess, write_scaled)
-        prepared = time.perf_counter()
-        model._train(datasets, sources, max_epochs)
-        cells = [d.source.cells for d in datasets] if single else None
-    trained = time.perf_counter()
-    read_in_training = sum(s.read_seconds for s in sources)
-    Hs, objective = final_factors(model, datasets, sources)
+            datasets = io.collect_datasets(adata, batch_key=batch_key, layer=layer)
+            if init is None:
+                n_components = check_positive_int(n_components, param="n_components")
+                if len(datasets) < 2:
+                    raise ValueError(
+                        "iNMF integrates two or more datasets, got one. Use tl.nmf for one dataset, "
+                        "or continue a trained model on it with init=."
+                    )
+                for d in datasets:
+                    if d.counts if preprocess is None else preprocess:
+                        d.stats = io.streaming_stats(d)
+                genes = io.select_genes(datasets, mask_var, any(d.stats for d in datasets))
+                if n_components > len(genes):
+                    raise ValueError(
+                        f"n_components={n_components} is larger than the number of genes used "
+                        f"({len(genes)}); choose fewer components or select more genes."
+                    )
+                model = new_model(n_components, **settings_, random_state=random_state, genes=genes)
+            else:
+                model = init
+                model._core.chunk_size = chunk if chunk_size is not None else model._core.chunk_size
+            sources = model._prepare(datasets, preprocess, write_scaled)
+            prepared = time.perf_counter()
+            model._train(datasets, sources, max_epochs)
+            cells = [d.source.cells for d in datasets] if single else None
+        trained = time.perf_counter()
+        read_in_training = sum(s.read_seconds for s in sources)
+        Hs, objective = final_factors(model, datasets, sources)
+    finally:
+        io.close_all(datasets, sources)
     timing = {
         "preparation": prepared - clock,
         "training": trained - prepared,

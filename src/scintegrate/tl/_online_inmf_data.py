@@ -78,12 +78,16 @@ def _from_path(path, name: str, layer: str | None) -> Dataset:
     counts = layer == _DEFAULT_LAYER and key not in f
     if counts:
         key = "X"
-    group = csr_group(f, key)
+    try:
+        group = csr_group(f, key)
+    except ValueError:
+        f.close()
+        raise
     return Dataset(
         counts=counts,
         name=name,
         var_names=var.index,
-        source=H5Rows(group),
+        source=H5Rows(group, owns_file=True),
         obs=None,
         where=f"{str(path)!r}[{key!r}]",
         path=str(path),
@@ -156,15 +160,20 @@ def collect_datasets(data, *, batch_key: str | None, layer: str | None) -> list[
             f"Dataset names repeat ({names}); pass a dict {{name: data}} with unique names."
         )
     datasets = []
-    for name, entry in items:
-        if isinstance(entry, AnnData):
-            datasets.append(_from_anndata(entry, name, layer))
-        elif isinstance(entry, str | Path):
-            datasets.append(_from_path(entry, name, layer))
-        else:
-            raise ValueError(
-                f"Dataset {name!r} is a {type(entry).__name__}; pass AnnData objects or h5ad paths."
-            )
+    try:
+        for name, entry in items:
+            if isinstance(entry, AnnData):
+                datasets.append(_from_anndata(entry, name, layer))
+            elif isinstance(entry, str | Path):
+                datasets.append(_from_path(entry, name, layer))
+            else:
+                raise ValueError(
+                    f"Dataset {name!r} is a {type(entry).__name__}; pass AnnData objects or h5ad "
+                    "paths."
+                )
+    except ValueError:
+        close_all(datasets)
+        raise
     return datasets
 
 
@@ -294,7 +303,13 @@ def write_scaled(source: RowSource, path: Path, block_size: int) -> H5Rows:
 
     blocks = (block[positions] for _, _, block, positions in source.blocks(block_size))
     write_csr_blocks(path, blocks, source.n_genes)
-    return H5Rows(h5py.File(path, "r")["X"])
+    return H5Rows(h5py.File(path, "r")["X"], owns_file=True)
+
+
+def close_all(datasets, sources=()) -> None:
+    """Close the files the datasets' sources opened (never a backed AnnData's own file)."""
+    for source in [d.source for d in datasets if d.source is not None] + list(sources):
+        source.close()
 
 
 def check_writable_directory(directory) -> Path:
