@@ -298,12 +298,18 @@ def new_model(
 
 
 def final_factors(model: OnlineINMFModel, datasets, sources) -> tuple[list[np.ndarray], float]:
-    """Every cell's H with the final factors (streamed), and objective (1) over the data."""
-    Hs, objective = [], 0.0
+    """Every cell's H with the final factors (streamed), and objective (1) over the data.
+
+    The datasets' H are views of one (cells x k) array, filled block by block: the results need
+    no concatenated copy.
+    """
+    H_all = np.empty((sum(s.n_cells for s in sources), model.n_components))
+    Hs, objective, start = [], 0.0, 0
     for d, source in zip(datasets, sources, strict=True):
-        H, value = model._core.solve(source, model._core.names.index(d.name))
+        H = H_all[start : start + source.n_cells]
+        objective += model._core.solve(source, model._core.names.index(d.name), out=H)[1]
         Hs.append(H)
-        objective += value
+        start += source.n_cells
     return Hs, objective
 
 
@@ -351,7 +357,11 @@ def results_anndata(
         obs.index = pd.Index([f"{i}-{b}" for i, b in zip(obs.index, obs[batch_key], strict=True)])
     obs.index = obs.index.astype(str)
     out = AnnData(obs=obs, var=pd.DataFrame(index=model.genes))
-    out.obsm[f"X_{key_added}"] = np.concatenate(result.H)
+    first, last = result.H[0], result.H[-1]
+    if first.base is not None and first.base is last.base:  # views of one array: no copy
+        out.obsm[f"X_{key_added}"] = first.base
+    else:
+        out.obsm[f"X_{key_added}"] = np.concatenate(result.H)
     out.varm[f"{key_added}_W"] = result.W.copy()
     out.varm[f"{key_added}_V"] = np.stack(result.V, axis=2)
     out.uns[key_added] = {
