@@ -221,7 +221,7 @@ def main() -> None:
     print("\n== 1. tl.online_inmf from raw-count h5ad files (on-the-fly scaling)")
     print(
         f"{'cells':>9} {'wall s':>7} {'prep s':>7} {'train s':>8} {'read s':>7} "
-        f"{'final H s':>9} {'peak MB':>8} {'held-out obj/cell':>18}"
+        f"{'final H s':>9} {'peak MB':>8} {'held-out obj/cell':>18} {'other cores':>11}"
     )
     curves = {}
     for n in args.sizes:
@@ -234,7 +234,7 @@ def main() -> None:
             f"{r['n_cells']:>9} {r['seconds']:>7.1f} {tm['preparation']:>7.1f} "
             f"{tm['training']:>8.1f} {tm['training_reading']:>7.1f} {tm['final_factors']:>9.1f} "
             f"{r['peak_rss_mb']:>8.0f} {r['heldout_objective'] / (HELDOUT * 4):>18.6g}"
-            f"   (input made/cached in {made:.0f} s; {r['n_genes']} genes)",
+            f" {r['other_cores']:>11.2f}   (input made/cached in {made:.0f} s; {r['n_genes']} genes)",
             flush=True,
         )
         curves[n] = curve(r["history"], r["n_cells"])
@@ -255,7 +255,10 @@ def main() -> None:
         env = ensure_env(
             ENVS / "pyplanc", ("pyplanc==0.0.2", "numpy", "scipy", "h5py"), "import pyplanc, h5py"
         )
-        print(f"{'cells':>9} {'impl':>8} {'seconds':>8} {'peak MB':>8} {'held-out obj/cell':>18}")
+        print(
+            f"{'cells':>9} {'impl':>8} {'seconds':>8} {'peak MB':>8} {'held-out obj/cell':>18} "
+            f"{'other cores':>11}"
+        )
         for n in args.pyplanc_sizes:
             names, files, heldout = dataset_files(n, profiles, genes)
             folder = CACHE / f"n{n}"
@@ -269,7 +272,7 @@ def main() -> None:
                 rows[impl] = r
                 print(
                     f"{n:>9} {impl:>8} {r['seconds']:>8.1f} {r['peak_rss_mb']:>8.0f} "
-                    f"{r['heldout'] / (HELDOUT * 4):>18.6g}",
+                    f"{r['heldout'] / (HELDOUT * 4):>18.6g} {r['other_cores']:>11.2f}",
                     flush=True,
                 )
             o, p = rows["ours"], rows["pyplanc"]
