@@ -2,5 +2,6 @@
 
 from ._inmf import inmf, online_inmf
 from ._nmf import nmf
+from ._scjmt import scjmt
 
-__all__ = ["inmf", "nmf", "online_inmf"]
+__all__ = ["inmf", "nmf", "online_inmf", "scjmt"]
