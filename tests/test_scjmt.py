@@ -21,7 +21,6 @@ from scintegrate._core.scjmt import (
     mnn_smooth,
 )
 
-mudata.set_options(pull_on_update=False)
 FAST = {"max_iter": 20, "n_restarts": 1}
 
 
