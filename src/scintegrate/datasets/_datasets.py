@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.resources import as_file, files
 
 import anndata as ad
+import numpy as np
 from anndata import AnnData
 
 
@@ -103,3 +104,55 @@ def snareseq_cortex_atac_gene_activity() -> AnnData:
     >>> both = ad.concat({"rna": rna, "atac": atac}, label="modality", index_unique="-")
     """
     return _read_bundled("snareseq_cortex_atac_gene_activity.h5ad")
+
+
+def snareseq_cortex_atac_peaks() -> AnnData:
+    """SNARE-seq adult mouse cortex, chromatin part as peaks: 10,309 cells x 25,734 peaks.
+
+    The ATAC counts of the same nuclei as :func:`snareseq_cortex_rna` (same cells in the same
+    order), per called peak, with scMoMaT's gene-peak links stored the way
+    :func:`scintegrate.pp.gene_activity` stores them, so that ``tl.scjmt`` can use them directly
+    and ``X @ varm["gene_activity"]`` reproduces :func:`snareseq_cortex_atac_gene_activity`.
+    Bundled (4.3 MB); nothing is downloaded.
+
+    Returns
+    -------
+    AnnData with
+
+    ``X``
+        ATAC counts per peak, CSR float32 (integer values 1-5; 1.0 million stored values).
+    ``obs``
+        ``library``, ``cell_type``, ``cell_type_fine`` and ``barcode``, as in
+        :func:`snareseq_cortex_rna`.
+    ``var_names``
+        Peaks as ``chr_start_end`` (mm10), so ``pp.gene_activity`` can parse them.
+    ``varm["gene_activity"]``
+        Peaks x genes binary links (each peak linked to one of the 1,677 RNA genes, about 15
+        peaks per gene: gene body + 2 kb upstream, nearest gene).
+    ``uns["gene_activity"]["genes"]``
+        The gene symbols of the ``varm`` columns (the RNA genes, in order).
+
+    Notes
+    -----
+    Source: GitHub PeterZZQ/scMoMaT (MIT license), commit dbd954d,
+    ``data/real/MOp_5batches/`` batch 1 (``RxC1.npz``, ``regions.txt``, ``GxR.npz``,
+    ``genes.txt``). Raw data: GEO GSE126074.
+
+    References
+    ----------
+    Chen S, Lake BB, Zhang K. High-throughput sequencing of the transcriptome and chromatin
+    accessibility in the same cell. *Nat Biotechnol* 37, 1452-1457 (2019).
+
+    Zhang Z, Sun H, Mariappan R, et al. scMoMaT jointly performs single cell mosaic integration and
+    multi-modal bio-marker detection. *Nat Commun* 14, 384 (2023).
+
+    Examples
+    --------
+    >>> import scintegrate as si
+    >>> atac = si.datasets.snareseq_cortex_atac_peaks()
+    >>> atac.varm["gene_activity"].shape
+    """
+    adata = _read_bundled("snareseq_cortex_atac_peaks.h5ad")
+    adata.X = adata.X.astype(np.float32)
+    adata.varm["gene_activity"] = adata.varm["gene_activity"].astype(np.float32)
+    return adata

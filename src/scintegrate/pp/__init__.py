@@ -1,6 +1,8 @@
-"""Preprocessing: LIGER's per-batch normalisation and scaling, and quantile normalisation."""
+"""Preprocessing: LIGER's per-batch normalisation and scaling, quantile normalisation, and gene
+activity scores from ATAC peaks."""
 
+from ._gene_activity import gene_activity
 from ._liger import liger_preprocess
 from ._quantile_norm import quantile_norm
 
-__all__: list[str] = ["liger_preprocess", "quantile_norm"]
+__all__: list[str] = ["gene_activity", "liger_preprocess", "quantile_norm"]

@@ -3,5 +3,6 @@
 from ._inmf import inmf
 from ._nmf import nmf
 from ._online_inmf import OnlineINMFModel, online_inmf
+from ._scjmt import scjmt
 
-__all__ = ["OnlineINMFModel", "inmf", "nmf", "online_inmf"]
+__all__ = ["OnlineINMFModel", "inmf", "nmf", "online_inmf", "scjmt"]

@@ -1,0 +1,469 @@
+"""scJMT: joint matrix tri-factorization of unpaired RNA and ATAC (Zhang et al. 2021), in torch.
+
+Arrays in, arrays out. Notation of the paper, objective (3), with RNA ``G`` (n_rna x genes),
+ATAC ``R`` (n_atac x regions) and the gene activity matrix ``A`` (genes x regions)::
+
+    L = w_atac · E(R, C_1 Σ_r C_rᵀ + b_1 1ᵀ + 1 b_rᵀ) + w_rna · E(G, C_2 Σ_g C_gᵀ + b_2 1ᵀ + 1 b_gᵀ)
+        - w_sigma · cos(Σ_r, Σ_g) - w_features · cos(C_g, A C_r)
+        + w_private · (||C_2[:, atac-only]||² / n_rna + ||C_1[:, rna-only]||² / n_atac)
+
+where ``cos(X, Y) = <X, Y>_F / (||X||_F ||Y||_F)``, every row of ``C_1, C_2, C_g, C_r`` is on the
+simplex (a row softmax of free logits), and ``E(X, M) = ||X - M||²_F / ||X - mean(X)||²_F`` is
+the squared reconstruction error as a fraction of the data's total variance (the paper's
+``||X - M||²_F`` divided by a constant, which makes the weights comparable across data sizes).
+The latent cell-cluster dimensions are ordered shared, RNA-only, ATAC-only (``N_1 + N_2 - k`` in
+the paper); the last term keeps each modality's cells out of the other's private clusters.
+
+Optimisation (the paper's block-wise scheme, full batch): each iteration updates the blocks
+``C_1, C_2, Σ_r, Σ_g, C_r, C_g`` in turn with a few Adam steps each (the others fixed), then sets
+the four bias vectors to their closed-form minimisers. The data enter only through sparse
+products: with ``U' = [U, b_c, 1]`` and ``F' = [F, 1, b_f]`` the error is
+``||X||² - 2 <U', X F'> + sum((U'ᵀU') ∘ (F'ᵀF'))``, and ``X F'`` (or ``Xᵀ U'``) is computed once
+per block, so no dense cells x features matrix is ever formed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+WEIGHT_NAMES = ("rna", "atac", "sigma", "features", "private", "orthogonality")
+DEFAULT_WEIGHTS = {
+    "rna": 1.0,
+    "atac": 1.0,
+    "sigma": 0.1,
+    "features": 0.1,
+    "private": 1.0,
+    "orthogonality": 0.0,
+}
+BLOCKS = ("C_atac", "C_rna", "Sigma_r", "Sigma_g", "C_r", "C_g")
+
+
+@dataclass
+class SCJMTResult:
+    """Factors (numpy, float64) of the best restart."""
+
+    C_rna: np.ndarray  # n_rna x K (simplex rows)
+    C_atac: np.ndarray  # n_atac x K
+    C_g: np.ndarray  # genes x M
+    C_r: np.ndarray  # regions x M
+    Sigma_g: np.ndarray  # K x M
+    Sigma_r: np.ndarray  # K x M
+    b_rna: np.ndarray
+    b_atac: np.ndarray
+    b_g: np.ndarray
+    b_r: np.ndarray
+    loss: float
+    terms: dict
+    history: dict
+    restart_losses: list = field(default_factory=list)
+    n_iter: int = 0
+
+
+# ------------------------------------------------------------------------------- data
+class _Sparse:
+    """One data matrix on the device: CSR of X and of Xᵀ, and the constants of the error."""
+
+    def __init__(self, X, device, dtype):
+        X = sp.csr_matrix(X, dtype=np.float64)
+        self.shape = X.shape
+        n, p = X.shape
+        total = float(X.sum())
+        sq = float(X.multiply(X).sum())
+        self.sq = sq
+        # total variance ||X - mean||², floored so that a constant matrix does not divide by 0
+        self.scale = max(sq - total**2 / (n * p), 1e-12 * max(sq, 1.0))
+        self.X = _to_torch_csr(X, device, dtype)
+        self.Xt = _to_torch_csr(sp.csr_matrix(X.T), device, dtype)
+        self.row_sum = torch.as_tensor(np.asarray(X.sum(1)).ravel(), device=device, dtype=dtype)
+        self.col_sum = torch.as_tensor(np.asarray(X.sum(0)).ravel(), device=device, dtype=dtype)
+
+
+def _to_torch_csr(X: sp.csr_matrix, device, dtype) -> torch.Tensor:
+    X = sp.csr_matrix(X)
+    X.sort_indices()
+    return torch.sparse_csr_tensor(
+        torch.as_tensor(X.indptr, dtype=torch.int64),
+        torch.as_tensor(X.indices, dtype=torch.int64),
+        torch.as_tensor(X.data),
+        size=X.shape,
+        dtype=dtype,
+        device=device,
+    )
+
+
+def _to_torch_coo(X, device, dtype) -> torch.Tensor:
+    X = sp.coo_matrix(X)
+    idx = torch.as_tensor(np.vstack([X.row, X.col]).astype(np.int64))
+    return torch.sparse_coo_tensor(
+        idx, torch.as_tensor(X.data), size=X.shape, dtype=dtype, device=device
+    ).coalesce()
+
+
+class Problem:
+    """The three matrices of one scJMT problem on a device."""
+
+    def __init__(self, G, R, A, *, device="cpu", dtype=torch.float32):
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.G = _Sparse(G, self.device, dtype)
+        self.R = _Sparse(R, self.device, dtype)
+        A = sp.csr_matrix(A, dtype=np.float64)
+        # gene activity rows normalised to sum 1 (as the authors do); empty rows stay 0
+        rows = np.asarray(A.sum(1)).ravel()
+        A = sp.csr_matrix(sp.diags(np.where(rows > 0, 1.0 / np.where(rows > 0, rows, 1), 0)) @ A)
+        self.A = _to_torch_coo(A, self.device, dtype)
+        self.At = _to_torch_coo(A.T, self.device, dtype)
+
+
+# --------------------------------------------------------------------------- objective
+def _aug(core: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    return torch.cat([core, first[:, None], second[:, None]], dim=1)
+
+
+def _sq_error(x_sq: float, u_aug, f_aug, cross) -> torch.Tensor:
+    """||X - U' F'ᵀ||² from ||X||², the factors and the cross term <U', X F'>."""
+    return x_sq - 2.0 * cross + ((u_aug.T @ u_aug) * (f_aug.T @ f_aug)).sum()
+
+
+def _orthogonality(c: torch.Tensor) -> torch.Tensor:
+    """||diag(CᵀC)|| / ||CᵀC||_F: 1 when every row is one-hot (hard clusters), smaller when
+    cells are spread over several clusters (the authors' cell-factor orthogonality term)."""
+    gram = c.T @ c
+    return torch.linalg.norm(torch.diagonal(gram)) / torch.linalg.norm(gram).clamp_min(1e-30)
+
+
+def _cos(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (x * y).sum() / (torch.linalg.norm(x) * torch.linalg.norm(y)).clamp_min(1e-30)
+
+
+class Objective:
+    """Objective (3) and its terms as functions of the parameter tensors (logits, Σ, biases)."""
+
+    def __init__(self, problem: Problem, n_shared: int, n_rna_only: int, n_atac_only: int, weights):
+        self.p = problem
+        self.w = {k: float(v) for k, v in weights.items()}
+        k = n_shared
+        self.rna_only = slice(k, k + n_rna_only)
+        self.atac_only = slice(k + n_rna_only, k + n_rna_only + n_atac_only)
+        self.has_private = n_rna_only + n_atac_only > 0
+
+    # pieces -------------------------------------------------------------------
+    @staticmethod
+    def simplex(logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits, dim=1)
+
+    def private(self, c_rna: torch.Tensor, c_atac: torch.Tensor) -> torch.Tensor:
+        if not self.has_private:
+            return c_rna.new_zeros(())
+        return (c_rna[:, self.atac_only] ** 2).sum() / len(c_rna) + (
+            c_atac[:, self.rna_only] ** 2
+        ).sum() / len(c_atac)
+
+    def full(self, P: dict) -> tuple[torch.Tensor, dict]:
+        """The objective of all parameters ``P`` (autograd-able), with its terms."""
+        c1, c2 = self.simplex(P["C_atac"]), self.simplex(P["C_rna"])
+        cg, cr = self.simplex(P["C_g"]), self.simplex(P["C_r"])
+        terms = {}
+        for name, data, c, sigma, f, bc, bf in (
+            ("atac", self.p.R, c1, P["Sigma_r"], cr, P["b_atac"], P["b_r"]),
+            ("rna", self.p.G, c2, P["Sigma_g"], cg, P["b_rna"], P["b_g"]),
+        ):
+            u_aug = _aug(c @ sigma, bc, torch.ones_like(bc))
+            f_aug = _aug(f, torch.ones_like(bf), bf)
+            cross = (u_aug * torch.sparse.mm(data.X, f_aug)).sum()
+            terms[name] = _sq_error(data.sq, u_aug, f_aug, cross) / data.scale
+        terms["sigma"] = _cos(P["Sigma_r"], P["Sigma_g"])
+        terms["features"] = _cos(cg, torch.sparse.mm(self.p.A, cr))
+        terms["private"] = self.private(c2, c1)
+        terms["orthogonality"] = _orthogonality(c1) + _orthogonality(c2)
+        return self.combine(terms), terms
+
+    def combine(self, terms: dict) -> torch.Tensor:
+        w = self.w
+        return (
+            w["atac"] * terms["atac"]
+            + w["rna"] * terms["rna"]
+            - w["sigma"] * terms["sigma"]
+            - w["features"] * terms["features"]
+            + w["private"] * terms["private"]
+            - w["orthogonality"] * terms["orthogonality"]
+        )
+
+    # blocks -------------------------------------------------------------------
+    def block_loss(self, block: str, P: dict, cache: dict) -> torch.Tensor:
+        """The objective as a function of one block (others fixed), up to nothing: the same
+        value as :meth:`full` for the terms that depend on the block."""
+        w = self.w
+        if block in ("C_atac", "Sigma_r", "C_rna", "Sigma_g"):
+            atac = block in ("C_atac", "Sigma_r")
+            data = self.p.R if atac else self.p.G
+            c = self.simplex(P["C_atac" if atac else "C_rna"])
+            sigma = P["Sigma_r" if atac else "Sigma_g"]
+            bc = P["b_atac" if atac else "b_rna"]
+            u_aug = _aug(c @ sigma, bc, torch.ones_like(bc))
+            f_aug, xf = cache["f_atac" if atac else "f_rna"]
+            err = _sq_error(data.sq, u_aug, f_aug, (u_aug * xf).sum()) / data.scale
+            loss = w["atac" if atac else "rna"] * err
+            if block.startswith("Sigma"):
+                return loss - w["sigma"] * _cos(P["Sigma_r"], P["Sigma_g"])
+            if self.has_private:
+                part = self.atac_only if not atac else self.rna_only
+                loss = loss + w["private"] * (c[:, part] ** 2).sum() / len(c)
+            return loss - w["orthogonality"] * _orthogonality(c)
+        atac = block == "C_r"
+        data = self.p.R if atac else self.p.G
+        f = self.simplex(P[block])
+        bf = P["b_r" if atac else "b_g"]
+        f_aug = _aug(f, torch.ones_like(bf), bf)
+        u_aug, xtu = cache["u_atac" if atac else "u_rna"]
+        err = _sq_error(data.sq, u_aug, f_aug, (f_aug * xtu).sum()) / data.scale
+        if atac:
+            coupling = _cos(cache["c_g"], torch.sparse.mm(self.p.A, f))
+        else:
+            coupling = _cos(f, cache["a_cr"])
+        return w["atac" if atac else "rna"] * err - w["features"] * coupling
+
+    def fill_cache(self, stage: str, P: dict, cache: dict) -> None:
+        """Sparse products that stay fixed while the blocks of ``stage`` are updated."""
+        with torch.no_grad():
+            if stage == "cells":
+                for name, data, f, bf in (
+                    ("atac", self.p.R, P["C_r"], P["b_r"]),
+                    ("rna", self.p.G, P["C_g"], P["b_g"]),
+                ):
+                    f_aug = _aug(self.simplex(f), torch.ones_like(bf), bf)
+                    cache[f"f_{name}"] = (f_aug, torch.sparse.mm(data.X, f_aug))
+            else:
+                for name, data, c, sigma, bc in (
+                    ("atac", self.p.R, P["C_atac"], P["Sigma_r"], P["b_atac"]),
+                    ("rna", self.p.G, P["C_rna"], P["Sigma_g"], P["b_rna"]),
+                ):
+                    u_aug = _aug(self.simplex(c) @ sigma, bc, torch.ones_like(bc))
+                    cache[f"u_{name}"] = (u_aug, torch.sparse.mm(data.Xt, u_aug))
+
+    def update_biases(self, P: dict) -> None:
+        """Closed-form minimisers: cell biases given feature biases, then feature biases."""
+        with torch.no_grad():
+            for data, c, sigma, f, bc, bf in (
+                (self.p.R, "C_atac", "Sigma_r", "C_r", "b_atac", "b_r"),
+                (self.p.G, "C_rna", "Sigma_g", "C_g", "b_rna", "b_g"),
+            ):
+                u = self.simplex(P[c]) @ P[sigma]
+                fm = self.simplex(P[f])
+                n, p = data.shape
+                P[bc].copy_((data.row_sum - u @ fm.sum(0) - P[bf].sum()) / p)
+                P[bf].copy_((data.col_sum - fm @ u.sum(0) - P[bc].sum()) / n)
+
+
+# ---------------------------------------------------------------------------- fitting
+def init_params(problem: Problem, n_clusters: int, n_feature_clusters: int, generator) -> dict:
+    """Logits and association matrices drawn from N(0, 1) (Algorithm 1); biases then set in
+    closed form by the caller."""
+    kw = {"generator": generator, "dtype": problem.dtype}
+
+    def normal(*shape):
+        return torch.randn(*shape, **kw).to(problem.device)
+
+    K, M = n_clusters, n_feature_clusters
+    return {
+        "C_atac": normal(problem.R.shape[0], K),
+        "C_rna": normal(problem.G.shape[0], K),
+        "C_r": normal(problem.R.shape[1], M),
+        "C_g": normal(problem.G.shape[1], M),
+        "Sigma_r": normal(K, M),
+        "Sigma_g": normal(K, M),
+        "b_atac": torch.zeros(problem.R.shape[0], dtype=problem.dtype, device=problem.device),
+        "b_rna": torch.zeros(problem.G.shape[0], dtype=problem.dtype, device=problem.device),
+        "b_r": torch.zeros(problem.R.shape[1], dtype=problem.dtype, device=problem.device),
+        "b_g": torch.zeros(problem.G.shape[1], dtype=problem.dtype, device=problem.device),
+    }
+
+
+def _fit_once(
+    objective: Objective,
+    P: dict,
+    *,
+    max_iter: int,
+    inner_steps: int,
+    lr: float,
+    tol: float,
+    progress=None,
+) -> tuple[dict, dict, int]:
+    for name in BLOCKS:
+        P[name].requires_grad_(True)
+    objective.update_biases(P)
+    optimizers = {name: torch.optim.Adam([P[name]], lr=lr) for name in BLOCKS}
+    history = {k: [] for k in ("iteration", "loss", *WEIGHT_NAMES, "seconds")}
+    cache: dict = {}
+    tic = time.perf_counter()
+    previous = math.inf
+    n_iter = 0
+    for it in range(max_iter + 1):
+        objective.fill_cache("cells", P, cache)
+        if it % 10 == 0 or it == max_iter:
+            with torch.no_grad():
+                loss, terms = objective.full(P)
+            loss = float(loss)
+            history["iteration"].append(it)
+            history["loss"].append(loss)
+            for k in WEIGHT_NAMES:
+                history[k].append(float(terms[k]))
+            history["seconds"].append(time.perf_counter() - tic)
+            if abs(previous - loss) <= tol * max(abs(loss), 1e-12):
+                break
+            previous = loss
+        if it == max_iter:
+            break
+        for stage, blocks in (("cells", BLOCKS[:4]), ("features", BLOCKS[4:])):
+            if stage == "features":
+                objective.fill_cache("features", P, cache)
+            for block in blocks:
+                with torch.no_grad():
+                    if block == "C_r":
+                        cache["c_g"] = objective.simplex(P["C_g"])
+                    elif block == "C_g":
+                        cache["a_cr"] = torch.sparse.mm(objective.p.A, objective.simplex(P["C_r"]))
+                opt = optimizers[block]
+                for _ in range(inner_steps):
+                    opt.zero_grad(set_to_none=True)
+                    objective.block_loss(block, P, cache).backward()
+                    opt.step()
+        objective.update_biases(P)
+        n_iter = it + 1
+        if progress is not None:
+            progress.update(1)
+    return P, history, n_iter
+
+
+def fit_scjmt(
+    G,
+    R,
+    A,
+    *,
+    n_shared: int,
+    n_rna_only: int = 0,
+    n_atac_only: int = 0,
+    n_feature_clusters: int | None = None,
+    weights: dict | None = None,
+    max_iter: int = 200,
+    inner_steps: int = 5,
+    lr: float = 0.1,
+    tol: float = 1e-6,
+    n_restarts: int = 3,
+    device: str = "cpu",
+    dtype=torch.float32,
+    rng: np.random.Generator | None = None,
+    progress=None,
+) -> SCJMTResult:
+    """Fit scJMT to RNA ``G`` (cells x genes), ATAC ``R`` (cells x regions) and gene activity
+    ``A`` (genes x regions); the restart with the lowest final objective is returned."""
+    rng = np.random.default_rng(0) if rng is None else rng
+    K = n_shared + n_rna_only + n_atac_only
+    M = 4 * K if n_feature_clusters is None else n_feature_clusters
+    w = {**DEFAULT_WEIGHTS, **(weights or {})}
+    problem = Problem(G, R, A, device=device, dtype=dtype)
+    objective = Objective(problem, n_shared, n_rna_only, n_atac_only, w)
+    threads = torch.get_num_threads()
+    if problem.device.type == "cpu" and _small(G, R):
+        # the per-step tensors are tiny: extra threads only add start-up and spinning time
+        torch.set_num_threads(1)
+    try:
+        best = _restarts(
+            objective, problem, K, M, n_restarts, rng, max_iter, inner_steps, lr, tol, progress
+        )
+    finally:
+        torch.set_num_threads(threads)
+    loss, terms, P, history, n_iter, losses = best
+
+    def out(x):
+        return x.detach().to("cpu", torch.float64).numpy()
+
+    return SCJMTResult(
+        C_rna=out(torch.softmax(P["C_rna"], 1)),
+        C_atac=out(torch.softmax(P["C_atac"], 1)),
+        C_g=out(torch.softmax(P["C_g"], 1)),
+        C_r=out(torch.softmax(P["C_r"], 1)),
+        Sigma_g=out(P["Sigma_g"]),
+        Sigma_r=out(P["Sigma_r"]),
+        b_rna=out(P["b_rna"]),
+        b_atac=out(P["b_atac"]),
+        b_g=out(P["b_g"]),
+        b_r=out(P["b_r"]),
+        loss=loss,
+        terms=terms,
+        history=history,
+        restart_losses=losses,
+        n_iter=n_iter,
+    )
+
+
+def _small(G, R) -> bool:
+    """Fewer than 5,000 cells and 2 million stored values in both matrices together."""
+    n = G.shape[0] + R.shape[0]
+    nnz = sum(X.nnz if sp.issparse(X) else np.count_nonzero(X) for X in (G, R))
+    return n < 5000 and nnz < 2_000_000
+
+
+def _restarts(objective, problem, K, M, n_restarts, rng, max_iter, inner_steps, lr, tol, progress):
+    """Run ``n_restarts`` fits; return the best (loss, terms, params, history, n_iter, all losses)."""
+    best = None
+    losses = []
+    for _ in range(n_restarts):
+        generator = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
+        P = init_params(problem, K, M, generator)
+        P, history, n_iter = _fit_once(
+            objective,
+            P,
+            max_iter=max_iter,
+            inner_steps=inner_steps,
+            lr=lr,
+            tol=tol,
+            progress=progress,
+        )
+        with torch.no_grad():
+            loss, terms = objective.full(P)
+        losses.append(float(loss))
+        if best is None or float(loss) < best[0]:
+            best = (float(loss), {k: float(v) for k, v in terms.items()}, P, history, n_iter)
+    return (*best, losses)
+
+
+# ------------------------------------------------------------------------- post-processing
+def mnn_smooth(
+    c_atac: np.ndarray, c_rna: np.ndarray, n_neighbors: int = 20
+) -> tuple[np.ndarray, np.ndarray]:
+    """Equations (4)-(5): each ATAC cell's factor becomes the weighted mean of the RNA cells it is
+    a mutual nearest neighbour of, weights ``exp(-||C_1(p) - C_2(q)||²)``.
+
+    Neighbours are the ``n_neighbors`` nearest cells of the other modality (Euclidean, exact kNN
+    on a tree); the pairs are held in sparse matrices, never an n x n one. ATAC cells without a
+    mutual neighbour (for example a cell type absent from the RNA data) keep their factor.
+    Returns the smoothed ATAC factors and a boolean mask of the cells that were moved.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    n1, n2 = len(c_atac), len(c_rna)
+    k1 = min(n_neighbors, n2)
+    k2 = min(n_neighbors, n1)
+    _, to_rna = NearestNeighbors(n_neighbors=k1).fit(c_rna).kneighbors(c_atac)
+    _, to_atac = NearestNeighbors(n_neighbors=k2).fit(c_atac).kneighbors(c_rna)
+    a_to_r = sp.csr_matrix(
+        (np.ones(n1 * k1), (np.repeat(np.arange(n1), k1), to_rna.ravel())), shape=(n1, n2)
+    )
+    r_to_a = sp.csr_matrix(
+        (np.ones(n2 * k2), (to_atac.ravel(), np.repeat(np.arange(n2), k2))), shape=(n1, n2)
+    )
+    mutual = a_to_r.multiply(r_to_a).tocoo()
+    d2 = np.sum((c_atac[mutual.row] - c_rna[mutual.col]) ** 2, axis=1)
+    W = sp.csr_matrix((np.exp(-d2), (mutual.row, mutual.col)), shape=(n1, n2))
+    totals = np.asarray(W.sum(1)).ravel()
+    moved = totals > 0
+    out = c_atac.copy()
+    out[moved] = (W[moved] @ c_rna) / totals[moved, None]
+    return out, moved

@@ -1,0 +1,440 @@
+"""``tl.scjmt``: joint tri-factorization of unpaired scRNA-seq and scATAC-seq (Zhang et al. 2021)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from .._core.scjmt import DEFAULT_WEIGHTS, fit_scjmt, mnn_smooth
+from .._docs import doc_params
+from .._logging import logger
+from .._utils._device import resolve_device
+from .._utils._progress import progress_bar
+from .._utils._random import get_rng
+from .._utils._slots import h5ad_safe, history_frame, record_params
+from .._utils._validation import check_finite_nonnegative, check_key, check_positive_int, get_matrix
+
+
+def _modalities(mdata, mods) -> tuple[AnnData, AnnData]:
+    from mudata import MuData
+
+    if not isinstance(mdata, MuData):
+        raise TypeError(
+            f"mdata must be a MuData with an RNA and an ATAC modality, got "
+            f"{type(mdata).__name__}. Build one with mudata.MuData({{'rna': rna, 'atac': atac}})."
+        )
+    if isinstance(mods, str) or len(mods) != 2 or mods[0] == mods[1]:
+        raise ValueError(f"mods must name two different modalities (RNA, ATAC), got {mods!r}.")
+    for m in mods:
+        if m not in mdata.mod:
+            raise ValueError(
+                f"Modality {m!r} is not in mdata (modalities: {', '.join(mdata.mod)}); pass "
+                "mods=(rna_name, atac_name)."
+            )
+    rna, atac = mdata.mod[mods[0]], mdata.mod[mods[1]]
+    for m, ad in zip(mods, (rna, atac), strict=True):
+        if ad.n_obs < 2 or ad.n_vars == 0:
+            raise ValueError(
+                f"Modality {m!r} is empty or nearly so ({ad.n_obs} cells x {ad.n_vars} "
+                "features); scJMT needs cells and features in both modalities."
+            )
+    shared = rna.obs_names.intersection(atac.obs_names)
+    if len(shared):
+        raise ValueError(
+            f"{len(shared)} cells (e.g. {shared[0]!r}) are in both modalities. scJMT integrates "
+            "unpaired data (RNA cells and ATAC cells are different cells): give the cells of "
+            "each modality distinct names, e.g. atac.obs_names = atac.obs_names + '-atac'."
+        )
+    return rna, atac
+
+
+def _gene_activity(gene_activity, rna: AnnData, atac: AnnData) -> sp.csr_matrix:
+    """The genes x regions matrix A, rows in the order of the RNA genes, columns of the peaks."""
+    if isinstance(gene_activity, str):
+        if gene_activity not in atac.varm:
+            raise ValueError(
+                f"gene_activity={gene_activity!r} is not in the ATAC varm (keys: "
+                f"{', '.join(atac.varm.keys()) or 'none'}). Run scintegrate.pp.gene_activity("
+                "mdata, annotation=..., genes=mdata['rna'].var_names) first, or pass the genes x "
+                "regions matrix itself."
+            )
+        links = sp.csr_matrix(atac.varm[gene_activity]).T.tocsr()  # genes x peaks
+        names = None
+        if gene_activity in atac.uns and "genes" in atac.uns[gene_activity]:
+            names = pd.Index(np.asarray(atac.uns[gene_activity]["genes"]).astype(str))
+        if names is None or len(names) != links.shape[0]:
+            raise ValueError(
+                f"atac.uns[{gene_activity!r}]['genes'] must name the {links.shape[0]} genes of "
+                f"atac.varm[{gene_activity!r}] (pp.gene_activity writes both)."
+            )
+        return _match_genes(links, names, rna)
+    if isinstance(gene_activity, pd.DataFrame):
+        missing = atac.var_names.difference(gene_activity.columns.astype(str))
+        if len(missing):
+            raise ValueError(
+                f"The regions of gene_activity do not match the ATAC peaks: {len(missing)} peaks "
+                f"(e.g. {missing[0]!r}) are not among its columns."
+            )
+        frame = gene_activity.copy()
+        frame.columns = frame.columns.astype(str)
+        links = sp.csr_matrix(frame.loc[:, atac.var_names].to_numpy(dtype=np.float64))
+        return _match_genes(links, pd.Index(frame.index.astype(str)), rna)
+    if not (sp.issparse(gene_activity) or isinstance(gene_activity, np.ndarray)):
+        raise ValueError(
+            "gene_activity must be a varm key of the ATAC modality, a genes x regions sparse "
+            f"matrix or array, or a DataFrame; got {type(gene_activity).__name__}."
+        )
+    links = sp.csr_matrix(gene_activity, dtype=np.float64)
+    if links.shape != (rna.n_vars, atac.n_vars):
+        raise ValueError(
+            f"gene_activity has shape {links.shape}; it must be genes x regions = ({rna.n_vars}, "
+            f"{atac.n_vars}), rows in the order of the RNA genes and columns in the order of "
+            "the ATAC peaks."
+        )
+    check_finite_nonnegative(links, what="gene_activity")
+    return links
+
+
+def _match_genes(links: sp.csr_matrix, names: pd.Index, rna: AnnData) -> sp.csr_matrix:
+    check_finite_nonnegative(links, what="gene_activity")
+    index = names.get_indexer(rna.var_names)
+    found = index >= 0
+    if not found.any():
+        raise ValueError(
+            "The genes of the gene activity matrix do not match the RNA genes (no name in "
+            f"common; e.g. {names[0]!r} vs {rna.var_names[0]!r}). Build it with "
+            "pp.gene_activity(..., genes=mdata['rna'].var_names)."
+        )
+    if not found.all():
+        logger.warning(
+            "%d of %d RNA genes are not in the gene activity matrix; they are linked to no region.",
+            int((~found).sum()),
+            len(found),
+        )
+    pick = sp.csr_matrix(
+        (np.ones(int(found.sum())), (np.flatnonzero(found), index[found])),
+        shape=(rna.n_vars, len(names)),
+    )
+    out = sp.csr_matrix(pick @ links)
+    if out.nnz == 0:
+        raise ValueError("The gene activity matrix links no RNA gene to any ATAC region.")
+    return out
+
+
+def _preprocess(X, kind: str):
+    """RNA: library-size normalised to the median total, log1p, divided by the maximum (values
+    in [0, 1]); ATAC: binarised. Sparse stays sparse; ``X`` itself is not modified."""
+    X = sp.csr_matrix(X, dtype=np.float64, copy=True)
+    X.eliminate_zeros()
+    if kind == "atac":
+        X.data[:] = 1.0
+        return X
+    totals = np.asarray(X.sum(1)).ravel()
+    target = np.median(totals[totals > 0]) if (totals > 0).any() else 1.0
+    X = sp.csr_matrix(sp.diags(np.where(totals > 0, target / np.maximum(totals, 1e-300), 0)) @ X)
+    np.log1p(X.data, out=X.data)
+    if X.nnz:
+        X.data /= X.data.max()
+    return X
+
+
+def _check_weights(weights) -> dict:
+    if weights is None:
+        return dict(DEFAULT_WEIGHTS)
+    if not isinstance(weights, Mapping):
+        raise ValueError(f"weights must be a dict such as {{'features': 0.5}}, got {weights!r}.")
+    unknown = set(weights) - set(DEFAULT_WEIGHTS)
+    if unknown:
+        raise ValueError(
+            f"Unknown weights {sorted(unknown)}; the terms are {', '.join(DEFAULT_WEIGHTS)}."
+        )
+    for k, v in weights.items():
+        if isinstance(v, bool) or not isinstance(v, int | float | np.number) or not v >= 0:
+            raise ValueError(f"weights[{k!r}] must be a non-negative number, got {v!r}.")
+    return {**DEFAULT_WEIGHTS, **{k: float(v) for k, v in weights.items()}}
+
+
+def _cluster_sizes(n_clusters, n_shared, n_rna_only, n_atac_only) -> tuple[int, int, int, int]:
+    n_rna_only = check_positive_int(n_rna_only, param="n_rna_only", minimum=0)
+    n_atac_only = check_positive_int(n_atac_only, param="n_atac_only", minimum=0)
+    private = n_rna_only + n_atac_only
+    if n_clusters is None and n_shared is None:
+        raise ValueError(
+            "Give n_clusters (all cell clusters, shared + RNA-only + ATAC-only) or n_shared."
+        )
+    if n_clusters is not None:
+        n_clusters = check_positive_int(n_clusters, param="n_clusters")
+    if n_shared is None:
+        n_shared = n_clusters - private
+        if n_shared < 1:
+            raise ValueError(
+                f"n_clusters={n_clusters} leaves no shared cluster after n_rna_only={n_rna_only} "
+                f"and n_atac_only={n_atac_only}; scJMT needs at least one shared cluster."
+            )
+    n_shared = check_positive_int(n_shared, param="n_shared")
+    if n_clusters is None:
+        n_clusters = n_shared + private
+    if n_shared > n_clusters:
+        raise ValueError(
+            f"n_shared={n_shared} is larger than n_clusters={n_clusters}; the shared clusters "
+            "are part of all clusters."
+        )
+    if n_shared + private != n_clusters:
+        raise ValueError(
+            f"n_shared + n_rna_only + n_atac_only = {n_shared + private} must equal "
+            f"n_clusters={n_clusters} (the paper's N_1 + N_2 - k)."
+        )
+    return n_clusters, n_shared, n_rna_only, n_atac_only
+
+
+@doc_params
+def scjmt(
+    mdata,
+    n_clusters: int | None = None,
+    *,
+    mods: Sequence[str] = ("rna", "atac"),
+    gene_activity: str | sp.spmatrix | np.ndarray | pd.DataFrame = "gene_activity",
+    n_shared: int | None = None,
+    n_rna_only: int = 0,
+    n_atac_only: int = 0,
+    n_feature_clusters: int | None = None,
+    weights: Mapping[str, float] | None = None,
+    preprocess: bool = True,
+    max_iter: int = 200,
+    inner_steps: int = 5,
+    lr: float = 0.1,
+    tol: float = 1e-6,
+    n_restarts: int = 3,
+    smooth: bool = True,
+    n_neighbors: int = 20,
+    device: str = "auto",
+    random_state: int | np.random.Generator | None = 0,
+    key_added: str = "scjmt",
+    copy: bool = False,
+):
+    """scJMT: joint matrix tri-factorization of unpaired scRNA-seq and scATAC-seq.
+
+    Objective (3) of Zhang et al. (2021). The RNA matrix ``G`` (RNA cells x genes) and the ATAC
+    matrix ``R`` (ATAC cells x regions) are tri-factorized, ``R ≈ C_1 Σ_r C_rᵀ + b_1 + b_rᵀ`` and
+    ``G ≈ C_2 Σ_g C_gᵀ + b_2 + b_gᵀ``, with every row of the cell factors ``C_1, C_2`` and
+    feature factors ``C_g, C_r`` on the simplex (row softmax), so that each is a soft clustering.
+    Two cosine similarities tie the modalities: between ``Σ_r`` and ``Σ_g``, and between the
+    gene factors ``C_g`` and the region factors carried to genes by the gene activity matrix,
+    ``A C_r``. For unequal compositions the cell clusters are ``n_shared`` shared ones, then
+    ``n_rna_only`` RNA-only and ``n_atac_only`` ATAC-only ones (the paper's ``N_1 + N_2 - k``),
+    and a penalty ``||C_2[:, ATAC-only]||² + ||C_1[:, RNA-only]||²`` (per cell) keeps each
+    modality's cells out of the other's private clusters.
+
+    Reconstruction errors are divided by the data's total variance (so the ``weights`` mean the
+    same for any data size). Optimisation follows the paper's block-wise scheme on the full data:
+    each iteration takes ``inner_steps`` Adam steps on each of ``C_1, C_2, Σ_r, Σ_g, C_r, C_g``
+    in turn (the others fixed) and then sets the biases to their closed-form minimisers. Data
+    enter only through sparse products (no dense cells x features matrix). Factors start from
+    N(0, 1) logits; ``n_restarts`` runs with different seeds, the lowest objective is kept.
+
+    Post-processing (``smooth``): equations (4)-(5), each ATAC cell's factor is replaced by the
+    ``exp(-||C_1(p) - C_2(q)||²)``-weighted mean of its mutual nearest RNA neighbours (sparse
+    kNN); ATAC cells without a mutual neighbour keep their factor.
+
+    Parameters
+    ----------
+    mdata
+        MuData with an RNA modality (cells x genes, counts) and an ATAC modality (cells x peaks,
+        counts), whose cells are *different* cells (distinct names; ``mdata.obs`` is their
+        union).
+    n_clusters
+        Number of cell clusters (latent dimension); ``n_shared + n_rna_only + n_atac_only``.
+    mods
+        Names of the RNA and the ATAC modality.
+    gene_activity
+        The genes x regions matrix ``A``: a key of the ATAC ``varm`` written by
+        :func:`scintegrate.pp.gene_activity` (regions x genes, gene names in
+        ``atac.uns[key]["genes"]``, matched to the RNA genes by name), a sparse matrix or array
+        of shape (RNA genes, ATAC peaks), or a DataFrame with genes as index and peaks as
+        columns. Its rows are normalised to sum 1.
+    n_shared
+        Clusters present in both modalities; by default ``n_clusters - n_rna_only -
+        n_atac_only``.
+    n_rna_only, n_atac_only
+        Clusters present only in the RNA or only in the ATAC data.
+    n_feature_clusters
+        Number of gene and region clusters (columns of ``C_g``, ``C_r``); default ``4 *
+        n_clusters``.
+    weights
+        Weights of the terms, any of ``"rna"`` and ``"atac"`` (reconstruction, default 1),
+        ``"sigma"`` (cos(Σ_r, Σ_g), 0.1), ``"features"`` (cos(C_g, A C_r), 0.1), ``"private"``
+        (private-cluster penalty, 1) and ``"orthogonality"`` (rewards hard cell clusters, the
+        authors' code's extra term; 0, off).
+    preprocess
+        RNA: library-size normalisation to the median total, ``log1p``, divided by the maximum;
+        ATAC: binarised (the authors' choices, except that the per-gene quantile normalisation
+        is replaced by the library-size normalisation to keep the data sparse). ``False`` uses
+        ``.X`` of both modalities as given.
+    max_iter
+        Iterations (each updates every block once).
+    inner_steps
+        Adam steps per block and iteration.
+    lr
+        Adam learning rate.
+    tol
+        Stop when the objective changes by less than ``tol`` (relative) over 10 iterations.
+    n_restarts
+        Independent random starts; the one with the lowest final objective is kept.
+    smooth
+        Apply the mutual-nearest-neighbour smoothing of equations (4)-(5) to the ATAC factors.
+    n_neighbors
+        Neighbours of the mutual-nearest-neighbour search.
+    device
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda[:n]"``.
+    {random_state}
+    {key_added}
+    {copy}
+
+    Returns
+    -------
+    ``None``, or the modified copy of ``mdata`` when ``copy=True``. Written:
+
+    ``mdata.obsm[f"X_<key_added>"]``
+        Cell factors (n_obs x n_clusters): ``C_2`` for RNA cells, ``C_1`` (smoothed when
+        ``smooth``) for ATAC cells; NaN rows for cells in neither modality.
+    ``mdata.obsm[f"<key_added>_C"]``
+        The fitted cell factors before smoothing.
+    ``mdata.obs[f"<key_added>_clusters"]``
+        Categorical cluster of every cell, the argmax of ``X_<key_added>`` (NaN outside the two
+        modalities).
+    ``mdata[rna].varm[f"<key_added>_C_g"]``, ``mdata[atac].varm[f"<key_added>_C_r"]``
+        Gene and region factors (features x n_feature_clusters, simplex rows).
+    ``mdata[rna].var[f"<key_added>_clusters"]``, ``mdata[atac].var[f"<key_added>_clusters"]``
+        Gene and region clusters (argmax), categorical.
+    ``mdata.uns[key_added]``
+        ``Sigma_g`` and ``Sigma_r`` (n_clusters x n_feature_clusters), ``cluster_roles``
+        (``"shared"``, ``"rna_only"`` or ``"atac_only"`` per cell cluster), ``objective`` and
+        its ``terms``, ``restart_objectives``, ``params`` (every argument, package version,
+        device) and ``history`` (a DataFrame every 10 iterations: objective, its terms, seconds).
+    """
+    import torch
+
+    rna, atac = _modalities(mdata, mods)
+    key_added = check_key(key_added)
+    n_clusters, n_shared, n_rna_only, n_atac_only = _cluster_sizes(
+        n_clusters, n_shared, n_rna_only, n_atac_only
+    )
+    M = 4 * n_clusters if n_feature_clusters is None else n_feature_clusters
+    M = check_positive_int(M, param="n_feature_clusters")
+    w = _check_weights(weights)
+    max_iter = check_positive_int(max_iter, param="max_iter")
+    inner_steps = check_positive_int(inner_steps, param="inner_steps")
+    n_restarts = check_positive_int(n_restarts, param="n_restarts")
+    n_neighbors = check_positive_int(n_neighbors, param="n_neighbors")
+    for value, name in ((lr, "lr"), (tol, "tol")):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+            raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
+    if lr == 0:
+        raise ValueError("lr must be positive.")
+    resolved = resolve_device(device)
+    rng = get_rng(random_state)
+    A = _gene_activity(gene_activity, rna, atac)
+
+    matrices = []
+    for m, ad, kind in ((mods[0], rna, "rna"), (mods[1], atac, "atac")):
+        X = get_matrix(ad, None)
+        if preprocess:
+            check_finite_nonnegative(
+                X, what=f"mdata[{m!r}].X", fix="preprocess=True expects raw counts."
+            )
+            X = _preprocess(X, kind)
+        else:
+            values = X.data if sp.issparse(X) else np.asarray(X)
+            if not np.isfinite(values).all():
+                raise ValueError(f"mdata[{m!r}].X contains NaN or infinite values.")
+        if not (np.asarray(abs(X).sum(1)).ravel() > 0).any():
+            raise ValueError(f"Every cell of modality {m!r} is empty.")
+        matrices.append(X)
+
+    if copy:
+        mdata = mdata.copy()
+        rna, atac = mdata.mod[mods[0]], mdata.mod[mods[1]]
+
+    with progress_bar(total=max_iter * n_restarts, desc="scJMT", unit="it") as bar:
+        result = fit_scjmt(
+            matrices[0],
+            matrices[1],
+            A,
+            n_shared=n_shared,
+            n_rna_only=n_rna_only,
+            n_atac_only=n_atac_only,
+            n_feature_clusters=M,
+            weights=w,
+            max_iter=max_iter,
+            inner_steps=inner_steps,
+            lr=float(lr),
+            tol=float(tol),
+            n_restarts=n_restarts,
+            device=resolved,
+            dtype=torch.float32,
+            rng=rng,
+            progress=bar,
+        )
+
+    c_atac = result.C_atac
+    if smooth:
+        c_atac, moved = mnn_smooth(result.C_atac, result.C_rna, n_neighbors=n_neighbors)
+        logger.info("MNN smoothing moved %d of %d ATAC cells.", int(moved.sum()), len(moved))
+    rows_rna = mdata.obs_names.get_indexer(rna.obs_names)
+    rows_atac = mdata.obs_names.get_indexer(atac.obs_names)
+    embedding = np.full((mdata.n_obs, n_clusters), np.nan)
+    raw = np.full((mdata.n_obs, n_clusters), np.nan)
+    embedding[rows_rna], raw[rows_rna] = result.C_rna, result.C_rna
+    embedding[rows_atac], raw[rows_atac] = c_atac, result.C_atac
+    mdata.obsm[f"X_{key_added}"] = embedding
+    mdata.obsm[f"{key_added}_C"] = raw
+    categories = [str(i) for i in range(n_clusters)]
+    labels = np.full(mdata.n_obs, None, dtype=object)
+    embedded = ~np.isnan(embedding).any(axis=1)
+    labels[embedded] = np.argmax(embedding[embedded], axis=1).astype(str)
+    mdata.obs[f"{key_added}_clusters"] = pd.Categorical(labels, categories=categories)
+
+    feature_categories = [str(i) for i in range(M)]
+    for ad, factor, part in ((rna, result.C_g, "C_g"), (atac, result.C_r, "C_r")):
+        ad.varm[f"{key_added}_{part}"] = factor
+        ad.var[f"{key_added}_clusters"] = pd.Categorical(
+            np.argmax(factor, axis=1).astype(str), categories=feature_categories
+        )
+
+    roles = ["shared"] * n_shared + ["rna_only"] * n_rna_only + ["atac_only"] * n_atac_only
+    params = {
+        "n_clusters": n_clusters,
+        "n_shared": n_shared,
+        "n_rna_only": n_rna_only,
+        "n_atac_only": n_atac_only,
+        "n_feature_clusters": M,
+        "mods": list(mods),
+        "gene_activity": gene_activity if isinstance(gene_activity, str) else "matrix",
+        "weights": w,
+        "preprocess": preprocess,
+        "max_iter": max_iter,
+        "inner_steps": inner_steps,
+        "lr": float(lr),
+        "tol": float(tol),
+        "n_restarts": n_restarts,
+        "smooth": smooth,
+        "n_neighbors": n_neighbors,
+        "device": resolved,
+        "random_state": random_state if isinstance(random_state, int) else None,
+        "n_iter": result.n_iter,
+    }
+    mdata.uns[key_added] = {
+        "Sigma_g": result.Sigma_g,
+        "Sigma_r": result.Sigma_r,
+        "cluster_roles": np.asarray(roles, dtype=object),
+        "objective": float(result.loss),
+        "terms": h5ad_safe(result.terms),
+        "restart_objectives": np.asarray(result.restart_losses),
+        "params": record_params(params),
+        "history": history_frame(result.history),
+    }
+    return mdata if copy else None

@@ -1,0 +1,246 @@
+"""pp.gene_activity: links vs a brute-force reference, parsing, slots and bad input."""
+
+from __future__ import annotations
+
+import anndata as ad
+import mudata
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import scintegrate as si
+from scintegrate._core.gene_activity import Genes, Intervals, link_matrix
+
+RULE_PARAMS = {
+    "gene_body": {"upstream": 2000, "downstream": 0},
+    "promoter": {"upstream": 1000, "downstream": 100},
+    "distance": {"upstream": 5000, "downstream": 0},
+}
+
+
+def _random_genome(rng, n_genes=80, n_peaks=400):
+    chroms = np.array(["chr1", "chr2", "chrX"], dtype=object)
+    g_chrom = rng.choice(chroms, n_genes)
+    g_start = rng.integers(0, 400_000, n_genes)
+    g_end = g_start + rng.integers(1, 30_000, n_genes)
+    strand = rng.choice(np.array([1, -1], dtype=np.int8), n_genes)
+    # peaks: mostly small, a few large ones that nest others
+    p_chrom = rng.choice(np.append(chroms, "chrY"), n_peaks)
+    p_start = rng.integers(0, 450_000, n_peaks)
+    widths = np.where(rng.random(n_peaks) < 0.05, 20_000, rng.integers(1, 1500, n_peaks))
+    genes = Genes(
+        g_chrom, g_start, g_end, strand, np.array([f"g{i}" for i in range(n_genes)], dtype=object)
+    )
+    return Intervals(p_chrom, p_start, p_start + widths), genes
+
+
+def _brute_force(peaks, genes, rule, upstream, downstream, decay=5000.0, max_distance=100_000):
+    """The documented rules, one (gene, peak) pair at a time."""
+    n_g, n_p = len(genes.chrom), len(peaks.chrom)
+    rlo, rhi = np.zeros(n_g, np.int64), np.zeros(n_g, np.int64)
+    for g in range(n_g):
+        lo, hi, plus = genes.start[g], genes.end[g], genes.strand[g] > 0
+        if rule == "promoter":
+            tss = lo if plus else hi - 1
+            a, b = (
+                (tss - upstream, tss + downstream + 1)
+                if plus
+                else (
+                    tss - downstream,
+                    tss + upstream + 1,
+                )
+            )
+        else:
+            a, b = (lo - upstream, hi + downstream) if plus else (lo - downstream, hi + upstream)
+        rlo[g], rhi[g] = max(a, 0), b
+    dlo, dhi = rlo.copy(), rhi.copy()
+    if rule == "distance":
+        start_order = {c: [] for c in set(genes.chrom)}
+        for g in np.argsort(rlo, kind="stable"):
+            start_order[genes.chrom[g]].append(g)
+        end_order = {c: [] for c in set(genes.chrom)}
+        for g in np.argsort(rhi, kind="stable"):
+            end_order[genes.chrom[g]].append(g)
+        for g in range(n_g):
+            order = start_order[genes.chrom[g]]
+            before = order[: order.index(g)]
+            prev_end = max((rhi[h] for h in before), default=-(10**18))
+            order = end_order[genes.chrom[g]]
+            after = order[order.index(g) + 1 :]
+            next_start = min((rlo[h] for h in after), default=10**18)
+            dlo[g] = max(rlo[g] - max_distance, min(rlo[g], prev_end), 0)
+            dhi[g] = min(rhi[g] + max_distance, max(rhi[g], next_start))
+    out = np.zeros((n_g, n_p))
+    for g in range(n_g):
+        for p in range(n_p):
+            if peaks.chrom[p] != genes.chrom[g]:
+                continue
+            if peaks.start[p] < dhi[g] and dlo[g] < peaks.end[p]:
+                if rule == "distance":
+                    gap = max(0, rlo[g] - peaks.end[p], peaks.start[p] - rhi[g])
+                    out[g, p] = np.exp(-gap / decay) + np.exp(-1)
+                else:
+                    out[g, p] = 1.0
+    return out
+
+
+@pytest.mark.parametrize("rule", ["gene_body", "promoter", "distance"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_links_match_brute_force(rule, seed):
+    rng = np.random.default_rng(seed)
+    peaks, genes = _random_genome(rng)
+    fast = link_matrix(peaks, genes, rule=rule, max_distance=50_000).toarray()
+    slow = _brute_force(peaks, genes, rule, **RULE_PARAMS[rule], max_distance=50_000)
+    assert (slow > 0).sum() > 20  # the comparison is not vacuous
+    np.testing.assert_allclose(fast, slow, rtol=1e-6)
+    assert set(np.unique(genes.strand)) == {-1, 1}
+
+
+def test_strand_decides_upstream_side():
+    genes = Genes(
+        np.array(["chr1", "chr1"], dtype=object),
+        np.array([10_000, 50_000]),
+        np.array([20_000, 60_000]),
+        np.array([1, -1], dtype=np.int8),
+        np.array(["plus", "minus"], dtype=object),
+    )
+    # 1 kb upstream of the + gene (before its start) and 1 kb past the - gene's end (upstream)
+    peaks = Intervals(
+        np.array(["chr1"] * 4, dtype=object),
+        np.array([8_900, 20_500, 49_000, 60_500]),
+        np.array([9_100, 20_700, 49_200, 60_700]),
+    )
+    links = link_matrix(peaks, genes, rule="gene_body").toarray()
+    np.testing.assert_array_equal(links, [[1, 0, 0, 0], [0, 0, 0, 1]])
+
+
+def _atac(names, rng=None):
+    rng = rng or np.random.default_rng(0)
+    X = sp.random(30, len(names), density=0.3, format="csr", random_state=1, dtype=np.float32)
+    X.data = np.ceil(X.data * 4)
+    return ad.AnnData(X, var=pd.DataFrame(index=names))
+
+
+ANNOT = pd.DataFrame(
+    {
+        "chrom": ["chr1", "chr1", "chr2"],
+        "start": [10_000, 30_000, 5_000],
+        "end": [20_000, 40_000, 8_000],
+        "strand": ["+", "-", "+"],
+        "gene_name": ["A", "B", "C"],
+    }
+)
+PEAKS = ["chr1_9000_9500", "chr1:15000-15500", "chr1_40500_41000", "chr2_6000_6200", "chr3_1_100"]
+
+
+def test_activity_sums_linked_peaks_and_writes_slots():
+    atac = _atac(PEAKS)
+    X_before = atac.X.copy()
+    out = si.pp.gene_activity(atac, annotation=ANNOT)
+    expected_links = np.array([[1, 1, 0, 0, 0], [0, 0, 1, 0, 0], [0, 0, 0, 1, 0]])
+    np.testing.assert_array_equal(out.uns["gene_activity"]["links"].toarray(), expected_links)
+    np.testing.assert_allclose(out.X.toarray(), atac.X.toarray() @ expected_links.T)
+    assert sp.issparse(out.X) and list(out.var_names) == ["A", "B", "C"]
+    np.testing.assert_array_equal(atac.varm["gene_activity"].toarray(), expected_links.T)
+    assert list(atac.uns["gene_activity"]["genes"]) == ["A", "B", "C"]
+    np.testing.assert_array_equal(atac.var["gene_activity_n_genes"], [1, 1, 1, 1, 0])
+    assert out.uns["gene_activity"]["params"]["rule"] == "gene_body"
+    assert (atac.X != X_before).nnz == 0
+
+
+def test_var_columns_genes_order_and_duplicates():
+    atac = _atac([f"p{i}" for i in range(3)])
+    atac.var["chrom"] = ["chr1", "chr1", "chr2"]
+    atac.var["start"] = [9_000, 35_000, 6_000]
+    atac.var["end"] = [9_500, 35_500, 6_100]
+    annot = pd.concat([ANNOT, ANNOT.iloc[[0]].assign(start=34_000, end=36_000)])  # A: 2 loci
+    out = si.pp.gene_activity(atac, annotation=annot, genes=["C", "A", "Z"], key_added="ga")
+    np.testing.assert_array_equal(
+        out.uns["ga"]["links"].toarray(), [[0, 0, 1], [1, 1, 0], [0, 0, 0]]
+    )
+    assert list(out.var_names) == ["C", "A", "Z"]
+
+
+def test_gtf_bed_and_frame_agree(tmp_path):
+    gtf = tmp_path / "genes.gtf"
+    gtf.write_text(
+        "#!genome-build test\n"
+        'chr1\tsrc\tgene\t10001\t20000\t.\t+\t.\tgene_id "G1"; gene_name "A";\n'
+        'chr1\tsrc\ttranscript\t10001\t20000\t.\t+\t.\tgene_id "G1"; gene_name "A";\n'
+        'chr1\tsrc\tgene\t30001\t40000\t.\t-\t.\tgene_id "G2"; gene_name "B";\n'
+        'chr2\tsrc\tgene\t5001\t8000\t.\t+\t.\tgene_id "G3"; gene_name "C";\n'
+    )
+    bed = tmp_path / "genes.bed"
+    bed.write_text(
+        "chr1\t10000\t20000\tA\t0\t+\nchr1\t30000\t40000\tB\t0\t-\nchr2\t5000\t8000\tC\t0\t+\n"
+    )
+    results = [
+        si.pp.gene_activity(_atac(PEAKS), annotation=a, copy=True).X.toarray()
+        for a in (gtf, bed, ANNOT)
+    ]
+    np.testing.assert_array_equal(results[0], results[2])
+    np.testing.assert_array_equal(results[1], results[2])
+
+
+def test_mudata_copy_links_and_round_trip(tmp_path):
+    atac = _atac(PEAKS)
+    mdata = mudata.MuData({"atac": atac, "rna": ad.AnnData(np.ones((30, 3)))})
+    out = si.pp.gene_activity(mdata, annotation=ANNOT, copy=True)
+    assert "gene_activity" not in mdata["atac"].varm
+    si.pp.gene_activity(mdata, annotation=ANNOT, rule="distance")
+    assert "gene_activity" in mdata["atac"].varm
+    # a ready link matrix (as GxR.npz) gives the same activity
+    links = out.uns["gene_activity"]["links"]
+    again = si.pp.gene_activity(atac.copy(), links=links, genes=["A", "B", "C"])
+    np.testing.assert_allclose(again.X.toarray(), out.X.toarray())
+    frame = pd.DataFrame(links.toarray(), index=["A", "B", "C"], columns=PEAKS)
+    np.testing.assert_allclose(
+        si.pp.gene_activity(atac.copy(), links=frame).X.toarray(), out.X.toarray()
+    )
+    path = tmp_path / "m.h5mu"
+    mdata.write(path)
+    back = mudata.read_h5mu(path)
+    np.testing.assert_allclose(
+        back["atac"].varm["gene_activity"].toarray(), mdata["atac"].varm["gene_activity"].toarray()
+    )
+    out.write_h5ad(tmp_path / "ga.h5ad")
+    assert ad.read_h5ad(tmp_path / "ga.h5ad").uns["gene_activity"]["links"].nnz == links.nnz
+
+
+def test_bundled_links_reproduce_bundled_gene_activity():
+    atac = si.datasets.snareseq_cortex_atac_peaks()
+    genes = atac.uns["gene_activity"]["genes"]
+    links = atac.varm["gene_activity"].T.tocsr()
+    out = si.pp.gene_activity(atac, links=links, genes=genes, copy=True)
+    reference = si.datasets.snareseq_cortex_atac_gene_activity()
+    assert abs(out.X - reference.X).sum() == 0
+    assert list(out.var_names) == list(reference.var_names)
+
+
+def test_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="chrX-12"):
+        si.pp.gene_activity(_atac(["chr1_1_100", "chrX-12"]), annotation=ANNOT)
+    with pytest.raises(ValueError, match="start=500 and end=100"):
+        si.pp.gene_activity(_atac(["chr1_1_100", "chr1_500_100"]), annotation=ANNOT)
+    gtf = tmp_path / "bad.gtf"
+    gtf.write_text(
+        'chr1\tsrc\tgene\t10001\t20000\t.\t+\t.\tgene_name "A";\nchr1\tsrc\tgene\t30001\n'
+    )
+    with pytest.raises(ValueError, match="line 2"):
+        si.pp.gene_activity(_atac(PEAKS), annotation=gtf)
+    gtf.write_text('chr1\tsrc\tgene\tten\t20000\t.\t+\t.\tgene_name "A";\n')
+    with pytest.raises(ValueError, match=r"line 1.*must be integers"):
+        si.pp.gene_activity(_atac(PEAKS), annotation=gtf)
+    with pytest.raises(ValueError, match="strand"):
+        si.pp.gene_activity(_atac(PEAKS), annotation=ANNOT.assign(strand=["+", "*", "-"]))
+    with pytest.raises(ValueError, match="no strand column"):
+        si.pp.gene_activity(_atac(PEAKS), annotation=ANNOT.drop(columns="strand"))
+    with pytest.raises(ValueError, match="exactly one"):
+        si.pp.gene_activity(_atac(PEAKS))
+    with pytest.raises(ValueError, match="expected \\(genes, peaks\\)"):
+        si.pp.gene_activity(_atac(PEAKS), links=sp.eye(3, 4, format="csr"), genes=list("ABC"))
+    with pytest.raises(ValueError, match="rule="):
+        si.pp.gene_activity(_atac(PEAKS), annotation=ANNOT, rule="nearest")
+    with pytest.raises(ValueError, match="not a modality"):
+        si.pp.gene_activity(mudata.MuData({"peaks": _atac(PEAKS)}), annotation=ANNOT)
