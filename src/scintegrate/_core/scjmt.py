@@ -13,6 +13,9 @@ the squared reconstruction error as a fraction of the data's total variance (the
 ``||X - M||²_F`` divided by a constant, which makes the weights comparable across data sizes).
 The latent cell-cluster dimensions are ordered shared, RNA-only, ATAC-only (``N_1 + N_2 - k`` in
 the paper); the last term keeps each modality's cells out of the other's private clusters.
+Two optional extras, off by default: ``- w_orthogonality · (o(C_1) + o(C_2))`` with
+``o(C) = ||diag(CᵀC)|| / ||CᵀC||_F`` (the authors' code's cell-factor orthogonality term), and
+``center_couplings`` (both cosines on column-centred matrices; not in the paper).
 
 Optimisation (the paper's block-wise scheme, full batch): each iteration updates the blocks
 ``C_1, C_2, Σ_r, Σ_g, C_r, C_g`` in turn with a few Adam steps each (the others fixed), then sets
