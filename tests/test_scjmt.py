@@ -24,7 +24,7 @@ from scintegrate._core.scjmt import (
 FAST = {"max_iter": 20, "n_restarts": 1}
 
 
-def _tiny_problem(seed=0):
+def _tiny_problem(seed=0, center=False):
     rng = np.random.default_rng(seed)
     G = sp.random(7, 5, density=0.6, random_state=seed, format="csr")
     R = sp.random(6, 8, density=0.5, random_state=seed + 1, format="csr")
@@ -32,15 +32,18 @@ def _tiny_problem(seed=0):
     A[0, 0] = 1.0
     problem = Problem(G, R, A, dtype=torch.float64)
     weights = {**DEFAULT_WEIGHTS, "orthogonality": 0.3, "private": 0.7}
-    objective = Objective(problem, n_shared=1, n_rna_only=1, n_atac_only=1, weights=weights)
+    objective = Objective(
+        problem, n_shared=1, n_rna_only=1, n_atac_only=1, weights=weights, center_couplings=center
+    )
     P = init_params(problem, 3, 2, torch.Generator().manual_seed(seed))
     for name in ("b_atac", "b_rna", "b_g", "b_r"):
         P[name] = torch.randn(P[name].shape, dtype=torch.float64, generator=torch.Generator())
     return objective, P
 
 
-def test_gradients_match_finite_differences():
-    objective, P = _tiny_problem()
+@pytest.mark.parametrize("center", [False, True])
+def test_gradients_match_finite_differences(center):
+    objective, P = _tiny_problem(center=center)
     names = sorted(P)
 
     def f(*tensors):
@@ -50,9 +53,10 @@ def test_gradients_match_finite_differences():
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=True)
 
 
+@pytest.mark.parametrize("center", [False, True])
 @pytest.mark.parametrize("block", BLOCKS)
-def test_block_losses_have_the_full_gradient(block):
-    objective, P = _tiny_problem(1)
+def test_block_losses_have_the_full_gradient(block, center):
+    objective, P = _tiny_problem(1, center=center)
     cache: dict = {}
     stage = "cells" if block in BLOCKS[:4] else "features"
     objective.fill_cache(stage, P, cache)

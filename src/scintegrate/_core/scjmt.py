@@ -13,6 +13,9 @@ the squared reconstruction error as a fraction of the data's total variance (the
 ``||X - M||²_F`` divided by a constant, which makes the weights comparable across data sizes).
 The latent cell-cluster dimensions are ordered shared, RNA-only, ATAC-only (``N_1 + N_2 - k`` in
 the paper); the last term keeps each modality's cells out of the other's private clusters.
+Two optional extras, off by default: ``- w_orthogonality · (o(C_1) + o(C_2))`` with
+``o(C) = ||diag(CᵀC)|| / ||CᵀC||_F`` (the authors' code's cell-factor orthogonality term), and
+``center_couplings`` (both cosines on column-centred matrices; not in the paper).
 
 Optimisation (the paper's block-wise scheme, full batch): each iteration updates the blocks
 ``C_1, C_2, Σ_r, Σ_g, C_r, C_g`` in turn with a few Adam steps each (the others fixed), then sets
@@ -138,15 +141,29 @@ def _orthogonality(c: torch.Tensor) -> torch.Tensor:
     return torch.linalg.norm(torch.diagonal(gram)) / torch.linalg.norm(gram).clamp_min(1e-30)
 
 
-def _cos(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _cos(x: torch.Tensor, y: torch.Tensor, center: bool = False) -> torch.Tensor:
+    """Frobenius cosine; with ``center`` of the column-centred matrices (each column's mean over
+    the rows removed first)."""
+    if center:
+        x = x - x.mean(0, keepdim=True)
+        y = y - y.mean(0, keepdim=True)
     return (x * y).sum() / (torch.linalg.norm(x) * torch.linalg.norm(y)).clamp_min(1e-30)
 
 
 class Objective:
     """Objective (3) and its terms as functions of the parameter tensors (logits, Σ, biases)."""
 
-    def __init__(self, problem: Problem, n_shared: int, n_rna_only: int, n_atac_only: int, weights):
+    def __init__(
+        self,
+        problem: Problem,
+        n_shared: int,
+        n_rna_only: int,
+        n_atac_only: int,
+        weights,
+        center_couplings: bool = False,
+    ):
         self.p = problem
+        self.center = center_couplings
         self.w = {k: float(v) for k, v in weights.items()}
         k = n_shared
         self.rna_only = slice(k, k + n_rna_only)
@@ -178,8 +195,8 @@ class Objective:
             f_aug = _aug(f, torch.ones_like(bf), bf)
             cross = (u_aug * torch.sparse.mm(data.X, f_aug)).sum()
             terms[name] = _sq_error(data.sq, u_aug, f_aug, cross) / data.scale
-        terms["sigma"] = _cos(P["Sigma_r"], P["Sigma_g"])
-        terms["features"] = _cos(cg, torch.sparse.mm(self.p.A, cr))
+        terms["sigma"] = _cos(P["Sigma_r"], P["Sigma_g"], self.center)
+        terms["features"] = _cos(cg, torch.sparse.mm(self.p.A, cr), self.center)
         terms["private"] = self.private(c2, c1)
         terms["orthogonality"] = _orthogonality(c1) + _orthogonality(c2)
         return self.combine(terms), terms
@@ -211,7 +228,7 @@ class Objective:
             err = _sq_error(data.sq, u_aug, f_aug, (u_aug * xf).sum()) / data.scale
             loss = w["atac" if atac else "rna"] * err
             if block.startswith("Sigma"):
-                return loss - w["sigma"] * _cos(P["Sigma_r"], P["Sigma_g"])
+                return loss - w["sigma"] * _cos(P["Sigma_r"], P["Sigma_g"], self.center)
             if self.has_private:
                 part = self.atac_only if not atac else self.rna_only
                 loss = loss + w["private"] * (c[:, part] ** 2).sum() / len(c)
@@ -224,9 +241,9 @@ class Objective:
         u_aug, xtu = cache["u_atac" if atac else "u_rna"]
         err = _sq_error(data.sq, u_aug, f_aug, (f_aug * xtu).sum()) / data.scale
         if atac:
-            coupling = _cos(cache["c_g"], torch.sparse.mm(self.p.A, f))
+            coupling = _cos(cache["c_g"], torch.sparse.mm(self.p.A, f), self.center)
         else:
-            coupling = _cos(f, cache["a_cr"])
+            coupling = _cos(f, cache["a_cr"], self.center)
         return w["atac" if atac else "rna"] * err - w["features"] * coupling
 
     def fill_cache(self, stage: str, P: dict, cache: dict) -> None:
@@ -356,6 +373,7 @@ def fit_scjmt(
     lr: float = 0.1,
     tol: float = 1e-6,
     n_restarts: int = 3,
+    center_couplings: bool = False,
     device: str = "cpu",
     dtype=torch.float32,
     rng: np.random.Generator | None = None,
@@ -368,7 +386,7 @@ def fit_scjmt(
     M = 4 * K if n_feature_clusters is None else n_feature_clusters
     w = {**DEFAULT_WEIGHTS, **(weights or {})}
     problem = Problem(G, R, A, device=device, dtype=dtype)
-    objective = Objective(problem, n_shared, n_rna_only, n_atac_only, w)
+    objective = Objective(problem, n_shared, n_rna_only, n_atac_only, w, center_couplings)
     threads = torch.get_num_threads()
     if problem.device.type == "cpu" and _small(G, R):
         # the per-step tensors are tiny: extra threads only add start-up and spinning time

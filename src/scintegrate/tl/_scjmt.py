@@ -203,6 +203,7 @@ def scjmt(
     n_atac_only: int = 0,
     n_feature_clusters: int | None = None,
     weights: Mapping[str, float] | None = None,
+    center_couplings: bool = False,
     preprocess: bool = True,
     max_iter: int = 200,
     inner_steps: int = 5,
@@ -269,6 +270,14 @@ def scjmt(
         ``"sigma"`` (cos(Σ_r, Σ_g), 0.1), ``"features"`` (cos(C_g, A C_r), 0.1), ``"private"``
         (private-cluster penalty, 1) and ``"orthogonality"`` (rewards hard cell clusters, the
         authors' code's extra term; 0, off).
+    center_couplings
+        Compute both cosine similarities on column-centred matrices (each column's mean over
+        rows removed). Not in the paper: its uncentred cosines saturate near 1 because simplex
+        rows share a large common component, so they barely tell a correct matching of the two
+        modalities' clusters from a permuted one. In quick trials on the unequal-composition
+        simulation with ``weights={"sigma": 1, "features": 1}`` it matched the clusters more
+        often than the defaults but did worse on the equal-composition one (figures in
+        ``benchmarks/README.md``); off by default.
     preprocess
         RNA: library-size normalisation to the median total, ``log1p``, divided by the maximum;
         ATAC: binarised (the authors' choices, except that the per-gene quantile normalisation
@@ -374,6 +383,7 @@ def scjmt(
             lr=float(lr),
             tol=float(tol),
             n_restarts=n_restarts,
+            center_couplings=bool(center_couplings),
             device=resolved,
             dtype=torch.float32,
             rng=rng,
@@ -415,6 +425,7 @@ def scjmt(
         "mods": list(mods),
         "gene_activity": gene_activity if isinstance(gene_activity, str) else "matrix",
         "weights": w,
+        "center_couplings": bool(center_couplings),
         "preprocess": preprocess,
         "max_iter": max_iter,
         "inner_steps": inner_steps,
