@@ -214,7 +214,7 @@ class ETMModel:
         batch_size = check_positive_int(batch_size, param="batch_size")
         if batch_key is not None:
             values = get_obs_labels(adata, batch_key, param="batch_key").astype(str)
-            unseen = sorted(set(values) - set(self.batches))
+            unseen = sorted(str(v) for v in set(values) - set(self.batches))
             if unseen:
                 raise ValueError(
                     f"adata.obs[{batch_key!r}] has batches the model was not trained on: "
