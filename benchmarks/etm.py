@@ -72,11 +72,11 @@ def snareseq():
     return adata.X, batch, adata.obs["cell_type"].astype(str).to_numpy()
 
 
-def pbmc_assignment(n_cells: int = 2000, n_genes: int = 4000):
+def pbmc_assignment(path: Path, n_cells: int = 2000, n_genes: int = 4000):
     import anndata as ad
     import scanpy as sc
 
-    adata = ad.read_h5ad(PBMC) if PBMC.suffix != ".gz" else _read_gz(PBMC)
+    adata = ad.read_h5ad(path) if path.suffix != ".gz" else _read_gz(path)
     sc.pp.filter_genes(adata, min_cells=1)
     adata = adata[np.random.default_rng(0).choice(adata.n_obs, n_cells, replace=False)].copy()
     sc.pp.filter_genes(adata, min_cells=1)
@@ -138,6 +138,15 @@ def run_worker(python, impl, data, out, args, *, steps, batch_size, batches, thr
     return result, embedding["theta"], embedding["delta"]
 
 
+def print_run(impl: str, result: dict) -> None:
+    print(
+        f"  {impl:6s} {result['steps']} steps {result['seconds']:7.1f} s  "
+        f"{1000 * result['seconds_per_step']:7.1f} ms/step  peak RSS "
+        f"{result['peak_rss_mb']:7.0f} MiB  (other processes: "
+        f"{result['other_cores']:.1f} cores)"
+    )
+
+
 def clustering_scores(embedding, labels) -> dict:
     from scintegrate.metrics import cluster_agreement
 
@@ -162,8 +171,10 @@ def main() -> None:
     parser.add_argument("--create-envs", action="store_true")
     parser.add_argument("--skip-scetm", action="store_true")
     parser.add_argument("--skip-assignment", action="store_true")
+    parser.add_argument("--skip-snareseq", action="store_true")
     parser.add_argument("--assignment-scetm", action="store_true")
     parser.add_argument("--quick", action="store_true", help="100 and 200 steps")
+    parser.add_argument("--pbmc", type=Path, default=PBMC, help="PBMC 3k raw .h5ad(.gz)")
     parser.add_argument("--results", type=Path, default=RESULTS / "etm.json")
     args = parser.parse_args()
     if args.quick:
@@ -185,51 +196,49 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        X, batch, labels = snareseq()
-        save_inputs(tmp / "snare.npz", X, batch, labels)
-        print(
-            f"SNARE-seq RNA {X.shape[0]} cells x {X.shape[1]} genes, {batch.max() + 1} batches; "
-            f"k={args.k}, batch 2000, {args.steps} steps, {args.threads} threads"
-        )
-        rows = {}
-        impls = [("ours", ours_python)] + ([("scetm", scetm_python)] if scetm_python else [])
-        for impl, python in impls:
-            result, theta, delta = run_worker(
-                python,
-                impl,
-                tmp / "snare.npz",
-                tmp / impl,
-                args,
-                steps=args.steps,
-                batch_size=2000,
-                batches=True,
-                threads=args.threads,
-            )
-            result["theta"] = clustering_scores(theta, labels)
-            result["delta"] = clustering_scores(delta, labels)
-            rows[impl] = result
+        if not args.skip_snareseq:
+            X, batch, labels = snareseq()
+            save_inputs(tmp / "snare.npz", X, batch, labels)
             print(
-                f"  {impl:6s} {result['steps']} steps {result['seconds']:7.1f} s  "
-                f"{1000 * result['seconds_per_step']:7.1f} ms/step  peak RSS "
-                f"{result['peak_rss_mb']:7.0f} MiB  (other processes: "
-                f"{result['other_cores']:.1f} cores)"
+                f"SNARE-seq RNA {X.shape[0]} cells x {X.shape[1]} genes, {batch.max() + 1} batches; "
+                f"k={args.k}, batch 2000, {args.steps} steps, {args.threads} threads"
             )
-            for rep in ("theta", "delta"):
-                s = result[rep]
-                print(
-                    f"         {rep:5s} ARI {s[f'ari_res{FIXED_RESOLUTION}']:.3f} / NMI "
-                    f"{s[f'nmi_res{FIXED_RESOLUTION}']:.3f} at resolution {FIXED_RESOLUTION}; "
-                    f"best over grid ARI {s['ari_best_of_grid']:.3f} NMI "
-                    f"{s['nmi_best_of_grid']:.3f}"
+            rows = {}
+            impls = [("ours", ours_python)] + ([("scetm", scetm_python)] if scetm_python else [])
+            for impl, python in impls:
+                result, theta, delta = run_worker(
+                    python,
+                    impl,
+                    tmp / "snare.npz",
+                    tmp / impl,
+                    args,
+                    steps=args.steps,
+                    batch_size=2000,
+                    batches=True,
+                    threads=args.threads,
                 )
-        if "scetm" in rows:
-            ratio = rows["scetm"]["seconds_per_step"] / rows["ours"]["seconds_per_step"]
-            print(f"  speed-up per step (scETM / ours): {ratio:.1f}x")
-            rows["speedup_per_step"] = ratio
-        report["snareseq"] = rows
+                result["theta"] = clustering_scores(theta, labels)
+                result["delta"] = clustering_scores(delta, labels)
+                rows[impl] = result
+                print_run(impl, result)
+                for rep in ("theta", "delta"):
+                    s = result[rep]
+                    print(
+                        f"         {rep:5s} ARI {s[f'ari_res{FIXED_RESOLUTION}']:.3f} / NMI "
+                        f"{s[f'nmi_res{FIXED_RESOLUTION}']:.3f} at resolution {FIXED_RESOLUTION}; "
+                        f"best over grid ARI {s['ari_best_of_grid']:.3f} NMI "
+                        f"{s['nmi_best_of_grid']:.3f}"
+                    )
+            if "scetm" in rows:
+                ratio = rows["scetm"]["seconds_per_step"] / rows["ours"]["seconds_per_step"]
+                print(f"  speed-up per step (scETM / ours): {ratio:.1f}x")
+                rows["speedup_per_step"] = ratio
+            report["snareseq"] = rows
 
-        if not args.skip_assignment and PBMC.exists():
-            X, batch, labels = pbmc_assignment()
+        if not args.skip_assignment and not args.pbmc.exists():
+            print(f"assignment setting skipped: {args.pbmc} not found (see --pbmc)")
+        elif not args.skip_assignment:
+            X, batch, labels = pbmc_assignment(args.pbmc)
             save_inputs(tmp / "pbmc.npz", X, batch, labels)
             print(
                 f"assignment setting: PBMC 3k {X.shape[0]} cells x {X.shape[1]} genes, "
@@ -252,12 +261,7 @@ def main() -> None:
                     threads=args.threads,
                 )
                 rows[impl] = result
-                print(
-                    f"  {impl:6s} {result['steps']} steps {result['seconds']:7.1f} s  "
-                    f"{1000 * result['seconds_per_step']:7.1f} ms/step  peak RSS "
-                    f"{result['peak_rss_mb']:7.0f} MiB  (other processes: "
-                    f"{result['other_cores']:.1f} cores)"
-                )
+                print_run(impl, result)
             report["assignment"] = rows
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(report, indent=1))

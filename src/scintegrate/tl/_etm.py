@@ -17,6 +17,7 @@ from .._settings import settings
 from .._utils._device import resolve_device
 from .._utils._random import get_rng
 from .._utils._slots import history_frame, record_params
+from .._utils._tracking import label_tracker
 from .._utils._validation import (
     check_adata,
     check_finite_nonnegative,
@@ -480,29 +481,9 @@ def etm(
     fixed = _fixed_embedding(adata, fixed_gene_emb)
     if emb_dim == 0 and fixed is None:
         raise ValueError("emb_dim=0 needs fixed_gene_emb (the gene embeddings would be empty).")
-    labels = get_obs_labels(adata, labels_key) if labels_key is not None else None
-    if labels is not None and pd.isna(labels).any():
-        raise ValueError(
-            f"adata.obs[{labels_key!r}] has missing values; fill them (e.g. 'unknown') or "
-            "subset the cells before tracking the ARI."
-        )
+    callback = label_tracker(adata, labels_key, resolution=resolution, metric="euclidean")
 
     from .._core.etm import fit_etm
-
-    callback = None
-    if labels is not None:
-        from ..metrics._clustering import (
-            adjusted_rand_index,
-            leiden_clusters,
-            normalized_mutual_info,
-        )
-
-        def callback(theta):
-            clusters = leiden_clusters(theta, resolution=resolution, random_state=0)
-            return {
-                "ari": adjusted_rand_index(labels, clusters),
-                "nmi": normalized_mutual_info(labels, clusters),
-            }
 
     result = fit_etm(
         X,
