@@ -381,11 +381,13 @@ def etm(
         ``varm`` key of fixed gene embeddings (genes x dimensions, e.g. a binary pathway
         membership matrix), concatenated to the trainable ones as in pathway-informed scETM.
     max_epochs
-        Epochs of training.
+        Epochs of training (one epoch is ``max(n_obs // batch_size, 1)`` steps).
     batch_size
         Cells per mini-batch (scETM's default 2000).
     lr, lr_decay
-        Adam learning rate and its per-step exponential decay rate (scETM: 5e-3, 6e-5).
+        Adam learning rate and its per-step exponential decay rate (scETM: 5e-3, 6e-5). These
+        defaults suit thousands of steps (scETM recommends at least 6,000); for small data or
+        short runs a larger ``lr`` (e.g. 1e-2 to 2e-2 for 100-200 steps) learns much more.
     kl_weight, kl_warmup
         Final weight of the KL term and the fraction of epochs over which it is warmed up from 0.
     grad_clip
