@@ -1,8 +1,9 @@
 """Tools: integration and factorisation methods that write their results into AnnData."""
 
+from ._etm import ETMModel, etm
 from ._inmf import inmf
 from ._nmf import nmf
 from ._online_inmf import OnlineINMFModel, online_inmf
 from ._scjmt import scjmt
 
-__all__ = ["OnlineINMFModel", "inmf", "nmf", "online_inmf", "scjmt"]
+__all__ = ["ETMModel", "OnlineINMFModel", "etm", "inmf", "nmf", "online_inmf", "scjmt"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
@@ -16,6 +15,7 @@ from .._settings import settings
 from .._utils._device import resolve_device
 from .._utils._random import get_rng
 from .._utils._slots import history_frame, record_params
+from .._utils._tracking import label_tracker
 from .._utils._validation import (
     check_adata,
     check_finite_nonnegative,
@@ -23,7 +23,6 @@ from .._utils._validation import (
     check_key,
     check_positive_int,
     get_matrix,
-    get_obs_labels,
 )
 
 
@@ -171,27 +170,8 @@ def nmf(
     else:
         init = _check_custom_init(init, n_obs, n_vars, n_components)
         init_param = "custom"
-    labels = get_obs_labels(adata, labels_key) if labels_key is not None else None
-    if labels is not None and pd.isna(labels).any():
-        raise ValueError(
-            f"adata.obs[{labels_key!r}] has missing values; fill them (e.g. 'unknown') or "
-            "subset the cells before tracking the ARI."
-        )
-
-    callback = None
-    if labels is not None:
-        from ..metrics._clustering import (
-            adjusted_rand_index,
-            leiden_clusters,
-            normalized_mutual_info,
-        )
-
-        def callback(H, W):
-            clusters = leiden_clusters(H, resolution=resolution, metric="cosine", random_state=0)
-            return {
-                "ari": adjusted_rand_index(labels, clusters),
-                "nmi": normalized_mutual_info(labels, clusters),
-            }
+    track = label_tracker(adata, labels_key, resolution=resolution, metric="cosine")
+    callback = None if track is None else (lambda H, W: track(H))
 
     result = fit_nmf(
         X,

@@ -1,0 +1,149 @@
+"""Train one scETM implementation in a fresh process; record time, memory and the embedding.
+
+Started by ``benchmarks/etm.py``:
+
+* ``--impl ours`` runs in the package's environment (``scintegrate._core.etm.fit_etm``, the
+  trainer behind ``tl.etm``);
+* ``--impl scetm`` runs in ``benchmarks/.envs/scetm`` (scETM 0.5.0, ``scETM`` +
+  ``UnsupervisedTrainer``), with small import-time shims for newer numpy / anndata / scanpy.
+
+Input (``--data``): an ``.npz`` with the raw counts (cells x genes CSR), the batch codes and the
+cell-type labels. Timed: the training loop only (``fit_etm`` / ``trainer.train`` without
+evaluation or checkpoints); the final embedding of all cells is computed afterwards, untimed.
+Output (``--out``): ``result.json`` (seconds, steps, seconds per step, peak RSS, versions) and
+``embedding.npz`` with ``theta`` and ``delta`` (cells x topics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from _common import Measurement, wait_for_idle
+
+
+def load_inputs(path: Path):
+    f = np.load(path, allow_pickle=False)
+    X = sp.csr_matrix((f["data"], f["indices"], f["indptr"]), shape=tuple(f["shape"]))
+    return X, f["batch"], f["labels"]
+
+
+def run_ours(X, batch, args):
+    import torch
+
+    from scintegrate._core.etm import fit_etm
+
+    n_batches = int(batch.max()) + 1 if args.batches else 1
+    steps_per_epoch = max(X.shape[0] // args.batch_size, 1)
+    epochs = max(round(args.steps / steps_per_epoch), 1)
+    with Measurement() as m:
+        result = fit_etm(
+            X,
+            args.k,
+            batch_codes=batch if args.batches else None,
+            n_batches=n_batches,
+            max_epochs=epochs,
+            batch_size=args.batch_size,
+            kl_weight=args.kl_weight if args.kl_weight is not None else 1.0,
+            random_state=np.random.default_rng(0),
+        )
+    return m, result.n_steps, result.theta, result.mu, {"torch": torch.__version__}
+
+
+def _shim_scetm() -> None:
+    """scETM 0.5.0 predates numpy 2 / anndata 0.12 / scanpy 1.11: patch what it touches."""
+    import pandas as pd
+
+    if not hasattr(pd.api.types, "is_categorical_dtype"):  # pragma: no cover
+        pd.api.types.is_categorical_dtype = lambda x: isinstance(
+            getattr(x, "dtype", x), pd.CategoricalDtype
+        )
+    import scipy.sparse
+
+    if not hasattr(scipy.sparse, "csr"):  # pragma: no cover
+        scipy.sparse.csr = scipy.sparse._csr
+
+
+def run_scetm(X, batch, args):
+    import anndata as ad
+    import pandas as pd
+    import torch
+
+    _shim_scetm()
+    from scETM import UnsupervisedTrainer
+    from scETM import scETM as Model
+
+    obs = pd.DataFrame(
+        {
+            "batch_indices": batch.astype(int) if args.batches else np.zeros(len(batch), int),
+            "cell_types": "x",
+        },
+        index=[str(i) for i in range(X.shape[0])],
+    )
+    adata = ad.AnnData(X.astype(np.float32), obs=obs)
+    n_batches = int(batch.max()) + 1 if args.batches else 1
+    torch.manual_seed(0)
+    model = Model(adata.n_vars, n_batches, n_topics=args.k)
+    trainer = UnsupervisedTrainer(model, adata, batch_size=args.batch_size, seed=0, ckpt_dir=None)
+    # scETM's epoch advances by batch_size / n_obs per step (at least 1 per full-batch step)
+    per_step = min(args.batch_size / adata.n_obs, 1.0)
+    n_epochs = max(round(args.steps * per_step), 1)  # an int: scETM formats it with :d
+    kwargs = {} if args.kl_weight is None else {"max_kl_weight": args.kl_weight}
+    with Measurement() as m:
+        trainer.train(
+            n_epochs=n_epochs,
+            eval_every=10**9,
+            eval=False,
+            save_model_ckpt=False,
+            n_samplers=1,
+            **kwargs,
+        )
+    steps = int(trainer.step) if hasattr(trainer, "step") else args.steps
+    model.get_cell_embeddings_and_nll(
+        adata, emb_names=["delta", "theta"], batch_col="batch_indices"
+    )
+    theta = np.asarray(adata.obsm["theta"], dtype=np.float64)
+    delta = np.asarray(adata.obsm["delta"], dtype=np.float64)
+    from importlib.metadata import version
+
+    return m, steps, theta, delta, {"torch": torch.__version__, "scETM": version("scETM")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--impl", choices=("ours", "scetm"), required=True)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--k", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=2000)
+    parser.add_argument("--batches", action="store_true", help="use the batch codes")
+    parser.add_argument("--kl-weight", type=float, default=None, help="default: each its own")
+    parser.add_argument("--wait-idle", type=float, default=30.0)
+    args = parser.parse_args()
+    X, batch, _ = load_inputs(args.data)
+    waited = wait_for_idle(args.wait_idle)
+    run = run_ours if args.impl == "ours" else run_scetm
+    m, steps, theta, delta, versions = run(X, batch, args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    np.savez(args.out / "embedding.npz", theta=theta, delta=delta)
+    result = {
+        "impl": args.impl,
+        "steps": steps,
+        "seconds_per_step": m.seconds / max(steps, 1),
+        "waited_for_idle_s": waited,
+        "python": platform.python_version(),
+        "versions": versions,
+        **m.as_dict(),
+    }
+    (args.out / "result.json").write_text(json.dumps(result, indent=1))
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

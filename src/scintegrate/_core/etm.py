@@ -1,0 +1,532 @@
+"""Single-cell embedded topic model (scETM; Zhao et al., Nat Commun 2021): arrays in, arrays out.
+
+Model (N cells, G genes, K topics, L gene-embedding dimensions, S batches):
+
+* encoder q(delta | x): the unit-sum normalised counts ``x / l`` go through an MLP (each hidden
+  layer Linear -> ReLU -> BatchNorm -> Dropout, as in scETM) to the mean ``mu`` and log-variance
+  of a K-dimensional Gaussian; ``theta = softmax(delta)`` is logistic-normal;
+* decoder: ``beta = alpha @ rho`` (K x G, alpha K x L topic embeddings, rho L x G gene
+  embeddings, optionally with fixed rows such as pathway memberships stacked above the trainable
+  ones) and ``log p(g | n) = log_softmax_g(theta_n @ beta + lambda_{s(n)})`` with a batch-specific
+  gene intercept ``lambda`` (only when there are batches);
+* loss: the categorical (multinomial without its constant) negative log-likelihood of the raw
+  counts plus ``w_KL`` times the KL divergence of q from N(0, I), averaged over the cells of a
+  mini-batch. ``w_KL`` rises linearly from 0 to ``kl_weight`` over the first ``kl_warmup``
+  fraction of the epochs.
+
+Counts are kept in CSR form on the device and mini-batches are gathered from it. Neither the
+whole matrix nor a mini-batch is ever densified: the first encoder layer is a sparse-dense
+product (``embedding_bag`` over the non-zeros) and the likelihood needs the logits only at the
+non-zeros, plus the per-cell log-sum-exp normaliser.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+LOGVAR_CLAMP = 10.0  # scETM clamps log sigma to [-10, 10]; we clamp the log-variance the same
+
+
+def torch_generator(rng: np.random.Generator, device: str) -> torch.Generator:
+    """A torch Generator on ``device`` seeded from the numpy Generator ``rng``."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(rng.integers(0, 2**63 - 1)))
+    return generator
+
+
+class CSRData:
+    """A cells x genes count matrix (scipy CSR, float32 values) that yields mini-batches.
+
+    A mini-batch is gathered with scipy (row slicing of CSR is a cheap C++ loop) and moved to
+    the device as a few small index/value tensors; nothing is densified.
+    """
+
+    def __init__(self, X, batch_codes: np.ndarray | None, device: str, dtype: torch.dtype):
+        X = sp.csr_matrix(X, dtype=np.float64)  # a copy of dense input only; CSR is shared
+        if not X.has_canonical_format:
+            X = X.copy()
+            X.sum_duplicates()
+        self.X = X
+        self.n_obs, self.n_vars = X.shape
+        self.device = device
+        self.dtype = dtype
+        self.library = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+        codes = np.zeros(self.n_obs, dtype=np.int64) if batch_codes is None else batch_codes
+        self.batch = np.asarray(codes, dtype=np.int64)
+        self._all: MiniBatch | None = None
+
+    def batch_of(self, cells: np.ndarray | None) -> MiniBatch:
+        """The mini-batch of ``cells`` (row numbers; ``None``: all rows, cached).
+
+        Its cells are ordered by batch (``MiniBatch.cells`` holds their row numbers), so that
+        each batch is a contiguous block of rows.
+        """
+        if cells is None:
+            if self._all is None:
+                self._all = self._make(np.arange(self.n_obs))
+            return self._all
+        return self._make(np.asarray(cells))
+
+    def _make(self, cells: np.ndarray) -> MiniBatch:
+        cells = cells[np.argsort(self.batch[cells], kind="stable")]
+        block = self.X[cells]
+        library, batch = self.library[cells], self.batch[cells]
+        n = block.shape[0]
+        starts = np.flatnonzero(np.r_[True, batch[1:] != batch[:-1]])
+        groups = tuple(
+            (int(batch[a]), int(a), int(b))
+            for a, b in zip(starts, np.r_[starts[1:], n], strict=True)
+        )
+        lengths = np.diff(block.indptr)
+        rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
+        weights = block.data / library[rows]
+        # the transpose (genes x cells) of the normalised block, for the encoder's gradient
+        transposed = sp.csr_matrix((weights, block.indices, block.indptr), shape=block.shape)
+        transposed = transposed.T.tocsr()
+        device, dtype = self.device, self.dtype
+
+        def tensor(values, kind=None):
+            return torch.from_numpy(np.ascontiguousarray(values, dtype=kind)).to(device)
+
+        return MiniBatch(
+            cells=cells,
+            groups=groups,
+            offsets=tensor(block.indptr[:-1], np.int64),
+            flat=tensor(rows * padded_width(self.n_vars) + block.indices, np.int64),
+            indices=tensor(block.indices, np.int64),
+            counts=tensor(block.data).to(dtype),
+            weights=tensor(weights).to(dtype),
+            rows=tensor(rows),
+            library=tensor(library).to(dtype),
+            batch=tensor(batch, np.int64),
+            t_crow=tensor(transposed.indptr, np.int32),
+            t_col=tensor(transposed.indices, np.int32),
+            t_values=tensor(transposed.data).to(dtype),
+            n_vars=self.n_vars,
+        )
+
+
+@dataclass
+class MiniBatch:
+    """Non-zeros of a block of cells and the transpose of its normalised counts.
+
+    Per non-zero: gene, count, normalised count, row, and flat position in the cells x genes
+    block; per row: CSR offset, library size, batch. ``t_*`` is ``(x / l)ᵀ`` as CSR (genes x
+    cells). Cells are grouped by batch: ``groups`` lists (batch code, first row, end row).
+    """
+
+    cells: np.ndarray
+    groups: tuple[tuple[int, int, int], ...]
+    offsets: torch.Tensor
+    flat: torch.Tensor
+    indices: torch.Tensor
+    counts: torch.Tensor
+    weights: torch.Tensor
+    rows: torch.Tensor
+    library: torch.Tensor
+    batch: torch.Tensor
+    t_crow: torch.Tensor
+    t_col: torch.Tensor
+    t_values: torch.Tensor
+    n_vars: int
+
+    @property
+    def n_cells(self) -> int:
+        return self.library.shape[0]
+
+    def transposed(self) -> torch.Tensor:
+        """The normalised block transposed, ``(x / l)ᵀ``, as a sparse CSR tensor."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            return torch.sparse_csr_tensor(
+                self.t_crow,
+                self.t_col,
+                self.t_values,
+                (self.n_vars, self.n_cells),
+                check_invariants=False,
+            )
+
+
+class _SparseInput(torch.autograd.Function):
+    """``(x / l) @ W`` for a sparse block: embedding_bag forward, transposed CSR product backward."""
+
+    @staticmethod
+    def forward(ctx, weight, batch):
+        ctx.batch = batch
+        return F.embedding_bag(
+            batch.indices, weight, batch.offsets, mode="sum", per_sample_weights=batch.weights
+        )
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.sparse.mm(ctx.batch.transposed(), grad.contiguous()), None
+
+
+def padded_width(n_vars: int) -> int:
+    """Row width of the logits buffer: BLAS writes rows of a multiple of 16 floats 3x faster."""
+    return -(-n_vars // 16) * 16
+
+
+class _MultinomialNLL(torch.autograd.Function):
+    """Per-cell ``-sum_g x_g log softmax(theta @ beta + lambda_b)_g`` from the non-zero counts.
+
+    ``-sum_g x_g log p_g = l * logsumexp_g(logit_g) - sum_{g: x_g > 0} x_g logit_g``. The
+    forward pass keeps one cells x genes buffer, ``exp(logit - max)``, which the backward pass
+    turns into the gradient of the logits, ``l p - x``, scaled by the incoming gradient. The
+    batch intercept is added by row (no one-hot product) and its gradient summed by batch.
+    """
+
+    @staticmethod
+    def forward(ctx, theta, beta, bias, batch):
+        n_vars = beta.shape[1]
+        beta = F.pad(beta, (0, padded_width(n_vars) - n_vars))  # zero columns
+        full = theta @ beta
+        logits = full[:, :n_vars]
+        if bias is not None:
+            for code, start, end in batch.groups:
+                logits[start:end] += bias[code]
+        fit = torch.zeros(theta.shape[0], dtype=theta.dtype, device=theta.device)
+        fit.index_add_(0, batch.rows, batch.counts * full.view(-1).take(batch.flat))
+        top = logits.amax(dim=1, keepdim=True)
+        # probabilities below e^-60 are kept at that floor: it avoids denormal floats, which
+        # slow CPU arithmetic tenfold, and changes the normaliser by less than G * 1e-26
+        total = logits.sub_(top).clamp_(min=-60.0).exp_().sum(dim=1)
+        nll = batch.library * (top.squeeze(1) + total.log()) - fit
+        ctx.batch = batch
+        ctx.n_vars = n_vars
+        ctx.has_bias = bias is not None
+        ctx.bias_shape = None if bias is None else bias.shape
+        ctx.save_for_backward(theta, beta, full, total)  # full: exp(logits - max), zero padded
+        return nll
+
+    @staticmethod
+    def backward(ctx, grad):
+        theta, beta, full, total = ctx.saved_tensors
+        batch = ctx.batch
+        n_vars = ctx.n_vars
+        grad_full = full * (grad * batch.library / total).unsqueeze(1)
+        grad_full.view(-1).index_add_(0, batch.flat, -(grad[batch.rows] * batch.counts))
+        grad_logits = grad_full[:, :n_vars]
+        grad_theta = grad_full @ beta.T if ctx.needs_input_grad[0] else None
+        grad_beta = (theta.T @ grad_full)[:, :n_vars] if ctx.needs_input_grad[1] else None
+        grad_bias = None
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = torch.zeros(ctx.bias_shape, dtype=grad.dtype, device=grad.device)
+            for code, start, end in batch.groups:
+                grad_bias[code] = grad_logits[start:end].sum(dim=0)
+        return grad_theta, grad_beta, grad_bias, None
+
+
+class ETMModule(nn.Module):
+    """The scETM encoder and decoder.
+
+    Parameters
+    ----------
+    n_genes, n_topics, n_batches
+        G, K and S (S <= 1 switches the batch intercept off).
+    emb_dim
+        Trainable gene-embedding dimensions L.
+    hidden_sizes
+        Widths of the encoder's hidden layers (at least one).
+    dropout
+        Dropout after each hidden layer.
+    fixed_emb
+        Optional fixed gene embeddings (L_f x G, e.g. pathway membership), stacked above the
+        trainable ``rho``; ``alpha`` then has L_f + L columns.
+    """
+
+    def __init__(
+        self,
+        n_genes: int,
+        n_topics: int,
+        n_batches: int = 1,
+        *,
+        emb_dim: int = 400,
+        hidden_sizes: Sequence[int] = (128,),
+        dropout: float = 0.1,
+        fixed_emb: np.ndarray | None = None,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+    ):
+        super().__init__()
+        if not hidden_sizes:
+            raise ValueError("hidden_sizes needs at least one layer.")
+        self.n_genes, self.n_topics, self.n_batches = n_genes, n_topics, n_batches
+        factory = {"dtype": dtype}
+        sizes = [int(h) for h in hidden_sizes]
+        # first layer: sparse input x (genes x hidden) weight, a sparse-dense product
+        self.input_weight = nn.Parameter(torch.empty(n_genes, sizes[0], **factory))
+        self.input_bias = nn.Parameter(torch.empty(sizes[0], **factory))
+        self.hidden = nn.ModuleList(
+            nn.Linear(a, b, **factory) for a, b in itertools.pairwise(sizes)
+        )
+        self.norms = nn.ModuleList(nn.BatchNorm1d(h, **factory) for h in sizes)
+        self.dropout = float(dropout)
+        self.mu = nn.Linear(sizes[-1], n_topics, **factory)
+        self.logvar = nn.Linear(sizes[-1], n_topics, **factory)
+        n_fixed = 0 if fixed_emb is None else fixed_emb.shape[0]
+        self.alpha = nn.Parameter(torch.empty(n_topics, n_fixed + emb_dim, **factory))
+        self.rho = nn.Parameter(torch.empty(emb_dim, n_genes, **factory))
+        if fixed_emb is not None:
+            self.register_buffer("rho_fixed", torch.as_tensor(fixed_emb, **factory))
+        else:
+            self.rho_fixed = None
+        self.batch_bias = (
+            nn.Parameter(torch.empty(n_batches, n_genes, **factory)) if n_batches > 1 else None
+        )
+        self.reset_parameters(generator)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Linear layers as in torch (Kaiming uniform); alpha, rho and lambda ~ N(0, 1) (scETM)."""
+
+        def uniform(tensor, bound):
+            tensor.copy_(torch.rand(tensor.shape, generator=generator, dtype=tensor.dtype))
+            tensor.mul_(2 * bound).sub_(bound)
+
+        bound = 1 / math.sqrt(self.n_genes)
+        uniform(self.input_weight, bound)
+        uniform(self.input_bias, bound)
+        for layer in [*self.hidden, self.mu, self.logvar]:
+            bound = 1 / math.sqrt(layer.in_features)
+            uniform(layer.weight, bound)
+            uniform(layer.bias, bound)
+        for param in (self.alpha, self.rho, self.batch_bias):
+            if param is not None:
+                param.copy_(torch.randn(param.shape, generator=generator, dtype=param.dtype))
+
+    @property
+    def gene_embedding(self) -> torch.Tensor:
+        """All gene embeddings, fixed rows first ((L_f + L) x G)."""
+        if self.rho_fixed is None:
+            return self.rho
+        return torch.cat([self.rho_fixed, self.rho], dim=0)
+
+    def topic_gene(self) -> torch.Tensor:
+        """beta = alpha @ rho (K x G), the topics' gene logits."""
+        return self.alpha @ self.gene_embedding
+
+    def encode(
+        self, batch: MiniBatch, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of q(delta | x) for the cells of ``batch``.
+
+        In training mode dropout masks are drawn from ``generator`` (never the global RNG).
+        """
+        h = _SparseInput.apply(self.input_weight, batch) + self.input_bias
+        for i, norm in enumerate(self.norms):
+            if i > 0:
+                h = self.hidden[i - 1](h)
+            h = norm(F.relu(h))
+            if self.training and self.dropout > 0:
+                keep = torch.rand(h.shape, generator=generator, device=h.device, dtype=h.dtype)
+                h = h * (keep >= self.dropout) / (1 - self.dropout)
+        return self.mu(h), self.logvar(h).clamp(-LOGVAR_CLAMP, LOGVAR_CLAMP)
+
+    def loss_terms(
+        self, batch: MiniBatch, *, generator: torch.Generator | None, sample: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-cell reconstruction NLL and KL (each of length n_cells)."""
+        mu, logvar = self.encode(batch, generator)
+        if sample:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            delta = mu + torch.exp(0.5 * logvar) * eps
+        else:
+            delta = mu
+        theta = torch.softmax(delta, dim=1)
+        nll = _MultinomialNLL.apply(theta, self.topic_gene(), self.batch_bias, batch)
+        kl = 0.5 * (mu.square() + logvar.exp() - logvar - 1).sum(dim=1)
+        return nll, kl
+
+    @torch.no_grad()
+    def embed(self, data: CSRData, chunk_size: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
+        """theta = softmax(mu) and mu for every cell of ``data`` (eval mode, no sampling)."""
+        was_training = self.training
+        self.eval()
+        mu = np.empty((data.n_obs, self.n_topics))
+        try:
+            for start in range(0, data.n_obs, chunk_size):
+                batch = data.batch_of(np.arange(start, min(start + chunk_size, data.n_obs)))
+                mu[batch.cells] = self.encode(batch)[0].cpu().to(torch.float64).numpy()
+        finally:
+            self.train(was_training)
+        theta = np.exp(mu - mu.max(axis=1, keepdims=True))
+        return theta / theta.sum(axis=1, keepdims=True), mu
+
+
+@dataclass
+class ETMResult:
+    """What :func:`fit_etm` returns."""
+
+    module: ETMModule
+    theta: np.ndarray
+    mu: np.ndarray
+    history: dict[str, list] = field(default_factory=dict)
+    n_epochs: int = 0
+    n_steps: int = 0
+    stopped_early: bool = False
+
+
+def kl_schedule(epoch: int, n_epochs: int, kl_weight: float, warmup: float) -> float:
+    """KL weight of an epoch: linear from 0 to ``kl_weight`` over ``warmup`` of the epochs."""
+    warm_epochs = warmup * n_epochs
+    if warm_epochs <= 0:
+        return kl_weight
+    return kl_weight * min(1.0, epoch / warm_epochs)
+
+
+def fit_etm(
+    X,
+    n_topics: int,
+    *,
+    batch_codes: np.ndarray | None = None,
+    n_batches: int = 1,
+    emb_dim: int = 400,
+    hidden_sizes: Sequence[int] = (128,),
+    dropout: float = 0.1,
+    fixed_emb: np.ndarray | None = None,
+    max_epochs: int = 200,
+    batch_size: int = 2000,
+    lr: float = 5e-3,
+    lr_decay: float = 6e-5,
+    kl_weight: float = 1.0,
+    kl_warmup: float = 1 / 3,
+    grad_clip: float = 50.0,
+    early_stopping_patience: int | None = None,
+    early_stopping_tol: float = 1e-4,
+    callback: Callable[[np.ndarray], dict] | None = None,
+    eval_every: int = 10,
+    random_state: np.random.Generator,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    progress: bool = False,
+) -> ETMResult:
+    """Train scETM on a cells x genes count matrix ``X`` (sparse or dense, non-negative).
+
+    One epoch is ``max(n_obs // batch_size, 1)`` steps over a fresh random partition of the
+    cells (the leftover cells of an epoch are skipped; a full batch when ``n_obs <= batch_size``).
+    Adam with ``lr_t = lr * exp(-lr_decay * t)`` per step and gradient-norm clipping. The
+    history records per epoch the mean loss, reconstruction NLL and KL per cell over the epoch's
+    steps, the KL weight, the learning rate at the end of the epoch and the seconds of training
+    since the start; ``callback(theta)`` (e.g. ARI) every ``eval_every`` epochs and after the
+    last, excluded from the time. With ``early_stopping_patience``, training stops when the
+    epoch loss has not improved by a relative ``early_stopping_tol`` for that many epochs
+    (only once the KL warm-up is over, since the loss changes definition during it).
+    """
+    rng = random_state
+    generator = torch_generator(rng, device)
+    init_generator = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
+    module = ETMModule(
+        X.shape[1],
+        n_topics,
+        n_batches,
+        emb_dim=emb_dim,
+        hidden_sizes=hidden_sizes,
+        dropout=dropout,
+        fixed_emb=fixed_emb,
+        generator=init_generator,
+        dtype=dtype,
+    ).to(device)
+    data = CSRData(X, batch_codes, device, dtype)
+    n_obs = data.n_obs
+    full_batch = n_obs <= batch_size
+    steps_per_epoch = 1 if full_batch else n_obs // batch_size
+    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: math.exp(-lr_decay * step)
+    )
+    params = [p for p in module.parameters() if p.requires_grad]
+    # the gradient is taken of the loss per count (a constant rescaling of the per-cell loss),
+    # so that gradient clipping and Adam's epsilon see the same scale whatever the depth
+    scale = 1.0 / max(float(data.library.mean()), 1.0)
+    history: dict[str, list] = {
+        k: [] for k in ("epoch", "loss", "reconstruction", "kl", "kl_weight", "lr", "time")
+    }
+    extra_keys: list[str] = []
+    best, since_best, stopped_early = math.inf, 0, False
+    elapsed = 0.0
+    step = 0
+    module.train()
+    from .._utils._progress import progress_bar
+
+    with progress_bar(total=max_epochs, desc="scETM", unit="epoch", disable=not progress) as bar:
+        for epoch in range(1, max_epochs + 1):
+            started = time.perf_counter()
+            w_kl = kl_schedule(epoch - 1, max_epochs, kl_weight, kl_warmup)
+            if full_batch:
+                order = None
+            else:
+                order = rng.permutation(n_obs)
+            sums = torch.zeros(3, dtype=torch.float64, device=device)
+            for s in range(steps_per_epoch):
+                cells = None if full_batch else order[s * batch_size : (s + 1) * batch_size]
+                batch = data.batch_of(cells)
+                nll, kl = module.loss_terms(batch, generator=generator)
+                nll, kl = nll.mean(), kl.mean()
+                loss = nll + w_kl * kl
+                optimizer.zero_grad(set_to_none=True)
+                (loss * scale).backward()
+                if grad_clip:
+                    nn.utils.clip_grad_norm_(params, grad_clip)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                sums += torch.stack([loss.detach(), nll.detach(), kl.detach()]).to(torch.float64)
+            means = (sums / steps_per_epoch).cpu().numpy()
+            elapsed += time.perf_counter() - started
+            if not np.isfinite(means[0]):
+                raise FloatingPointError(
+                    f"scETM training diverged (loss {means[0]}) at epoch {epoch}; "
+                    "lower lr or use more hidden units / fewer topics."
+                )
+            history["epoch"].append(epoch)
+            history["loss"].append(float(means[0]))
+            history["reconstruction"].append(float(means[1]))
+            history["kl"].append(float(means[2]))
+            history["kl_weight"].append(w_kl)
+            history["lr"].append(scheduler.get_last_lr()[0])
+            history["time"].append(elapsed)
+            last = epoch == max_epochs
+            if epoch > kl_warmup * max_epochs and early_stopping_patience is not None:
+                if means[0] < best - early_stopping_tol * abs(best):
+                    best, since_best = float(means[0]), 0
+                else:
+                    since_best += 1
+                    if since_best >= early_stopping_patience:
+                        stopped_early = last = True
+            if callback is not None and (epoch % eval_every == 0 or last):
+                theta, _ = module.embed(data)
+                values = callback(theta)
+                for key, value in values.items():
+                    if key not in history:
+                        history[key] = [math.nan] * (len(history["epoch"]) - 1)
+                        extra_keys.append(key)
+                    history[key].append(value)
+            for key in extra_keys:
+                if len(history[key]) < len(history["epoch"]):
+                    history[key].append(math.nan)
+            bar.update(1)
+            bar.set_postfix(loss=f"{means[0]:.4g}")
+            if stopped_early:
+                break
+    theta, mu = module.embed(data)
+    return ETMResult(
+        module=module,
+        theta=theta,
+        mu=mu,
+        history=history,
+        n_epochs=len(history["epoch"]),
+        n_steps=step,
+        stopped_early=stopped_early,
+    )
