@@ -46,6 +46,8 @@ BACKENDS = ("auto", "torch", "keops")
 _BLOCK_ELEMENTS = 1 << 22
 # the primal distortion uses G = X^T X (p x p) when p is at most this and p^2 <= 4 nnz(X)
 _GRAM_MAX_FEATURES = 8192
+# n x m below which the fit runs on one CPU thread
+_SMALL_PROBLEM = 2_000_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,7 +118,7 @@ def keops_available() -> bool:
     """Whether pykeops can be imported (it compiles its formulas on first use)."""
     try:
         import pykeops.torch  # noqa: F401
-    except Exception:  # noqa: BLE001 - any import failure means "not usable"
+    except Exception:
         return False
     return True
 
@@ -146,7 +148,7 @@ def kernel_sum(
     """
     if backend == "keops":
         return _keops_kernel_sum(a, a if b is None else b, bandwidth)
-    block = block_size or int(math.isqrt(_BLOCK_ELEMENTS))
+    block = block_size or math.isqrt(_BLOCK_ELEMENTS)
     return _KernelSum.apply(a, b, float(bandwidth), int(block))
 
 
@@ -425,18 +427,18 @@ def fit_mmdma(
     *,
     formulation: str = "primal",
     backend: str = "torch",
-    lambda_penalty: float = 1.0,
-    lambda_distortion: float = 1.0,
+    lambda_penalty: float = 0.1,
+    lambda_distortion: float = 0.1,
     bandwidth: float | str = "median",
     bandwidth_factor: float = 1.0,
     bandwidth_final_factor: float | None = None,
     unbiased: bool = False,
     max_epochs: int = 500,
-    lr: float = 1e-2,
-    lr_schedule: str = "cosine",
+    lr: float = 0.2,
+    lr_schedule: str = "constant",
     batch_size: int | None = None,
     n_restarts: int = 1,
-    init: str = "pca",
+    init: str = "random",
     median_sample: int = 256,
     device: str = "cpu",
     dtype: torch.dtype = torch.float32,
@@ -453,7 +455,55 @@ def fit_mmdma(
     an epoch is then ``ceil(max(n, m) / batch_size)`` steps. Each of the ``n_restarts`` runs
     starts from its own random orthonormal maps; the one with the lowest final loss is kept.
     """
+    kwargs = dict(
+        backend=backend, lambda_penalty=lambda_penalty, lambda_distortion=lambda_distortion,
+        bandwidth=bandwidth, bandwidth_factor=bandwidth_factor,
+        bandwidth_final_factor=bandwidth_final_factor, unbiased=unbiased,
+        max_epochs=max_epochs, lr=lr, lr_schedule=lr_schedule, batch_size=batch_size,
+        n_restarts=n_restarts, init=init, median_sample=median_sample, progress=progress,
+        block_size=block_size,
+    )  # fmt: skip
     rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+    sizes = [M.shape[0] for M in (X, Y)]
+    threads = torch.get_num_threads()
+    if device == "cpu" and sizes[0] * sizes[1] <= _SMALL_PROBLEM:
+        # tiny kernels: thread start-up and barriers cost more than they save (10x on a busy
+        # 2-core machine), so small problems run single-threaded
+        torch.set_num_threads(1)
+    try:
+        return _fit(
+            X, Y, n_dims, rng=rng, device=device, dtype=dtype, formulation=formulation, **kwargs
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(
+    X,
+    Y,
+    n_dims,
+    *,
+    rng,
+    device,
+    dtype,
+    formulation,
+    backend,
+    lambda_penalty,
+    lambda_distortion,
+    bandwidth,
+    bandwidth_factor,
+    bandwidth_final_factor,
+    unbiased,
+    max_epochs,
+    lr,
+    lr_schedule,
+    batch_size,
+    n_restarts,
+    init,
+    median_sample,
+    progress,
+    block_size,
+) -> MMDMAResult:
     mods = [_Modality(M, formulation, dtype, device) for M in (X, Y)]
     sizes = [mod.n for mod in mods]
     full = batch_size is None or batch_size >= max(sizes)

@@ -22,8 +22,8 @@ __all__ = [
     "foscttm",
     "label_transfer_accuracy",
     "leiden_clusters",
-    "nmi",
     "neighborhood_overlap",
+    "nmi",
     "normalized_mutual_info",
     "purity",
 ]

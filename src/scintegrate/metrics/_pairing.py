@@ -176,7 +176,7 @@ def label_transfer_accuracy(
         (x, labels_x, y, labels_y),
         (y, labels_y, x, labels_x),
     ):
-        codes, uniques = pd.factorize(np.concatenate([train_labels, test_labels]))
+        codes, _ = pd.factorize(np.concatenate([train_labels, test_labels]))
         clf = KNeighborsClassifier(n_neighbors=n_neighbors).fit(train, codes[: len(train)])
         accuracies.append(float(np.mean(clf.predict(test) == codes[len(train) :])))
     return float(np.mean(accuracies))

@@ -116,11 +116,11 @@ def _joint_embedding(mdata: MuData, mods: list[str], Z: list[np.ndarray]) -> np.
     total = np.zeros((mdata.n_obs, d))
     count = np.zeros(mdata.n_obs)
     for m, z in zip(mods, Z, strict=True):
-        positions = np.asarray(mdata.obsmap[m]).ravel().astype(np.int64)  # 1-based, 0 = absent
+        # obsmap[m][i]: 1-based row of mdata's cell i in modality m, 0 when absent
+        positions = np.asarray(mdata.obsmap[m]).ravel().astype(np.int64)
         present = positions > 0
-        rows = positions[present] - 1
-        total[rows] += z[present]
-        count[rows] += 1
+        total[present] += z[positions[present] - 1]
+        count[present] += 1
     out = np.full((mdata.n_obs, d), np.nan)
     embedded = count > 0
     out[embedded] = total[embedded] / count[embedded, None]
@@ -137,11 +137,11 @@ def mmdma(
     use_rep: str | Mapping[str, str] | None = None,
     formulation: Literal["primal", "dual"] = "primal",
     backend: Literal["auto", "torch", "keops"] = "auto",
-    lambda_penalty: float = 1.0,
-    lambda_distortion: float = 1.0,
+    lambda_penalty: float = 0.1,
+    lambda_distortion: float = 0.1,
     bandwidth: float | Literal["median"] = "median",
     max_epochs: int = 500,
-    lr: float = 1e-2,
+    lr: float = 0.2,
     batch_size: int | None = None,
     n_restarts: int = 1,
     device: str = "auto",
@@ -165,8 +165,9 @@ def mmdma(
       the constant ``||XXᵀ||_F`` (so it lies in [0, 1]) so that ``lambda_distortion`` does not
       depend on the scale of the data. Computed from ``XᵀX``, precomputed once: O(p² d) per step.
 
-    Full-batch Adam from random orthonormal maps, with a cosine-decaying learning rate; the
-    best (lowest final loss) of ``n_restarts`` random starts is kept. The maps are linear, so the
+    Full-batch Adam from random orthonormal maps; the best (lowest final loss) of
+    ``n_restarts`` random starts is kept. MMD matching is non-convex and a single start can end
+    in a wrong (e.g. mirrored) alignment: use several restarts for real analyses. The maps are linear, so the
     scale of each modality matters: give features of comparable scale (e.g. normalised,
     log-transformed, PCA / LSI coordinates via ``use_rep``).
 
@@ -208,7 +209,9 @@ def mmdma(
     max_epochs
         Number of epochs (full-batch: one Adam step each).
     lr
-        Initial Adam learning rate (cosine decay to ``lr / 100``).
+        Adam learning rate *relative to the size of the entries of the maps*: each map gets the
+        rate ``lr x RMS(start)`` (``lr / sqrt(p)`` for an orthonormal ``W``), so that the same
+        value works whatever the number of features.
     batch_size
         ``None`` (full batch) or a number of cells per modality drawn at random for the MMD term
         of each step (for very large data; penalty and distortion stay exact). An epoch is then
@@ -338,7 +341,7 @@ def mmdma(
         "bandwidth": bandwidth,
         "max_epochs": max_epochs,
         "lr": lr,
-        "lr_schedule": "cosine",
+        "lr_scaling": "rms_of_start",
         "batch_size": batch_size,
         "n_restarts": n_restarts,
         "mmd_estimator": "biased",
