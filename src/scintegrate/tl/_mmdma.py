@@ -17,7 +17,13 @@ from .._settings import settings
 from .._utils._device import resolve_device
 from .._utils._random import get_rng
 from .._utils._slots import history_frame, record_params
-from .._utils._validation import check_in, check_key, check_positive_int, get_matrix
+from .._utils._validation import (
+    check_finite,
+    check_in,
+    check_key,
+    check_positive_int,
+    get_matrix,
+)
 
 # the dual holds an n x n kernel matrix per modality
 _DUAL_MAX_CELLS = 50_000
@@ -94,16 +100,7 @@ def _get_data(adata: AnnData, mod: str, layer, use_rep):
         X = np.asarray(X)
     if X.ndim != 2 or X.shape[0] != adata.n_obs or X.shape[1] == 0:
         raise ValueError(f"{where} must be a cells x features matrix, got shape {X.shape}.")
-    values = X.data if sp.issparse(X) else X
-    if not np.issubdtype(values.dtype, np.number) or np.issubdtype(
-        values.dtype, np.complexfloating
-    ):
-        raise ValueError(f"{where} has dtype {values.dtype}; expected real numbers.")
-    if values.size and not np.isfinite(values).all():
-        n_bad = int(values.size - np.isfinite(values).sum())
-        raise ValueError(
-            f"{where} contains {n_bad} NaN or infinite values; remove or impute them first."
-        )
+    check_finite(X, what=where)
     return X, where
 
 
