@@ -117,6 +117,12 @@ def test_anndata_pair_use_rep_and_dual(branch):
     assert rna.uns["mmdma"]["W_rna"].shape == (8, 3)
     assert atac.uns["mmdma"]["W_atac"].shape == (6, 3)
 
+    ref = si.tl.mmdma(branch, init="uniform", unbiased=True, bandwidth=1.0, copy=True, **FAST)
+    assert ref.uns["mmdma"]["params"]["mmd_estimator"] == "unbiased"
+    assert ref.uns["mmdma"]["params"]["init"] == "uniform"
+    with pytest.raises(ValueError, match="init='zeros' is not supported"):
+        si.tl.mmdma(branch, init="zeros")
+
     out = si.tl.mmdma(branch, formulation="dual", copy=True, **FAST)
     alpha = out["rna"].obsm["mmdma_alpha"]
     X = branch["rna"].X.astype(np.float64)

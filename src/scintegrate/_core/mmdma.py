@@ -370,6 +370,10 @@ class _Modality:
             W = self._principal_basis(d) @ rotation
             return W.to(dtype=dtype, device=device).contiguous()
         rows = self.p if self.formulation == "primal" else self.K.shape[0]
+        if how == "uniform":
+            # the reference implementation's start: every entry uniform(0, 0.1)
+            W = torch.rand(rows, d, generator=gen, dtype=torch.float64) * 0.1
+            return W.to(dtype=dtype, device=device).contiguous()
         q, _ = torch.linalg.qr(torch.randn(rows, d, generator=gen, dtype=torch.float64))
         if self.formulation == "primal":
             return q.to(dtype=dtype, device=device).contiguous()

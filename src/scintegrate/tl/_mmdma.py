@@ -141,6 +141,8 @@ def mmdma(
     lr: float = 0.2,
     batch_size: int | None = None,
     n_restarts: int = 1,
+    init: Literal["random", "uniform", "pca"] = "random",
+    unbiased: bool = False,
     device: str = "auto",
     random_state: int | np.random.Generator | None = 0,
     key_added: str = "mmdma",
@@ -215,6 +217,13 @@ def mmdma(
         ``ceil(max(n_x, n_y) / batch_size)`` steps.
     n_restarts
         Number of random starts; the one with the lowest final loss is kept.
+    init
+        Starting maps: ``"random"`` (random orthonormal), ``"uniform"`` (every entry
+        uniform(0, 0.1), the reference implementation's start) or ``"pca"`` (the top principal
+        axes of each modality, randomly rotated).
+    unbiased
+        Use the unbiased (U-statistic) MMD² estimate, as the reference implementation does,
+        instead of the biased one.
     device
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     {random_state}
@@ -271,6 +280,9 @@ def mmdma(
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, param="batch_size", minimum=2)
     n_restarts = check_positive_int(n_restarts, param="n_restarts")
+    check_in(init, ("random", "uniform", "pca"), param="init")
+    if not isinstance(unbiased, bool | np.bool_):
+        raise ValueError(f"unbiased must be True or False, got {unbiased!r}.")
     key_added = check_key(key_added)
     adatas, mods, is_mudata = _get_modalities(mdata, mods)
     if key_added in mods:
@@ -309,6 +321,8 @@ def mmdma(
         lr=lr,
         batch_size=batch_size,
         n_restarts=n_restarts,
+        init=init,
+        unbiased=bool(unbiased),
         device=resolved_device,
         rng=get_rng(random_state),
         progress=settings.progress_bar,
@@ -341,7 +355,8 @@ def mmdma(
         "lr_scaling": "rms_of_start",
         "batch_size": batch_size,
         "n_restarts": n_restarts,
-        "mmd_estimator": "biased",
+        "mmd_estimator": "unbiased" if unbiased else "biased",
+        "init": init,
         "device": resolved_device,
         "random_state": random_state if isinstance(random_state, int) else None,
     }
