@@ -50,8 +50,8 @@ def get_matrix(adata: AnnData, layer: str | None) -> np.ndarray | sp.spmatrix | 
     return X
 
 
-def check_finite_nonnegative(X, *, what: str = "the input matrix", fix: str = "") -> None:
-    """Refuse NaN, inf and negative values, looking only at stored values of sparse input."""
+def check_finite(X, *, what: str = "the input matrix") -> np.ndarray:
+    """Refuse non-real dtypes, NaN and inf (stored values of sparse input); returns the values."""
     values = X.data if sp.issparse(X) else np.asarray(X)
     if not np.issubdtype(values.dtype, np.number) or np.issubdtype(
         values.dtype, np.complexfloating
@@ -63,6 +63,12 @@ def check_finite_nonnegative(X, *, what: str = "the input matrix", fix: str = ""
             f"{what} contains {n_bad} NaN or infinite values. Remove or impute them first "
             "(for example with np.nan_to_num on a copy)."
         )
+    return values
+
+
+def check_finite_nonnegative(X, *, what: str = "the input matrix", fix: str = "") -> None:
+    """Refuse NaN, inf and negative values, looking only at stored values of sparse input."""
+    values = check_finite(X, what=what)
     if values.size and values.min() < 0:
         raise ValueError(
             f"{what} contains negative values (minimum {values.min():g}). "

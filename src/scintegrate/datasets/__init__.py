@@ -1,14 +1,18 @@
-"""Real single-cell data shipped with the package (no downloads at run time)."""
+"""Real single-cell data shipped with the package (no downloads at run time), and simulators."""
 
 from ._datasets import (
+    snareseq_celllines,
     snareseq_cortex_atac_gene_activity,
     snareseq_cortex_atac_peaks,
     snareseq_cortex_rna,
 )
 from ._simulate import simulate_rna_atac
+from ._simulation import branch_simulation
 
 __all__ = [
+    "branch_simulation",
     "simulate_rna_atac",
+    "snareseq_celllines",
     "snareseq_cortex_atac_gene_activity",
     "snareseq_cortex_atac_peaks",
     "snareseq_cortex_rna",

@@ -1,5 +1,6 @@
 """Metrics of embedding quality: clustering agreement with labels (ARI, NMI), and LIGER's
-integration metrics (alignment, agreement, purity), and FOSCTTM for paired modalities."""
+integration metrics (alignment, agreement, purity), FOSCTTM, neighbourhood overlap and label
+transfer accuracy across modalities."""
 
 from ._clustering import (
     adjusted_rand_index,
@@ -10,7 +11,7 @@ from ._clustering import (
     normalized_mutual_info,
 )
 from ._integration import agreement, alignment_score, purity
-from ._pairing import foscttm
+from ._pairing import foscttm, label_transfer_accuracy, neighborhood_overlap
 
 __all__ = [
     "adjusted_rand_index",
@@ -19,7 +20,9 @@ __all__ = [
     "ari",
     "cluster_agreement",
     "foscttm",
+    "label_transfer_accuracy",
     "leiden_clusters",
+    "neighborhood_overlap",
     "nmi",
     "normalized_mutual_info",
     "purity",

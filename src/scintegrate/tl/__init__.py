@@ -2,8 +2,18 @@
 
 from ._etm import ETMModel, etm
 from ._inmf import inmf
+from ._mmdma import mmdma
 from ._nmf import nmf
 from ._online_inmf import OnlineINMFModel, online_inmf
 from ._scjmt import scjmt
 
-__all__ = ["ETMModel", "OnlineINMFModel", "etm", "inmf", "nmf", "online_inmf", "scjmt"]
+__all__ = [
+    "ETMModel",
+    "OnlineINMFModel",
+    "etm",
+    "inmf",
+    "mmdma",
+    "nmf",
+    "online_inmf",
+    "scjmt",
+]

@@ -1,0 +1,227 @@
+"""Benchmark our MMD-MA (``tl.mmdma``) against lsmmdma 0.1.11, and its scaling with the cells.
+
+1. Comparison: the 'branch' simulation of LSMMD-MA (``datasets.branch_simulation``, seed 4),
+   n = 1,000 cells per modality, p = 400 features, d = 10, 500 epochs, CPU. Ours with its
+   defaults (primal, torch backend, full-batch Adam, n_restarts=1 and 3) and with lsmmdma's
+   settings (``OURS_REFERENCE_LIKE``); lsmmdma 0.1.11
+   primal without KeOps (its own advice below 5k cells) with its command-line defaults for
+   lambda (1e-4), sigma (1) and init (uniform(0, 0.1)), lr 1e-3 (its dataclass default; the CLI's
+   1e-5 does not move in 500 epochs), unbiased MMD, one seed. Printed: wall time of the training
+   call, time per epoch, peak RSS and FOSCTTM (computed here, by one function, from the
+   embeddings each worker writes back).
+2. Scaling (``--scaling``): ours on the simulation with n = 1e3 ... 1e5 cells per modality
+   (p = 100, d = 10), a few full-batch epochs each (fewer for large n), printing the time per
+   epoch and the peak RSS of the worker process: the MMD never holds an n x n matrix, so the
+   memory grows linearly with n (the data) while the time grows as n^2.
+
+lsmmdma is not a dependency: it lives in ``benchmarks/.envs/lsmmdma`` (created with
+``--create-envs``: torch 2.13.0 first, then ``lsmmdma==0.1.11 --no-deps`` and the light
+dependencies it imports) and is skipped with a note when missing. Its import calls
+``pykeops.clean_pykeops()``, which empties the KeOps cache of the user running it, so its
+worker gets a private ``HOME`` (``benchmarks/.envs/lsmmdma_home``).
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/mmdma.py                 # comparison
+    .venv/bin/python benchmarks/mmdma.py --scaling       # scaling run only
+    .venv/bin/python benchmarks/mmdma.py --quick         # smoke run (50 epochs)
+
+Results are printed and written to ``benchmarks/results/mmdma.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from _common import ENVS, RESULTS, code_version, ensure_env, thread_env
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+WORKER = HERE / "_mmdma_worker.py"
+LSMMDMA_ENV = ENVS / "lsmmdma"
+LSMMDMA_HOME = ENVS / "lsmmdma_home"
+LSMMDMA_CHECK = "import sklearn, tensorboard, pykeops, absl, tenacity; import lsmmdma.train"
+# lsmmdma's settings in our code: fixed bandwidth 1, tiny lambdas, unbiased MMD, uniform(0, 0.1)
+# start, lr 1e-3 (ours is relative to the RMS of the start, 0.058 here: 0.017)
+OURS_REFERENCE_LIKE = {
+    "bandwidth": 1.0,
+    "lambda_penalty": 1e-4,
+    "lambda_distortion": 1e-4,
+    "unbiased": True,
+    "init": "uniform",
+    "lr": 0.017,
+}
+LSMMDMA_OPTIONS = {
+    "learning_rate": 1e-3,
+    "sigmas": 1.0,
+    "lambda1": 1e-4,
+    "lambda2": 1e-4,
+    "init": "uniform,0.,0.1",
+    "keops": False,
+    "use_unbiased_mmd": True,
+    "window_size": 0,
+}
+
+
+def lsmmdma_python(create: bool) -> Path | None:
+    python = LSMMDMA_ENV / "bin" / "python"
+    ok = ensure_env(LSMMDMA_ENV, ("torch==2.13.0",), LSMMDMA_CHECK, create=False)
+    if ok or not create:
+        return ok
+    # torch first (the CPU wheel), then lsmmdma without its heavy pins (tensorflow-cpu, cmake)
+    ensure_env(LSMMDMA_ENV, ("torch==2.13.0",), "import torch")
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "lsmmdma==0.1.11"],
+        check=True,
+    )
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "absl-py", "numpy", "scipy",
+         "pykeops", "tenacity", "scikit-learn", "tensorboard"],
+        check=True,
+    )  # fmt: skip
+    return ensure_env(LSMMDMA_ENV, (), LSMMDMA_CHECK, create=False)
+
+
+def simulate(path: Path, n_obs: int, n_features: int, seed: int = 4) -> None:
+    sys.path.insert(0, str(REPO / "src"))
+    import scintegrate as si
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        mdata = si.datasets.branch_simulation(n_obs=n_obs, n_features=n_features, random_state=seed)
+    np.savez(path, X=mdata["rna"].X, Y=mdata["atac"].X)
+
+
+def run_worker(
+    python: Path, impl: str, data: Path, out: Path, args, *, epochs: int, options: dict
+) -> dict:
+    """One fresh worker process; returns its result.json (or raises with the log's tail)."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    command = [
+        str(python), str(WORKER), "--impl", impl, "--data", str(data), "--out", str(out),
+        "--epochs", str(epochs), "--threads", str(args.threads), "--options", json.dumps(options),
+    ]  # fmt: skip
+    env = thread_env(args.threads)
+    if impl == "ours":
+        env["PYTHONPATH"] = str(REPO / "src")
+    else:
+        LSMMDMA_HOME.mkdir(parents=True, exist_ok=True)
+        env["HOME"] = str(LSMMDMA_HOME)
+    log = out / "log.txt"
+    started = time.perf_counter()
+    with open(log, "w") as handle:
+        completed = subprocess.run(
+            command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=out,
+            timeout=args.timeout,
+        )  # fmt: skip
+    if completed.returncode != 0:
+        tail = log.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"worker exited with {completed.returncode}; log tail:\n{tail}")
+    result = json.loads((out / "result.json").read_text())
+    result["process_s"] = time.perf_counter() - started
+    with np.load(out / "embeddings.npz") as emb:
+        zx, zy = emb["zx"], emb["zy"]
+    result["foscttm"] = foscttm(zx, zy) if np.isfinite(zx).all() and np.isfinite(zy).all() else None
+    return result
+
+
+def foscttm(zx, zy) -> float:
+    sys.path.insert(0, str(REPO / "src"))
+    from scintegrate.metrics import foscttm as _foscttm
+
+    return _foscttm(zx, zy)
+
+
+def comparison(args, work: Path) -> list[dict]:
+    data = work / "branch_n1000_p400.npz"
+    simulate(data, 1000, 400)
+    rows = []
+    runs = [("ours", {}), ("ours", {"n_restarts": 3}), ("ours", OURS_REFERENCE_LIKE)]
+    ls_python = lsmmdma_python(args.create_envs)
+    if ls_python is None:
+        print("lsmmdma: no environment (run with --create-envs); skipped", flush=True)
+    else:
+        runs.append(("lsmmdma", LSMMDMA_OPTIONS))
+    for impl, options in runs:
+        python = Path(sys.executable) if impl == "ours" else ls_python
+        result = run_worker(python, impl, data, work / f"{impl}_{len(rows)}", args,
+                            epochs=args.epochs, options=options)  # fmt: skip
+        rows.append(result)
+        fos = result["foscttm"]
+        print(
+            f"{impl:8s} {json.dumps(options)[:60]:60s} {result['seconds']:8.2f} s  "
+            f"{1e3 * result['seconds_per_epoch']:7.1f} ms/epoch  peak RSS "
+            f"{result['peak_rss_mb']:7.1f} MB  FOSCTTM {fos if fos is None else round(fos, 4)}",
+            flush=True,
+        )
+    ours = rows[0]["seconds"]
+    for r in rows[1:]:
+        if r["impl"] == "lsmmdma":
+            print(f"speed-up of ours (1 restart) over lsmmdma primal: {r['seconds'] / ours:.1f}x")
+    return rows
+
+
+def scaling(args, work: Path) -> list[dict]:
+    rows = []
+    plan = [(1000, 50), (3000, 20), (10_000, 5), (30_000, 2), (100_000, 1)]
+    if args.quick:
+        plan = plan[:2]
+    for n, epochs in plan:
+        data = work / f"branch_n{n}_p100.npz"
+        simulate(data, n, 100)
+        result = run_worker(Path(sys.executable), "ours", data, work / f"scale_{n}", args,
+                            epochs=epochs, options={"bandwidth": 4.0})  # fmt: skip
+        data.unlink()
+        rows.append(result)
+        print(
+            f"n = {n:>7d}: {epochs:3d} epochs, {result['seconds_per_epoch']:9.3f} s/epoch, "
+            f"peak RSS {result['peak_rss_mb']:8.1f} MB (increase during the fit "
+            f"{result['rss_increase_mb']:7.1f} MB)",
+            flush=True,
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scaling", action="store_true", help="run the scaling study only")
+    parser.add_argument("--with-scaling", action="store_true", help="comparison, then scaling")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 50 epochs")
+    parser.add_argument("--epochs", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--create-envs", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.epochs = 50
+    work = RESULTS / "mmdma_work"
+    work.mkdir(parents=True, exist_ok=True)
+    report = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "code": code_version(),
+        "threads": args.threads,
+        "cpu_count": os.cpu_count(),
+    }
+    if not args.scaling:
+        report["comparison"] = comparison(args, work)
+    if args.scaling or args.with_scaling:
+        report["scaling"] = scaling(args, work)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "mmdma.json").write_text(json.dumps(report, indent=2))
+    print(f"written {RESULTS / 'mmdma.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,661 @@
+"""MMD-MA (Liu et al. 2019) in the primal, as reformulated by LSMMD-MA (Meng-Papaxanthos et al. 2023).
+
+Two modalities ``X`` (n x p) and ``Y`` (m x q), measured on different cells, are mapped to a
+shared d-dimensional space by ``Z_x = X W_x`` and ``Z_y = Y W_y`` (primal) or
+``Z_x = K_x a_x`` with ``K_x = X X^T`` (dual, the original MMD-MA; ``W_x = X^T a_x`` gives the
+same embedding). The objective is
+
+    L = MMD^2(Z_x, Z_y) + l1 (pen_x + pen_y) + l2 (dis_x + dis_y)
+
+* ``MMD^2``: squared maximum mean discrepancy with the Gaussian RBF kernel
+  ``k(z, z') = exp(-|z - z'|^2 / (2 s^2))`` (``s``: the bandwidth), biased (V-statistic) or
+  unbiased (U-statistic) estimate. The three kernel sums are computed without ever holding an
+  n x m matrix: blockwise in torch (:class:`_KernelSum`, value and gradient in one pass, memory
+  ``block_size^2``), or symbolically with KeOps ``LazyTensor`` (memory linear in n).
+* ``pen = ||W^T W - I_d||_F`` (primal) ``= ||a^T K a - I_d||_F`` (dual): the non-collapsing
+  penalty of the paper's appendix A.
+* ``dis = ||X X^T - Z Z^T||_F / ||X X^T||_F``: the distortion of appendix A, divided by the
+  constant ``||X X^T||_F`` so that it lies in [0, 1] whatever the scale and size of the data
+  (the paper leaves it unnormalised and the reference code divides by ``n sqrt(p)``; a constant
+  factor only rescales ``l2``). Without any n x n matrix, with ``G = X^T X``:
+  ``||X X^T - X W W^T X^T||_F^2 = ||G||_F^2 - 2 ||G W||_F^2 + ||W^T G W||_F^2``; ``G`` (p x p)
+  is computed once, so a step costs O(p^2 d) (the "gram" route, used when p is small). For large
+  p the same value is ``||G||_F^2 - 2 ||X^T Z||_F^2 + ||Z^T Z||_F^2`` with ``Z = X W`` already
+  at hand: O(nnz(X) d) per step and no p x p matrix (the "cells" route).
+
+Sparse ``X`` stays sparse (CSR torch tensors; ``X W`` and ``X^T Z`` are sparse products).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .._utils._progress import progress_bar
+
+FORMULATIONS = ("primal", "dual")
+BACKENDS = ("auto", "torch", "keops")
+# elements of one kernel block (a x b) of the torch backend: 4M floats = 16 MB in float32
+_BLOCK_ELEMENTS = 1 << 22
+# the primal distortion uses G = X^T X (p x p) when p is at most this and p^2 <= 4 nnz(X)
+_GRAM_MAX_FEATURES = 8192
+# n x m below which the fit runs on one CPU thread
+_SMALL_PROBLEM = 2_000_000
+
+
+# --------------------------------------------------------------------------------------------
+# Gaussian kernel sums and MMD
+# --------------------------------------------------------------------------------------------
+
+
+class _KernelSum(torch.autograd.Function):
+    """``sum_ij exp(-|a_i - b_j|^2 / (2 s^2))`` and its gradients, block by block.
+
+    The gradients are accumulated in the same pass as the value, so no block is kept for the
+    backward pass: memory is O((n + m) d + block^2) whatever n and m. Each block costs one
+    matrix product for the exponents (the squared norms ride along as two extra columns), one
+    ``exp`` and one product per gradient (a column of ones gives the row sums with it). With
+    ``b is None`` the sum is over pairs of rows of ``a`` (both arguments of the kernel vary).
+    """
+
+    @staticmethod
+    def forward(ctx, a, b, bandwidth: float, block: int):
+        symmetric = b is None
+        need_a = ctx.needs_input_grad[0]
+        need_b = not symmetric and ctx.needs_input_grad[1]
+        scale = 0.5 / bandwidth**2
+        bb = a if symmetric else b
+        ones_a = a.new_ones(len(a), 1)
+        ones_b = a.new_ones(len(bb), 1)
+        a_sq = (a * a).sum(1, keepdim=True)
+        b_sq = (bb * bb).sum(1, keepdim=True)
+        # -|a_i - b_j|^2 * scale = [a, |a|^2, 1] . [2 scale b, -scale, -scale |b|^2]
+        a_ext = torch.cat([a, a_sq, ones_a], 1)
+        b_ext = torch.cat([2 * scale * bb, -scale * ones_b, -scale * b_sq], 1)
+        a1 = torch.cat([a, ones_a], 1)
+        b1 = torch.cat([bb, ones_b], 1)
+        total = a.new_zeros(())
+        grad_a = torch.zeros_like(a) if need_a else None
+        grad_b = torch.zeros_like(bb) if need_b else None
+        d = a.shape[1]
+        for i in range(0, len(a), block):
+            sl_i = slice(i, i + block)
+            for j in range(0, len(bb), block):
+                sl_j = slice(j, j + block)
+                k = (a_ext[sl_i] @ b_ext[sl_j].T).exp_()
+                kb = k @ b1[sl_j]  # sum_j k_ij b_j and the row sums
+                total += kb[:, d].sum()
+                if need_a:
+                    # d/da_i of k(a_i, b_j) = k_ij (b_j - a_i) / s^2
+                    grad_a[sl_i] += kb[:, :d] - a[sl_i] * kb[:, d:]
+                if need_b:
+                    ka = k.T @ a1[sl_i]
+                    grad_b[sl_j] += ka[:, :d] - bb[sl_j] * ka[:, d:]
+        inv = (2.0 if symmetric else 1.0) / bandwidth**2
+        ctx.symmetric = symmetric
+        ctx.save_for_backward(grad_a * inv if need_a else None, grad_b * inv if need_b else None)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_a, grad_b = ctx.saved_tensors
+        return (
+            grad_out * grad_a if grad_a is not None else None,
+            grad_out * grad_b if grad_b is not None else None,
+            None,
+            None,
+        )
+
+
+def keops_available() -> bool:
+    """Whether pykeops can be imported (it compiles its formulas on first use)."""
+    try:
+        import pykeops.torch  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def _keops_kernel_sum(a: torch.Tensor, b: torch.Tensor, bandwidth: float) -> torch.Tensor:
+    from pykeops.torch import LazyTensor
+
+    scale = 1.0 / (math.sqrt(2.0) * bandwidth)
+    a_i = LazyTensor((a * scale).contiguous()[:, None, :])
+    b_j = LazyTensor((b * scale).contiguous()[None, :, :])
+    k_ij = (-((a_i - b_j) ** 2).sum(-1)).exp()
+    return k_ij.sum(dim=1).sum()
+
+
+def kernel_sum(
+    a: torch.Tensor,
+    b: torch.Tensor | None,
+    bandwidth: float,
+    *,
+    backend: str = "torch",
+    block_size: int | None = None,
+) -> torch.Tensor:
+    """Differentiable ``sum_ij exp(-|a_i - b_j|^2 / (2 bandwidth^2))`` without an n x m matrix.
+
+    ``b=None`` sums over all ordered pairs of rows of ``a`` (the same as ``b=a``, but the
+    gradient flows through both kernel arguments at the cost of one).
+    """
+    if backend == "keops":
+        return _keops_kernel_sum(a, a if b is None else b, bandwidth)
+    block = block_size or math.isqrt(_BLOCK_ELEMENTS)
+    return _KernelSum.apply(a, b, float(bandwidth), int(block))
+
+
+def mmd2(
+    zx: torch.Tensor,
+    zy: torch.Tensor,
+    bandwidth: float,
+    *,
+    unbiased: bool = False,
+    backend: str = "torch",
+    block_size: int | None = None,
+) -> torch.Tensor:
+    """Squared MMD between the rows of ``zx`` and ``zy`` with a Gaussian RBF kernel.
+
+    Biased (V-statistic, >= 0): ``S_xx / n^2 + S_yy / m^2 - 2 S_xy / (n m)``; unbiased
+    (U-statistic): the diagonal terms (each ``k(z, z) = 1``) removed from ``S_xx`` and ``S_yy``.
+    """
+    n, m = len(zx), len(zy)
+    kw = {"backend": backend, "block_size": block_size}
+    s_xx = kernel_sum(zx, None, bandwidth, **kw)
+    s_yy = kernel_sum(zy, None, bandwidth, **kw)
+    s_xy = kernel_sum(zx, zy, bandwidth, **kw)
+    if unbiased:
+        return (s_xx - n) / (n * (n - 1)) + (s_yy - m) / (m * (m - 1)) - 2.0 * s_xy / (n * m)
+    return s_xx / n**2 + s_yy / m**2 - 2.0 * s_xy / (n * m)
+
+
+def mmd2_dense(zx, zy, bandwidth: float, *, unbiased: bool = False) -> torch.Tensor:
+    """Reference MMD^2 that materialises the kernel matrices (tests and tiny inputs only)."""
+
+    def k(a, b):
+        return torch.exp(-torch.cdist(a, b).pow(2) / (2 * bandwidth**2))
+
+    n, m = len(zx), len(zy)
+    s_xx, s_yy, s_xy = k(zx, zx).sum(), k(zy, zy).sum(), k(zx, zy).sum()
+    if unbiased:
+        return (s_xx - n) / (n * (n - 1)) + (s_yy - m) / (m * (m - 1)) - 2.0 * s_xy / (n * m)
+    return s_xx / n**2 + s_yy / m**2 - 2.0 * s_xy / (n * m)
+
+
+def median_bandwidth(z: torch.Tensor) -> float:
+    """Median heuristic: the median Euclidean distance between distinct rows of ``z``."""
+    d = torch.cdist(z, z)
+    iu = torch.triu_indices(len(z), len(z), offset=1, device=z.device)
+    med = d[iu[0], iu[1]].median()
+    return float(med) if float(med) > 0 else 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# one modality: embedding, penalty and distortion
+# --------------------------------------------------------------------------------------------
+
+
+class _Linear(torch.autograd.Function):
+    """``A @ v`` for a (sparse) constant ``A`` whose transpose ``At`` is stored too."""
+
+    @staticmethod
+    def forward(ctx, v, A, At):
+        ctx.At = At
+        return A @ v
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.At @ grad, None, None
+
+
+def _to_torch(X, dtype, device):
+    """Dense tensor, or (CSR tensor, CSR tensor of the transpose) for sparse input."""
+    if sp.issparse(X):
+        csr = sp.csr_matrix(X, dtype=np.float64)
+        csr.sum_duplicates()
+
+        def conv(m):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "CSR support is in beta"
+                return torch.sparse_csr_tensor(
+                    torch.from_numpy(m.indptr.astype(np.int64)),
+                    torch.from_numpy(m.indices.astype(np.int64)),
+                    torch.from_numpy(m.data),
+                    size=m.shape,
+                    dtype=dtype,
+                    check_invariants=False,
+                ).to(device)
+
+        return conv(csr), conv(csr.T.tocsr())
+    return torch.as_tensor(np.asarray(X, dtype=np.float64), dtype=dtype, device=device), None
+
+
+def _gram_sq_norm(X) -> float:
+    """``||X^T X||_F^2 = ||X X^T||_F^2`` in float64, column block by column block."""
+    Xs = sp.csr_matrix(X, dtype=np.float64) if sp.issparse(X) else np.asarray(X, np.float64)
+    small_side_cols = Xs.shape[1] <= Xs.shape[0]
+    A = Xs if small_side_cols else Xs.T  # ||A^T A||_F^2 with A having the fewer columns
+    if sp.issparse(A):
+        A = sp.csc_matrix(A)
+    total = 0.0
+    for j in range(0, A.shape[1], 1024):
+        block = A.T @ A[:, j : j + 1024]
+        block = block.toarray() if sp.issparse(block) else block
+        total += float(np.sum(block * block))
+    return total
+
+
+class _Modality:
+    """One modality's constant data and the terms of the loss that depend only on it."""
+
+    def __init__(self, X, formulation: str, dtype, device) -> None:
+        self.n, self.p = X.shape
+        self.formulation = formulation
+        self._basis = None
+        self.X_host = None
+        sparse = sp.issparse(X)
+        if formulation == "dual":
+            Xd = X.toarray() if sparse else np.asarray(X, np.float64)
+            K = np.asarray(Xd, np.float64) @ np.asarray(Xd, np.float64).T
+            self.K = torch.as_tensor(K, dtype=dtype, device=device)
+            self.gram_sq = float(np.sum(K * K))
+            self.X, self.Xt, self.G = None, None, None
+            self.route = "dual"
+            self.gram_norm = math.sqrt(self.gram_sq) if self.gram_sq > 0 else 1.0
+            return
+        self.X, self.Xt = _to_torch(X, dtype, device)
+        self.X_host = sp.csr_matrix(X) if sparse else None
+        nnz = X.nnz if sparse else self.n * self.p
+        if self.p <= _GRAM_MAX_FEATURES and self.p * self.p <= 4 * nnz:
+            Xs = sp.csr_matrix(X, dtype=np.float64) if sparse else np.asarray(X, np.float64)
+            G = Xs.T @ Xs
+            G = G.toarray() if sp.issparse(G) else np.asarray(G)
+            self.G = torch.as_tensor(G, dtype=dtype, device=device)
+            self.gram_sq = float(np.sum(G * G))
+            self.route = "gram"
+        else:
+            self.G = None
+            self.gram_sq = _gram_sq_norm(X)
+            self.route = "cells"
+        self.gram_norm = math.sqrt(self.gram_sq) if self.gram_sq > 0 else 1.0
+
+    # Z for all cells, or for the rows ``idx``
+    def embed(self, W: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+        if self.formulation == "dual":
+            K = self.K if idx is None else self.K[idx]
+            return K @ W
+        if idx is not None:
+            if self.Xt is None:
+                return self.X[idx] @ W
+            # sparse: only the mini-batch is densified
+            rows = self.X_host[idx.cpu().numpy()].toarray()
+            return torch.as_tensor(rows, dtype=W.dtype, device=W.device) @ W
+        if self.Xt is None:
+            return self.X @ W
+        return _Linear.apply(W, self.X, self.Xt)
+
+    def penalty(self, W: torch.Tensor, Z: torch.Tensor | None) -> torch.Tensor:
+        d = W.shape[1]
+        eye = torch.eye(d, dtype=W.dtype, device=W.device)
+        if self.formulation == "dual":
+            # a^T K a = a^T Z with Z = K a (all cells)
+            return torch.linalg.matrix_norm(W.T @ Z - eye)
+        return torch.linalg.matrix_norm(W.T @ W - eye)
+
+    def distortion(self, W: torch.Tensor, Z: torch.Tensor | None) -> torch.Tensor:
+        if self.route == "gram":
+            GW = self.G @ W
+            cross = (GW * GW).sum()
+            WtGW = W.T @ GW
+            third = (WtGW * WtGW).sum()
+        else:
+            if self.route == "dual":
+                cross = (Z * (self.K @ Z)).sum()  # tr(Z^T K Z)
+            elif self.Xt is None:
+                XtZ = self.X.T @ Z
+                cross = (XtZ * XtZ).sum()
+            else:
+                XtZ = _Linear.apply(Z, self.Xt, self.X)
+                cross = (XtZ * XtZ).sum()
+            ZtZ = Z.T @ Z
+            third = (ZtZ * ZtZ).sum()
+        sq = (self.gram_sq - 2.0 * cross + third).clamp_min(0.0)
+        # d sqrt(x)/dx is infinite at 0: a tiny floor keeps the gradient finite
+        return torch.sqrt(sq + 1e-12 * self.gram_sq) / self.gram_norm
+
+    def _principal_basis(self, d: int) -> torch.Tensor:
+        """Minimiser of penalty + distortion, float64 on the CPU: the top-d (uncentred) right
+        singular vectors ``V_d`` of X (primal), or ``U_d S_d^-1`` with ``X = U S V^T`` (dual,
+        so that ``X^T a = V_d``)."""
+        if self._basis is not None and self._basis.shape[1] == d:
+            return self._basis
+        if self.route in ("dual", "gram"):
+            M = (self.K if self.route == "dual" else self.G).detach().double().cpu()
+            evals, evecs = torch.linalg.eigh(M)
+            order = torch.argsort(evals, descending=True)[:d]
+            basis = evecs[:, order]
+            if self.route == "dual":
+                floor = evals.max().clamp_min(1e-300) * 1e-12
+                basis = basis / evals[order].clamp_min(floor).sqrt()
+        else:
+            from scipy.sparse.linalg import svds
+
+            A = self.X_host if self.X_host is not None else self.X.detach().double().cpu().numpy()
+            if d < min(A.shape) - 1:
+                _, _, vt = svds(A.astype(np.float64), k=d, random_state=0)
+            else:
+                dense = A.toarray() if sp.issparse(A) else A
+                _, _, vt = np.linalg.svd(np.asarray(dense, np.float64), full_matrices=False)
+                vt = vt[:d]
+            basis = torch.from_numpy(np.ascontiguousarray(vt.T))
+        self._basis = basis
+        return basis
+
+    def init(self, d: int, gen: torch.Generator, dtype, device, how: str = "pca") -> torch.Tensor:
+        """Starting map: ``"pca"``, the principal basis times a random (Haar) orthogonal d x d
+        matrix, so that penalty and distortion start at their minimum and restarts differ by
+        the rotation only; ``"random"``, a random orthonormal ``W`` (in the dual the ``a`` with
+        ``X^T a`` its projection on the row space of X)."""
+        if how == "pca":
+            g = torch.randn(d, d, generator=gen, dtype=torch.float64)
+            q, r = torch.linalg.qr(g)
+            rotation = q * torch.sign(torch.diagonal(r))[None, :]
+            W = self._principal_basis(d) @ rotation
+            return W.to(dtype=dtype, device=device).contiguous()
+        rows = self.p if self.formulation == "primal" else self.K.shape[0]
+        if how == "uniform":
+            # the reference implementation's start: every entry uniform(0, 0.1)
+            W = torch.rand(rows, d, generator=gen, dtype=torch.float64) * 0.1
+            return W.to(dtype=dtype, device=device).contiguous()
+        q, _ = torch.linalg.qr(torch.randn(rows, d, generator=gen, dtype=torch.float64))
+        if self.formulation == "primal":
+            return q.to(dtype=dtype, device=device).contiguous()
+        # a = U S^{-1/2} R with K = U S U^T and R orthonormal in the range of K: a^T K a = I
+        K = self.K.to(torch.float64).cpu()
+        evals, evecs = torch.linalg.eigh(K)
+        keep = evals > evals.max() * 1e-10
+        U, s = evecs[:, keep], evals[keep]
+        R, _ = torch.linalg.qr(U.T @ q)
+        alpha = U @ (R / s.sqrt()[:, None])
+        return alpha.to(dtype=dtype, device=device).contiguous()
+
+
+# --------------------------------------------------------------------------------------------
+# the fit
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MMDMAResult:
+    """Embeddings, maps and training history of the best restart."""
+
+    embeddings: list[np.ndarray]
+    """``Z_x`` (n x d) and ``Z_y`` (m x d)."""
+    weights: list[np.ndarray]
+    """``W_x`` (p x d) and ``W_y`` (q x d) in the primal; ``a_x`` (n x d), ``a_y`` in the dual."""
+    loss: float
+    """Final objective of the best restart (mean over the last epoch's steps)."""
+    history: dict[str, list] = field(default_factory=dict)
+    """Per epoch: ``loss``, ``mmd``, ``penalty``, ``distortion``, ``bandwidth``, ``time``."""
+    restart_losses: list[float] = field(default_factory=list)
+    best_restart: int = 0
+    bandwidth: float = 1.0
+    """Bandwidth used at the last epoch of the best restart."""
+    backend: str = "torch"
+    distortion_route: list[str] = field(default_factory=list)
+
+
+def resolve_backend(backend: str, device: str) -> str:
+    """``"auto"``: KeOps on CUDA when pykeops is installed, the torch blocks otherwise."""
+    if backend == "auto":
+        return "keops" if device.startswith("cuda") and keops_available() else "torch"
+    if backend == "keops" and not keops_available():
+        raise ValueError(
+            "backend='keops' needs pykeops: pip install 'scintegrate[keops]' (or pykeops), or "
+            "use backend='torch'."
+        )
+    return backend
+
+
+def fit_mmdma(
+    X,
+    Y,
+    n_dims: int = 10,
+    *,
+    formulation: str = "primal",
+    backend: str = "torch",
+    lambda_penalty: float = 0.1,
+    lambda_distortion: float = 0.1,
+    bandwidth: float | str = "median",
+    bandwidth_factor: float = 1.0,
+    bandwidth_final_factor: float | None = None,
+    unbiased: bool = False,
+    max_epochs: int = 500,
+    lr: float = 0.2,
+    lr_schedule: str = "constant",
+    batch_size: int | None = None,
+    n_restarts: int = 1,
+    init: str = "random",
+    median_sample: int = 256,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    rng: np.random.Generator | None = None,
+    progress: bool = False,
+    block_size: int | None = None,
+) -> MMDMAResult:
+    """Learn the two maps of MMD-MA by Adam; see the module docstring for the objective.
+
+    ``bandwidth="median"`` sets the kernel bandwidth, at every step, to the median distance
+    between the embeddings of a fixed random sample of ``median_sample`` cells of each modality
+    (not differentiated through); a number fixes it. ``batch_size`` (``None``: full batch)
+    computes the MMD term of each step on random mini-batches of that many cells per modality;
+    an epoch is then ``ceil(max(n, m) / batch_size)`` steps. Each of the ``n_restarts`` runs
+    starts from its own random orthonormal maps; the one with the lowest final loss is kept.
+    """
+    kwargs = dict(
+        backend=backend, lambda_penalty=lambda_penalty, lambda_distortion=lambda_distortion,
+        bandwidth=bandwidth, bandwidth_factor=bandwidth_factor,
+        bandwidth_final_factor=bandwidth_final_factor, unbiased=unbiased,
+        max_epochs=max_epochs, lr=lr, lr_schedule=lr_schedule, batch_size=batch_size,
+        n_restarts=n_restarts, init=init, median_sample=median_sample, progress=progress,
+        block_size=block_size,
+    )  # fmt: skip
+    rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+    sizes = [M.shape[0] for M in (X, Y)]
+    threads = torch.get_num_threads()
+    if device == "cpu" and sizes[0] * sizes[1] <= _SMALL_PROBLEM:
+        # tiny kernels: thread start-up and barriers cost more than they save (10x on a busy
+        # 2-core machine), so small problems run single-threaded
+        torch.set_num_threads(1)
+    try:
+        return _fit(
+            X, Y, n_dims, rng=rng, device=device, dtype=dtype, formulation=formulation, **kwargs
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(
+    X,
+    Y,
+    n_dims,
+    *,
+    rng,
+    device,
+    dtype,
+    formulation,
+    backend,
+    lambda_penalty,
+    lambda_distortion,
+    bandwidth,
+    bandwidth_factor,
+    bandwidth_final_factor,
+    unbiased,
+    max_epochs,
+    lr,
+    lr_schedule,
+    batch_size,
+    n_restarts,
+    init,
+    median_sample,
+    progress,
+    block_size,
+) -> MMDMAResult:
+    mods = [_Modality(M, formulation, dtype, device) for M in (X, Y)]
+    sizes = [mod.n for mod in mods]
+    full = batch_size is None or batch_size >= max(sizes)
+    steps = 1 if full else math.ceil(max(sizes) / batch_size)
+    best = None
+    losses = []
+    bar = progress_bar(
+        total=n_restarts * max_epochs, desc="MMD-MA", unit="epoch", disable=not progress
+    )
+    for restart in range(n_restarts):
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        params = [mod.init(n_dims, gen, dtype, device, init).requires_grad_(True) for mod in mods]
+        sample = [
+            torch.randperm(n, generator=gen)[: min(n, median_sample)].to(device) for n in sizes
+        ]
+        # Adam moves every entry by about lr per step: scale lr by the size of the entries (the
+        # RMS of the random start, 1/sqrt(p) for an orthonormal W) so that lr is a relative step
+        # whatever the number of features
+        opt = torch.optim.Adam(
+            [{"params": [w], "lr": lr * float(w.detach().pow(2).mean().sqrt())} for w in params]
+        )
+        sched = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_epochs)
+            if lr_schedule == "cosine"
+            else None
+        )
+        records = []
+        times = []
+        start = time.perf_counter()
+        for _epoch in range(max_epochs):
+            acc = []
+            for _step in range(steps):
+                if full:
+                    idx = [None, None]
+                else:
+                    idx = [
+                        torch.randint(n, (min(batch_size, n),), generator=gen).to(device)
+                        for n in sizes
+                    ]
+                need_full_z = formulation == "dual" or any(m.route == "cells" for m in mods)
+                Zs_full = (
+                    [m.embed(w) for m, w in zip(mods, params, strict=True)]
+                    if (full or need_full_z)
+                    else [None, None]
+                )
+                Zs = (
+                    Zs_full
+                    if full
+                    else [m.embed(w, i) for m, w, i in zip(mods, params, idx, strict=True)]
+                )
+                if isinstance(bandwidth, str):
+                    with torch.no_grad():
+                        pooled = torch.cat(
+                            [
+                                (m.embed(w, s) if not full else z[s])
+                                for m, w, s, z in zip(mods, params, sample, Zs, strict=True)
+                            ]
+                        )
+                        factor = bandwidth_factor
+                        if bandwidth_final_factor is not None:
+                            t = _epoch / max(max_epochs - 1, 1)
+                            factor = (
+                                bandwidth_factor * (bandwidth_final_factor / bandwidth_factor) ** t
+                            )
+                        bw = factor * median_bandwidth(pooled)
+                else:
+                    bw = float(bandwidth)
+                mmd = mmd2(
+                    Zs[0], Zs[1], bw, unbiased=unbiased, backend=backend, block_size=block_size
+                )
+                pen = sum(m.penalty(w, z) for m, w, z in zip(mods, params, Zs_full, strict=True))
+                dis = sum(m.distortion(w, z) for m, w, z in zip(mods, params, Zs_full, strict=True))
+                loss = mmd + lambda_penalty * pen + lambda_distortion * dis
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                acc.append(
+                    torch.stack(
+                        [
+                            loss.detach(),
+                            mmd.detach(),
+                            pen.detach(),
+                            dis.detach(),
+                            torch.as_tensor(bw, dtype=loss.dtype, device=loss.device),
+                        ]
+                    )
+                )
+            records.append(torch.stack(acc).mean(0))
+            if sched is not None:
+                sched.step()
+            times.append(time.perf_counter() - start)
+            bar.update(1)
+        rec = torch.stack(records).cpu().double().numpy()
+        if not np.all(np.isfinite(rec[:, 0])):
+            raise FloatingPointError(
+                "MMD-MA diverged (non-finite loss); lower lr or scale the input features."
+            )
+        final = float(rec[-1, 0])
+        losses.append(final)
+        if best is None or final < best[0]:
+            best = (final, restart, [w.detach().clone() for w in params], rec, times)
+    bar.close()
+    final, restart, params, rec, times = best
+    with torch.no_grad():
+        Z = [m.embed(w).cpu().double().numpy() for m, w in zip(mods, params, strict=True)]
+    history = {
+        "epoch": list(range(1, len(rec) + 1)),
+        "loss": rec[:, 0].tolist(),
+        "mmd": rec[:, 1].tolist(),
+        "penalty": rec[:, 2].tolist(),
+        "distortion": rec[:, 3].tolist(),
+        "bandwidth": rec[:, 4].tolist(),
+        "time": times,
+    }
+    return MMDMAResult(
+        embeddings=Z,
+        weights=[w.cpu().double().numpy() for w in params],
+        loss=final,
+        history=history,
+        restart_losses=losses,
+        best_restart=restart,
+        bandwidth=float(rec[-1, 4]),
+        backend=backend,
+        distortion_route=[m.route for m in mods],
+    )
+
+
+def objective(
+    X,
+    Y,
+    weights: Sequence,
+    *,
+    formulation: str = "primal",
+    lambda_penalty: float = 1.0,
+    lambda_distortion: float = 1.0,
+    bandwidth: float = 1.0,
+    unbiased: bool = False,
+    backend: str = "torch",
+    dtype=torch.float64,
+    device: str = "cpu",
+) -> dict[str, float]:
+    """The objective and its terms at given maps (full batch, fixed bandwidth)."""
+    mods = [_Modality(M, formulation, dtype, device) for M in (X, Y)]
+    ws = [torch.as_tensor(np.asarray(w), dtype=dtype, device=device) for w in weights]
+    with torch.no_grad():
+        Z = [m.embed(w) for m, w in zip(mods, ws, strict=True)]
+        mmd = mmd2(Z[0], Z[1], bandwidth, unbiased=unbiased, backend=backend)
+        pen = sum(m.penalty(w, z) for m, w, z in zip(mods, ws, Z, strict=True))
+        dis = sum(m.distortion(w, z) for m, w, z in zip(mods, ws, Z, strict=True))
+    loss = mmd + lambda_penalty * pen + lambda_distortion * dis
+    return {"loss": float(loss), "mmd": float(mmd), "penalty": float(pen), "distortion": float(dis)}

@@ -1,0 +1,396 @@
+"""``tl.mmdma``: MMD-MA in the primal (LSMMD-MA) for matching cells across two modalities."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+from anndata import AnnData
+from mudata import MuData
+
+from .._core.mmdma import BACKENDS, FORMULATIONS, fit_mmdma, resolve_backend
+from .._docs import doc_params
+from .._logging import logger
+from .._settings import settings
+from .._utils._device import resolve_device
+from .._utils._random import get_rng
+from .._utils._slots import history_frame, record_params
+from .._utils._validation import (
+    check_finite,
+    check_in,
+    check_key,
+    check_positive_int,
+    get_matrix,
+)
+
+# the dual holds an n x n kernel matrix per modality
+_DUAL_MAX_CELLS = 50_000
+
+
+def _per_mod(value, mods: Sequence[str], *, param: str) -> list:
+    """A str/None for both modalities, or a mapping modality -> value."""
+    if isinstance(value, Mapping):
+        missing = [m for m in mods if m not in value]
+        if missing:
+            raise ValueError(f"{param} is a mapping but has no entry for modality {missing[0]!r}.")
+        return [value[m] for m in mods]
+    return [value, value]
+
+
+def _check_number(value, *, param: str, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise ValueError(f"{param} must be a number, got {value!r}.")
+    if not np.isfinite(value) or value < 0 or (positive and value == 0):
+        kind = "positive" if positive else "non-negative"
+        raise ValueError(f"{param} must be a {kind} finite number, got {value!r}.")
+    return float(value)
+
+
+def _get_modalities(mdata, mods) -> tuple[list[AnnData], list[str], bool]:
+    """The two AnnData objects to integrate, their names, and whether the input is a MuData."""
+    if isinstance(mdata, MuData):
+        if isinstance(mods, str) or len(mods) != 2 or len(set(mods)) != 2:
+            raise ValueError(f"mods must name two different modalities, got {mods!r}.")
+        available = ", ".join(map(repr, mdata.mod.keys())) or "none"
+        for m in mods:
+            if m not in mdata.mod:
+                raise ValueError(
+                    f"Modality {m!r} is not in mdata.mod (available: {available}); pass "
+                    "mods=(first, second) naming two of them."
+                )
+        return [mdata.mod[m] for m in mods], [str(m) for m in mods], True
+    if (
+        isinstance(mdata, list | tuple)
+        and len(mdata) == 2
+        and all(isinstance(a, AnnData) for a in mdata)
+    ):
+        if isinstance(mods, str) or len(mods) != 2 or len(set(mods)) != 2:
+            raise ValueError(f"mods must be two different names, got {mods!r}.")
+        return list(mdata), [str(m) for m in mods], False
+    raise TypeError(
+        f"mdata must be a MuData with two modalities or a pair (adata_x, adata_y) of AnnData, "
+        f"got {type(mdata).__name__}."
+    )
+
+
+def _get_data(adata: AnnData, mod: str, layer, use_rep):
+    """The cells x features matrix of one modality, validated (never copied or modified)."""
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ValueError(
+            f"Modality {mod!r} is empty ({adata.n_obs} cells x {adata.n_vars} features)."
+        )
+    if use_rep is not None:
+        if layer is not None:
+            raise ValueError("Pass either layer or use_rep, not both.")
+        if use_rep not in adata.obsm:
+            keys = ", ".join(map(repr, adata.obsm.keys())) or "none"
+            raise ValueError(
+                f"use_rep={use_rep!r} is not in mdata[{mod!r}].obsm (keys: {keys}); compute it "
+                "first (e.g. sc.pp.pca) or pass use_rep=None to use the features."
+            )
+        X = adata.obsm[use_rep]
+        X = X.to_numpy() if hasattr(X, "to_numpy") else X
+        where = f"mdata[{mod!r}].obsm[{use_rep!r}]"
+    else:
+        X = get_matrix(adata, layer)
+        where = f"mdata[{mod!r}]" + (".X" if layer is None else f".layers[{layer!r}]")
+    if not sp.issparse(X):
+        X = np.asarray(X)
+    if X.ndim != 2 or X.shape[0] != adata.n_obs or X.shape[1] == 0:
+        raise ValueError(f"{where} must be a cells x features matrix, got shape {X.shape}.")
+    check_finite(X, what=where)
+    return X, where
+
+
+def _joint_embedding(mdata: MuData, mods: list[str], Z: list[np.ndarray]) -> np.ndarray:
+    """Rows of ``mdata.obs``: each modality's cells get their embedding, other cells NaN.
+
+    A cell present in both modalities (same obs name) gets the mean of its two embeddings.
+    """
+    d = Z[0].shape[1]
+    total = np.zeros((mdata.n_obs, d))
+    count = np.zeros(mdata.n_obs)
+    for m, z in zip(mods, Z, strict=True):
+        # obsmap[m][i]: 1-based row of mdata's cell i in modality m, 0 when absent
+        positions = np.asarray(mdata.obsmap[m]).ravel().astype(np.int64)
+        present = positions > 0
+        total[present] += z[positions[present] - 1]
+        count[present] += 1
+    out = np.full((mdata.n_obs, d), np.nan)
+    embedded = count > 0
+    out[embedded] = total[embedded] / count[embedded, None]
+    return out
+
+
+@doc_params
+def mmdma(
+    mdata: MuData | tuple[AnnData, AnnData],
+    n_dims: int = 10,
+    *,
+    mods: Sequence[str] = ("rna", "atac"),
+    layer: str | Mapping[str, str | None] | None = None,
+    use_rep: str | Mapping[str, str] | None = None,
+    formulation: Literal["primal", "dual"] = "primal",
+    backend: Literal["auto", "torch", "keops"] = "auto",
+    lambda_penalty: float = 0.1,
+    lambda_distortion: float = 0.1,
+    bandwidth: float | Literal["median"] = "median",
+    max_epochs: int = 500,
+    lr: float = 0.2,
+    batch_size: int | None = None,
+    n_restarts: int = 1,
+    init: Literal["random", "uniform", "pca"] = "random",
+    unbiased: bool = False,
+    device: str = "auto",
+    random_state: int | np.random.Generator | None = 0,
+    key_added: str = "mmdma",
+    copy: bool = False,
+) -> MuData | list[AnnData] | None:
+    """Embed two modalities measured on different cells in one space by MMD-MA (primal, LSMMD-MA).
+
+    Learns linear maps ``W_x`` (features of the first modality x ``n_dims``) and ``W_y`` so that
+    the embeddings ``Z_x = X W_x`` and ``Z_y = Y W_y`` have the same distribution, minimising
+    (Meng-Papaxanthos et al. 2023, eq. 1)::
+
+        MMD²(X W_x, Y W_y) + λ₁ (pen(W_x) + pen(W_y)) + λ₂ (dis(X, W_x) + dis(Y, W_y))
+
+    * ``MMD²``: squared maximum mean discrepancy (biased estimate) with the Gaussian kernel
+      ``exp(-|z - z'|² / (2 s²))``; computed block by block (torch) or symbolically (KeOps), never
+      holding an n x m kernel matrix, so memory grows linearly with the number of cells.
+    * ``pen(W) = ||WᵀW - I||_F``: keeps the embedding from collapsing.
+    * ``dis(X, W) = ||XXᵀ - XWWᵀXᵀ||_F / ||XXᵀ||_F``: keeps the geometry of the cells; divided by
+      the constant ``||XXᵀ||_F`` (so it lies in [0, 1]) so that ``lambda_distortion`` does not
+      depend on the scale of the data. Computed from ``XᵀX``, precomputed once: O(p² d) per step.
+
+    Full-batch Adam from random orthonormal maps; the best (lowest final loss) of
+    ``n_restarts`` random starts is kept. MMD matching is non-convex and a single start can end
+    in a wrong (e.g. mirrored) alignment: use several restarts for real analyses. The bandwidth
+    matters most: on the branch simulation the median heuristic ends in the mirror image of the
+    true alignment, while a narrow fixed kernel with lsmmdma's settings (``bandwidth=1.0``,
+    ``lambda_penalty=lambda_distortion=1e-4``, ``unbiased=True``, ``init="uniform"``,
+    ``lr=0.017``) recovers it (FOSCTTM < 0.001; ``benchmarks/README.md``). The maps are linear, so the
+    scale of each modality matters: give features of comparable scale (e.g. normalised,
+    log-transformed, PCA / LSI coordinates via ``use_rep``).
+
+    Parameters
+    ----------
+    mdata
+        A :class:`~mudata.MuData` holding (at least) the two modalities named in ``mods``; their
+        cells may differ (unpaired data) or coincide. Or a pair ``(adata_x, adata_y)`` of
+        AnnData objects, one per modality: results are then written into each of them.
+    n_dims
+        Dimension ``d`` of the shared embedding (at most the number of features of each
+        modality).
+    mods
+        Names of the two modalities in ``mdata.mod`` (with a pair of AnnData: the names used in
+        ``uns``).
+    layer
+        Layer holding each modality's matrix instead of ``.X``: one name for both, or a mapping
+        modality -> layer. Sparse matrices stay sparse.
+    use_rep
+        ``obsm`` key of a representation to integrate instead of the features (e.g. ``"X_pca"``
+        and ``"X_lsi"``): one key for both, or a mapping modality -> key.
+    formulation
+        ``"primal"`` (learn ``W``; memory linear in cells, the default) or ``"dual"`` (the
+        original MMD-MA: learn ``α`` with ``Z = XXᵀα``; holds an n x n matrix per modality, for
+        small n with many features).
+    backend
+        Kernel sums of the MMD: ``"torch"`` (blockwise, always available), ``"keops"`` (pykeops
+        ``LazyTensor``, install ``scintegrate[keops]``; compiles on first use) or ``"auto"``
+        (KeOps on a CUDA device when installed, torch otherwise). Both give the same value and
+        gradient.
+    lambda_penalty
+        ``λ₁``, weight of the non-collapsing penalty.
+    lambda_distortion
+        ``λ₂``, weight of the distortion term.
+    bandwidth
+        Kernel bandwidth ``s``: a fixed positive number, or ``"median"`` for the median distance
+        between the current embeddings of a fixed random sample of 256 cells per modality,
+        updated at every step (not differentiated).
+    max_epochs
+        Number of epochs (full-batch: one Adam step each).
+    lr
+        Adam learning rate *relative to the size of the entries of the maps*: each map gets the
+        rate ``lr x RMS(start)`` (``lr / sqrt(p)`` for an orthonormal ``W``), so that the same
+        value works whatever the number of features.
+    batch_size
+        ``None`` (full batch) or a number of cells per modality drawn at random for the MMD term
+        of each step (for very large data; penalty and distortion stay exact). An epoch is then
+        ``ceil(max(n_x, n_y) / batch_size)`` steps.
+    n_restarts
+        Number of random starts; the one with the lowest final loss is kept.
+    init
+        Starting maps: ``"random"`` (random orthonormal), ``"uniform"`` (every entry
+        uniform(0, 0.1), the reference implementation's start) or ``"pca"`` (the top principal
+        axes of each modality, randomly rotated).
+    unbiased
+        Use the unbiased (U-statistic) MMD² estimate, as the reference implementation does,
+        instead of the biased one.
+    device
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    {random_state}
+    {key_added}
+    {copy}
+
+    Returns
+    -------
+    ``None``, or with ``copy=True`` the modified copy (a MuData, or a list of the two AnnData).
+    Writes, with ``key = key_added``:
+
+    ``mdata.obsm[f"X_<key>"]``
+        The joint embedding, one row per cell of ``mdata.obs``: each modality's cells get their
+        own embedding (a cell present in both gets the mean of its two), other cells NaN.
+        Not written for a pair of AnnData.
+    ``mdata[mod].obsm[f"X_<key>"]``
+        Each modality's embedding ``Z`` (n_obs x n_dims).
+    ``mdata[mod].varm[f"<key>_W"]``
+        The map ``W`` (n_vars x n_dims), ``Z = X W`` (in the dual ``W = Xᵀα``). With ``use_rep``
+        it is stored as ``mdata.uns[key]["W_<mod>"]`` instead.
+    ``mdata[mod].obsm[f"<key>_alpha"]``
+        Dual only: the dual coefficients ``α`` (n_obs x n_dims).
+    ``mdata.uns[key]["params"]``
+        Every argument that affected the result, the resolved device and backend, the package
+        version.
+    ``mdata.uns[key]["history"]``
+        DataFrame, one row per epoch of the kept restart: ``loss``, ``mmd``, ``penalty``,
+        ``distortion``, ``bandwidth``, ``time`` (s since the start).
+    ``mdata.uns[key]["restart_losses"]``, ``["best_restart"]``, ``["loss"]``, ``["bandwidth"]``
+        Final loss of every restart, the index of the kept one, its final loss and bandwidth.
+
+    With a pair of AnnData, each one gets its ``obsm``/``varm`` slots and a copy of ``uns[key]``.
+
+    Examples
+    --------
+    >>> import scintegrate as si
+    >>> mdata = si.datasets.snareseq_celllines()
+    >>> si.tl.mmdma(mdata, n_dims=5)
+    >>> mdata.obsm["X_mmdma"].shape
+    (2094, 5)
+    """
+    n_dims = check_positive_int(n_dims, param="n_dims")
+    check_in(formulation, FORMULATIONS, param="formulation")
+    check_in(backend, BACKENDS, param="backend")
+    lambda_penalty = _check_number(lambda_penalty, param="lambda_penalty")
+    lambda_distortion = _check_number(lambda_distortion, param="lambda_distortion")
+    if isinstance(bandwidth, str):
+        if bandwidth != "median":
+            raise ValueError(f"bandwidth must be 'median' or a positive number, got {bandwidth!r}.")
+    else:
+        bandwidth = _check_number(bandwidth, param="bandwidth", positive=True)
+    max_epochs = check_positive_int(max_epochs, param="max_epochs")
+    lr = _check_number(lr, param="lr", positive=True)
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, param="batch_size", minimum=2)
+    n_restarts = check_positive_int(n_restarts, param="n_restarts")
+    check_in(init, ("random", "uniform", "pca"), param="init")
+    if not isinstance(unbiased, bool | np.bool_):
+        raise ValueError(f"unbiased must be True or False, got {unbiased!r}.")
+    key_added = check_key(key_added)
+    adatas, mods, is_mudata = _get_modalities(mdata, mods)
+    if key_added in mods:
+        raise ValueError(f"key_added={key_added!r} equals a modality name; choose another key.")
+    layers = _per_mod(layer, mods, param="layer")
+    reps = _per_mod(use_rep, mods, param="use_rep")
+    data = []
+    for adata, m, lay, rep in zip(adatas, mods, layers, reps, strict=True):
+        X, where = _get_data(adata, m, lay, rep)
+        if n_dims > X.shape[1]:
+            raise ValueError(
+                f"n_dims={n_dims} is larger than the number of features of {where} "
+                f"({X.shape[1]}); choose n_dims <= {X.shape[1]}."
+            )
+        if X.shape[0] < 2:
+            raise ValueError(f"Modality {m!r} has {X.shape[0]} cell; MMD-MA needs at least 2.")
+        if formulation == "dual" and X.shape[0] > _DUAL_MAX_CELLS:
+            raise ValueError(
+                f"formulation='dual' holds an n x n matrix, too large for the {X.shape[0]} cells "
+                f"of modality {m!r}; use formulation='primal'."
+            )
+        data.append(X)
+    resolved_device = resolve_device(device)
+    resolved_backend = resolve_backend(backend, resolved_device)
+
+    result = fit_mmdma(
+        data[0],
+        data[1],
+        n_dims,
+        formulation=formulation,
+        backend=resolved_backend,
+        lambda_penalty=lambda_penalty,
+        lambda_distortion=lambda_distortion,
+        bandwidth=bandwidth,
+        max_epochs=max_epochs,
+        lr=lr,
+        batch_size=batch_size,
+        n_restarts=n_restarts,
+        init=init,
+        unbiased=bool(unbiased),
+        device=resolved_device,
+        rng=get_rng(random_state),
+        progress=settings.progress_bar,
+    )
+    logger.info(
+        "MMD-MA (%s, %s): final loss %.4g, MMD² %.3g (restart %d of %d)",
+        formulation,
+        resolved_backend,
+        result.loss,
+        result.history["mmd"][-1],
+        result.best_restart + 1,
+        n_restarts,
+    )
+
+    if copy:
+        mdata = mdata.copy() if is_mudata else [a.copy() for a in adatas]
+        adatas = [mdata.mod[m] for m in mods] if is_mudata else mdata
+    params = {
+        "n_dims": n_dims,
+        "mods": list(mods),
+        "layer": layers if any(v is not None for v in layers) else None,
+        "use_rep": reps if any(v is not None for v in reps) else None,
+        "formulation": formulation,
+        "backend": resolved_backend,
+        "lambda_penalty": lambda_penalty,
+        "lambda_distortion": lambda_distortion,
+        "bandwidth": bandwidth,
+        "max_epochs": max_epochs,
+        "lr": lr,
+        "lr_scaling": "rms_of_start",
+        "batch_size": batch_size,
+        "n_restarts": n_restarts,
+        "mmd_estimator": "unbiased" if unbiased else "biased",
+        "init": init,
+        "device": resolved_device,
+        "random_state": random_state if isinstance(random_state, int) else None,
+    }
+    uns = {
+        "params": record_params(params),
+        "history": history_frame(result.history),
+        "restart_losses": np.asarray(result.restart_losses),
+        "best_restart": int(result.best_restart),
+        "loss": float(result.loss),
+        "bandwidth": float(result.bandwidth),
+    }
+    for adata, m, X, rep, Z, w in zip(
+        adatas, mods, data, reps, result.embeddings, result.weights, strict=True
+    ):
+        adata.obsm[f"X_{key_added}"] = Z
+        if formulation == "dual":
+            adata.obsm[f"{key_added}_alpha"] = w
+            W = np.asarray(X.T @ w)  # Z = X X^T alpha = X W
+        else:
+            W = w
+        if rep is None:
+            adata.varm[f"{key_added}_W"] = W
+        else:
+            uns[f"W_{m}"] = W
+    if is_mudata:
+        mdata.obsm[f"X_{key_added}"] = _joint_embedding(mdata, mods, result.embeddings)
+        mdata.uns[key_added] = uns
+    else:
+        for adata in adatas:
+            adata.uns[key_added] = {
+                k: (v.copy() if hasattr(v, "copy") else v) for k, v in uns.items()
+            }
+    return mdata if copy else None

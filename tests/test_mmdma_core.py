@@ -1,0 +1,176 @@
+"""The MMD-MA numerics: kernel sums without n x m matrices, the objective, gradients, the fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from scintegrate._core import mmdma as M
+
+
+def _dense_objective(X, Y, Wx, Wy, bandwidth, lp, ld, *, unbiased=False):
+    """The objective written out with every n x n matrix (the slow reference)."""
+    Zx, Zy = X @ Wx, Y @ Wy
+    mmd = M.mmd2_dense(Zx, Zy, bandwidth, unbiased=unbiased)
+    eye = torch.eye(Wx.shape[1], dtype=X.dtype)
+    pen = torch.linalg.matrix_norm(Wx.T @ Wx - eye) + torch.linalg.matrix_norm(Wy.T @ Wy - eye)
+    dis = 0
+    for A, Z in ((X, Zx), (Y, Zy)):
+        K = A @ A.T
+        dis = dis + torch.linalg.matrix_norm(K - Z @ Z.T) / torch.linalg.matrix_norm(K)
+    return mmd + lp * pen + ld * dis
+
+
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_blockwise_mmd_matches_dense_value_and_gradient(unbiased):
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(130, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(97, 4, generator=gen, dtype=torch.float64, requires_grad=True) + 0.5
+    # blocks of 32 rows: several full and ragged blocks in both directions
+    value = M.mmd2(a, b, 1.3, unbiased=unbiased, block_size=32)
+    grads = torch.autograd.grad(value, [a, b])
+    ref = M.mmd2_dense(a, b, 1.3, unbiased=unbiased)
+    ref_grads = torch.autograd.grad(ref, [a, b])
+    assert float(value.detach()) == pytest.approx(float(ref.detach()), rel=1e-12)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-14)
+
+
+def test_blockwise_mmd_float32_close_to_float64():
+    rng = np.random.default_rng(1)
+    a64 = torch.tensor(rng.normal(size=(300, 6)), requires_grad=True)
+    b64 = torch.tensor(rng.normal(size=(200, 6)) + 0.3, requires_grad=True)
+    a32 = a64.detach().float().requires_grad_()
+    b32 = b64.detach().float().requires_grad_()
+    v64 = M.mmd2(a64, b64, 2.0)
+    v32 = M.mmd2(a32, b32, 2.0, block_size=64)
+    g64 = torch.autograd.grad(v64, [a64])[0]
+    g32 = torch.autograd.grad(v32, [a32])[0]
+    assert float(v32.detach()) == pytest.approx(float(v64.detach()), rel=1e-4)
+    torch.testing.assert_close(g32.double(), g64, rtol=1e-3, atol=1e-7)
+
+
+def test_objective_matches_dense_reference_and_gradient_finite_differences():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(25, 8))
+    Y = rng.normal(size=(20, 6)) * 2
+    Wx = rng.normal(size=(8, 3)) * 0.3
+    Wy = rng.normal(size=(6, 3)) * 0.3
+    terms = M.objective(X, Y, [Wx, Wy], bandwidth=1.5, lambda_penalty=0.7, lambda_distortion=0.4)
+    Xt, Yt = torch.tensor(X), torch.tensor(Y)
+    ref = _dense_objective(Xt, Yt, torch.tensor(Wx), torch.tensor(Wy), 1.5, 0.7, 0.4)
+    assert terms["loss"] == pytest.approx(float(ref), rel=1e-9)
+
+    # the gradient our code computes (blockwise MMD, gram-route distortion) vs finite differences
+    mods = [M._Modality(A, "primal", torch.float64, "cpu") for A in (X, Y)]
+
+    def loss(wx, wy):
+        zs = [m.embed(w) for m, w in zip(mods, (wx, wy), strict=True)]
+        mmd = M.mmd2(zs[0], zs[1], 1.5, block_size=8)
+        pen = sum(m.penalty(w, z) for m, w, z in zip(mods, (wx, wy), zs, strict=True))
+        dis = sum(m.distortion(w, z) for m, w, z in zip(mods, (wx, wy), zs, strict=True))
+        return mmd + 0.7 * pen + 0.4 * dis
+
+    params = (
+        torch.tensor(Wx, requires_grad=True),
+        torch.tensor(Wy, requires_grad=True),
+    )
+    assert torch.autograd.gradcheck(loss, params, eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+def test_distortion_routes_agree_with_dense_and_sparse_input():
+    rng = np.random.default_rng(3)
+    X = sp.random(60, 300, density=0.05, random_state=4, format="csr")  # p > n: "cells" route
+    Y = rng.normal(size=(50, 7))  # "gram" route
+    Wx = rng.normal(size=(300, 2))
+    Wy = rng.normal(size=(7, 2))
+    routes = [M._Modality(A, "primal", torch.float64, "cpu").route for A in (X, Y)]
+    assert routes == ["cells", "gram"]
+    sparse_terms = M.objective(X, Y, [Wx, Wy], bandwidth=1.0)
+    dense_terms = M.objective(X.toarray(), Y, [Wx, Wy], bandwidth=1.0)
+    ref = _dense_objective(
+        torch.tensor(X.toarray()), torch.tensor(Y), torch.tensor(Wx), torch.tensor(Wy), 1.0, 1, 1
+    )
+    assert sparse_terms == pytest.approx(dense_terms, rel=1e-10)
+    assert sparse_terms["loss"] == pytest.approx(float(ref), rel=1e-9)
+
+
+def test_primal_and_dual_give_the_same_loss_for_matching_parameters():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(30, 40))
+    Y = rng.normal(size=(25, 12))
+    alphas = [rng.normal(size=(30, 3)) * 0.01, rng.normal(size=(25, 3)) * 0.01]
+    W = [X.T @ alphas[0], Y.T @ alphas[1]]  # Z = X W = X X^T alpha
+    primal = M.objective(X, Y, W, bandwidth=0.8, lambda_penalty=0.3, lambda_distortion=2.0)
+    dual = M.objective(
+        X, Y, alphas, formulation="dual", bandwidth=0.8, lambda_penalty=0.3, lambda_distortion=2.0
+    )
+    assert primal == pytest.approx(dual, rel=1e-9)
+
+
+def test_fit_is_seeded_and_decreases_the_objective():
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(80, 15))
+    Y = rng.normal(size=(70, 12))
+    kw = {"max_epochs": 60, "bandwidth": 2.0}
+    a = M.fit_mmdma(X, Y, 3, rng=np.random.default_rng(0), **kw)
+    b = M.fit_mmdma(X, Y, 3, rng=np.random.default_rng(0), **kw)
+    c = M.fit_mmdma(X, Y, 3, rng=np.random.default_rng(1), **kw)
+    np.testing.assert_array_equal(a.embeddings[0], b.embeddings[0])
+    assert a.history["loss"] == b.history["loss"]
+    assert not np.allclose(a.embeddings[0], c.embeddings[0])
+    assert a.history["loss"][-1] < a.history["loss"][0]
+
+
+def test_restarts_keep_the_lowest_loss_and_minibatch_runs():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(60, 10))
+    Y = rng.normal(size=(50, 10))
+    res = M.fit_mmdma(X, Y, 2, max_epochs=20, n_restarts=3, rng=np.random.default_rng(0))
+    assert len(res.restart_losses) == 3
+    assert res.loss == min(res.restart_losses)
+    assert res.restart_losses[res.best_restart] == res.loss
+    mini = M.fit_mmdma(X, Y, 2, max_epochs=5, batch_size=16, rng=np.random.default_rng(0))
+    assert len(mini.history["loss"]) == 5 and np.isfinite(mini.loss)
+
+
+def test_dual_fit_runs():
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(40, 60))
+    Y = rng.normal(size=(30, 50))
+    res = M.fit_mmdma(
+        X, Y, 3, formulation="dual", init="random", max_epochs=30, rng=np.random.default_rng(0)
+    )
+    assert res.weights[0].shape == (40, 3)
+    assert res.embeddings[1].shape == (30, 3)
+    assert res.history["loss"][-1] < res.history["loss"][0]
+
+
+@pytest.mark.slow
+def test_keops_matches_torch_loss_and_gradient():
+    pytest.importorskip("pykeops")
+    rng = np.random.default_rng(9)
+    a = torch.tensor(rng.normal(size=(500, 5)), requires_grad=True)
+    b = torch.tensor(rng.normal(size=(400, 5)) + 0.2, requires_grad=True)
+    v_t = M.mmd2(a, b, 1.7, backend="torch", block_size=128)
+    g_t = torch.autograd.grad(v_t, [a, b])
+    v_k = M.mmd2(a, b, 1.7, backend="keops")
+    g_k = torch.autograd.grad(v_k, [a, b])
+    assert float(v_k.detach()) == pytest.approx(float(v_t.detach()), rel=1e-9, abs=1e-12)
+    for gk, gt in zip(g_k, g_t, strict=True):
+        torch.testing.assert_close(gk, gt, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.gpu
+def test_fit_on_cuda_matches_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    rng = np.random.default_rng(10)
+    X = rng.normal(size=(200, 20))
+    Y = rng.normal(size=(150, 15))
+    kw = {"max_epochs": 30, "bandwidth": 2.0, "dtype": torch.float64}
+    cpu = M.fit_mmdma(X, Y, 3, rng=np.random.default_rng(0), device="cpu", **kw)
+    gpu = M.fit_mmdma(X, Y, 3, rng=np.random.default_rng(0), device="cuda", **kw)
+    np.testing.assert_allclose(gpu.embeddings[0], cpu.embeddings[0], rtol=1e-6, atol=1e-8)

@@ -1,0 +1,226 @@
+"""``tl.mmdma`` on MuData / AnnData pairs: slots, parameters, seeds, copies, round trips, errors;
+``datasets.branch_simulation``, ``datasets.snareseq_celllines`` and the cross-modality metrics."""
+
+from __future__ import annotations
+
+import warnings
+
+import anndata as ad
+import mudata
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import scintegrate as si
+
+FAST = {"max_epochs": 40, "n_dims": 3}
+
+
+@pytest.fixture(autouse=True)
+def _no_mudata_future_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # mudata 0.3 about pull_on_update
+        yield
+
+
+@pytest.fixture
+def branch():
+    return si.datasets.branch_simulation(n_obs=200, n_features=30, random_state=1)
+
+
+def _unpaired(mdata):
+    """The two modalities as-is: obs names differ, so mdata.obs is the union."""
+    return mdata
+
+
+def test_slots_params_and_history(branch):
+    X_before = branch["rna"].X.copy()
+    si.tl.mmdma(branch, **FAST)
+    assert branch.obsm["X_mmdma"].shape == (400, 3)
+    for m in ("rna", "atac"):
+        assert branch[m].obsm["X_mmdma"].shape == (200, 3)
+        assert branch[m].varm["mmdma_W"].shape == (30, 3)
+        np.testing.assert_allclose(
+            branch[m].X @ branch[m].varm["mmdma_W"],
+            branch[m].obsm["X_mmdma"],
+            rtol=1e-4,
+            atol=1e-4,
+        )
+    # the joint rows are the modalities' rows, in mdata.obs order
+    rows = branch.obs_names.get_indexer(branch["atac"].obs_names)
+    np.testing.assert_array_equal(branch.obsm["X_mmdma"][rows], branch["atac"].obsm["X_mmdma"])
+    uns = branch.uns["mmdma"]
+    params = uns["params"]
+    assert params["n_dims"] == 3 and params["formulation"] == "primal"
+    assert params["device"] == "cpu" and params["backend"] == "torch"
+    assert "scintegrate_version" in params
+    hist = uns["history"]
+    assert list(hist.columns[:5]) == ["epoch", "loss", "mmd", "penalty", "distortion"]
+    assert len(hist) == 40
+    np.testing.assert_allclose(
+        hist["loss"], hist["mmd"] + 0.1 * (hist["penalty"] + hist["distortion"]), rtol=1e-5
+    )
+    np.testing.assert_array_equal(branch["rna"].X, X_before)
+
+
+def test_custom_key_copy_and_other_cells_get_nan(branch):
+    extra = ad.AnnData(np.ones((5, 2)), obs=pd.DataFrame(index=[f"prot_{i}" for i in range(5)]))
+    mdata = mudata.MuData({"rna": branch["rna"], "atac": branch["atac"], "prot": extra})
+    out = si.tl.mmdma(mdata, key_added="mm2", copy=True, **FAST)
+    assert "X_mm2" not in mdata.obsm and "mm2" not in mdata.uns
+    assert "X_mm2" in out.obsm and "mm2_W" in out["rna"].varm
+    joint = out.obsm["X_mm2"]
+    prot_rows = out.obs_names.get_indexer(extra.obs_names)
+    assert np.isnan(joint[prot_rows]).all()
+    assert np.isfinite(np.delete(joint, prot_rows, axis=0)).all()
+
+
+def test_same_seed_same_result_and_seed_matters(branch):
+    a = si.tl.mmdma(branch, copy=True, random_state=3, **FAST)
+    b = si.tl.mmdma(branch, copy=True, random_state=3, **FAST)
+    c = si.tl.mmdma(branch, copy=True, random_state=4, **FAST)
+    np.testing.assert_array_equal(a.obsm["X_mmdma"], b.obsm["X_mmdma"])
+    assert not np.allclose(a.obsm["X_mmdma"], c.obsm["X_mmdma"])
+
+
+def test_sparse_equals_dense_and_stays_sparse(branch):
+    dense = si.tl.mmdma(branch, copy=True, **FAST)
+    sparse = branch.copy()
+    for m in ("rna", "atac"):
+        sparse.mod[m].X = sp.csr_matrix(sparse[m].X)
+    si.tl.mmdma(sparse, **FAST)
+    assert sp.issparse(sparse["rna"].X)
+    np.testing.assert_allclose(sparse.obsm["X_mmdma"], dense.obsm["X_mmdma"], atol=2e-3)
+
+
+def test_h5mu_round_trip(branch, tmp_path):
+    si.tl.mmdma(branch, n_restarts=2, **FAST)
+    path = tmp_path / "m.h5mu"
+    branch.write_h5mu(path)
+    back = mudata.read_h5mu(path)
+    np.testing.assert_array_equal(back.obsm["X_mmdma"], branch.obsm["X_mmdma"])
+    np.testing.assert_array_equal(back["atac"].varm["mmdma_W"], branch["atac"].varm["mmdma_W"])
+    pd.testing.assert_frame_equal(back.uns["mmdma"]["history"], branch.uns["mmdma"]["history"])
+    assert back.uns["mmdma"]["params"]["lambda_penalty"] == 0.1
+    assert len(back.uns["mmdma"]["restart_losses"]) == 2
+
+
+def test_anndata_pair_use_rep_and_dual(branch):
+    rna, atac = branch["rna"].copy(), branch["atac"].copy()
+    rna.obsm["X_pca"] = rna.X[:, :8] * 1.0
+    atac.obsm["X_lsi"] = atac.X[:, :6] * 1.0
+    si.tl.mmdma((rna, atac), use_rep={"rna": "X_pca", "atac": "X_lsi"}, **FAST)
+    for a in (rna, atac):
+        assert a.obsm["X_mmdma"].shape == (200, 3)
+        assert "mmdma_W" not in a.varm
+    assert rna.uns["mmdma"]["W_rna"].shape == (8, 3)
+    assert atac.uns["mmdma"]["W_atac"].shape == (6, 3)
+
+    ref = si.tl.mmdma(branch, init="uniform", unbiased=True, bandwidth=1.0, copy=True, **FAST)
+    assert ref.uns["mmdma"]["params"]["mmd_estimator"] == "unbiased"
+    assert ref.uns["mmdma"]["params"]["init"] == "uniform"
+    with pytest.raises(ValueError, match="init='zeros' is not supported"):
+        si.tl.mmdma(branch, init="zeros")
+
+    out = si.tl.mmdma(branch, formulation="dual", copy=True, **FAST)
+    alpha = out["rna"].obsm["mmdma_alpha"]
+    X = branch["rna"].X.astype(np.float64)
+    np.testing.assert_allclose(out["rna"].varm["mmdma_W"], X.T @ alpha, rtol=1e-8)
+    np.testing.assert_allclose(
+        X @ out["rna"].varm["mmdma_W"], out["rna"].obsm["X_mmdma"], rtol=1e-4, atol=1e-3
+    )
+
+
+def test_bad_input(branch):
+    with pytest.raises(ValueError, match=r"Modality 'prot' is not in mdata\.mod"):
+        si.tl.mmdma(branch, mods=("rna", "prot"))
+    with pytest.raises(ValueError, match="two different"):
+        si.tl.mmdma(branch, mods=("rna", "rna"))
+    bad = branch.copy()
+    bad.mod["atac"].X[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        si.tl.mmdma(bad)
+    bad.mod["atac"].X[3, 2] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        si.tl.mmdma(bad)
+    with pytest.raises(ValueError, match="n_dims=31 is larger than the number of features"):
+        si.tl.mmdma(branch, n_dims=31)
+    empty = mudata.MuData({"rna": branch["rna"], "atac": branch["atac"][:, :0].copy()})
+    with pytest.raises(ValueError, match="is empty"):
+        si.tl.mmdma(empty)
+    with pytest.raises(ValueError, match="equals a modality name"):
+        si.tl.mmdma(branch, key_added="rna")
+    with pytest.raises(ValueError, match="use_rep='X_pca' is not in"):
+        si.tl.mmdma(branch, use_rep="X_pca")
+    with pytest.raises(ValueError, match="bandwidth must be"):
+        si.tl.mmdma(branch, bandwidth="scott")
+    with pytest.raises(ValueError, match="lambda_penalty must be a non-negative"):
+        si.tl.mmdma(branch, lambda_penalty=-1)
+    with pytest.raises(ValueError, match="formulation='kernel' is not supported"):
+        si.tl.mmdma(branch, formulation="kernel")
+    with pytest.raises(TypeError, match="MuData with two modalities"):
+        si.tl.mmdma(branch["rna"])
+
+
+def test_branch_simulation_is_seeded_and_shaped():
+    a = si.datasets.branch_simulation(n_obs=101, n_features=(20, 30), random_state=2)
+    b = si.datasets.branch_simulation(n_obs=101, n_features=(20, 30), random_state=2)
+    assert a["rna"].shape == (101, 20) and a["atac"].shape == (101, 30)
+    np.testing.assert_array_equal(a["atac"].X, b["atac"].X)
+    assert (a["rna"].obs["branch"] == "stem").sum() == 75
+    latent = a["rna"].obsm["latent"]
+    np.testing.assert_allclose(latent.mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(latent.std(0), 1)
+    # the features are a noisy linear image of the shared latent points: rank 2 + small noise
+    s = np.linalg.svd(a["rna"].X - a["rna"].X.mean(0), compute_uv=False)
+    assert s[2] < 0.05 * s[1]
+
+
+def test_mmdma_aligns_the_branch_simulation():
+    """The two views are brought onto one branch-shaped manifold.
+
+    The branch (a T shape) is mirror-symmetric, so MMD cannot tell the true alignment from its
+    mirror image (FOSCTTM ~0.4, the stem and the branch still matched); which one a start ends in
+    depends on the seed. Both map stem to stem and branch to branch, which label transfer sees;
+    over a few seeds the true alignment (FOSCTTM < 0.05) is found."""
+    mdata = si.datasets.branch_simulation(n_obs=300, n_features=50, random_state=4)
+    labels = mdata["rna"].obs["branch"].to_numpy()
+    foscttms = []
+    for seed in range(3):
+        si.tl.mmdma(mdata, n_dims=5, max_epochs=300, random_state=seed)
+        zx, zy = mdata["rna"].obsm["X_mmdma"], mdata["atac"].obsm["X_mmdma"]
+        lta = si.metrics.label_transfer_accuracy(zx, zy, labels_x=labels, labels_y=labels)
+        assert lta > 0.9
+        foscttms.append(si.metrics.foscttm(zx, zy))
+    assert max(foscttms) < 0.45  # better than chance (0.5) even in the mirrored alignment
+    assert min(foscttms) < 0.05
+
+
+def test_cross_modality_metrics():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 3))
+    y = x + 0.01 * rng.normal(size=x.shape)
+    assert si.metrics.neighborhood_overlap(x, y, n_neighbors=1) > 0.95
+    curve = si.metrics.neighborhood_overlap(x, rng.normal(size=x.shape), n_neighbors=[1, 60, 120])
+    assert curve[0] < 0.1 and 0.3 < curve[1] < 0.7 and curve[2] == 1.0
+    # neighbourhood overlap at k is the fraction of cells whose FOSCTTM rank is below k
+    fx, fy = si.metrics.foscttm(x, y[::-1], per_cell=True)
+    ranks = np.rint(np.concatenate([fx, fy]) * 119)
+    assert si.metrics.neighborhood_overlap(x, y[::-1], n_neighbors=7) == np.mean(ranks < 7)
+    labels = np.where(x[:, 0] > 0, "a", "b")
+    assert si.metrics.label_transfer_accuracy(x, y, labels_x=labels, labels_y=labels) > 0.9
+    shuffled = rng.permutation(labels)
+    lta = si.metrics.label_transfer_accuracy(x, y, labels_x=labels, labels_y=shuffled)
+    assert lta < 0.7
+    with pytest.raises(ValueError, match="one label per row"):
+        si.metrics.label_transfer_accuracy(x, y, labels_x=labels[:5], labels_y=labels)
+    with pytest.raises(ValueError, match="n_neighbors must be positive"):
+        si.metrics.neighborhood_overlap(x, y, n_neighbors=0)
+
+
+def test_snareseq_celllines_bundled():
+    mdata = si.datasets.snareseq_celllines()
+    assert mdata["rna"].shape == (1047, 10) and mdata["atac"].shape == (1047, 19)
+    np.testing.assert_array_equal(mdata["rna"].obs["barcode"], mdata["atac"].obs["barcode"])
+    assert mdata["rna"].obs["cell_type"].value_counts()["H1"] == 379
