@@ -21,16 +21,9 @@ from .._utils._random import get_rng
 from .._utils._slots import history_frame, record_params
 from .._utils._validation import check_key, check_positive_int
 from . import _online_inmf_data as io
+from ._inmf import _check_lambda, _Datasets, _split_datasets, _write_results
 
 _AUTO_CHUNK_ON_DISK = 1000  # cells per contiguous run of the epoch order for data on disk
-
-
-def _check_lambda(lambda_) -> float:
-    if isinstance(lambda_, bool) or not isinstance(lambda_, int | float | np.number):
-        raise ValueError(f"lambda_ must be a non-negative number, got {lambda_!r}.")
-    if not np.isfinite(lambda_) or lambda_ < 0:
-        raise ValueError(f"lambda_ must be a non-negative finite number, got {lambda_!r}.")
-    return float(lambda_)
 
 
 class OnlineINMFModel:
@@ -514,8 +507,6 @@ def online_inmf(
         ``timing``: seconds spent preparing the data (statistics pass, scaled files), training,
         solving the final factors, and reading data during training and the final pass.
     """
-    from ._inmf import _split_datasets, _write_results
-
     lambda_ = _check_lambda(lambda_)
     batch_size = check_positive_int(batch_size, param="batch_size")
     hals_iter = check_positive_int(hals_iter, param="hals_iter")
@@ -640,8 +631,6 @@ def online_inmf(
         positions = io.gene_positions(
             io.Dataset("adata", target.var_names, None, None, "adata"), model.genes
         )
-        from ._inmf import _Datasets
-
         split = _Datasets(None, [d.name for d in datasets], cells, positions)
         A = np.stack(result.A)
         B = np.zeros((len(datasets), target.n_vars, model.n_components))
