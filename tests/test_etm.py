@@ -11,6 +11,7 @@ from anndata import AnnData, read_h5ad
 
 import scintegrate as si
 from scintegrate._core.etm import (
+    BufferPool,
     CSRData,
     ETMModule,
     _MultinomialNLL,
@@ -64,10 +65,38 @@ def test_multinomial_nll_matches_dense_reference():
     beta = torch.randn(4, X.shape[1], dtype=torch.float64) * 3
     bias = torch.randn(3, X.shape[1], dtype=torch.float64)
     rows = batch.cells  # the mini-batch orders cells by batch
-    got = _MultinomialNLL.apply(theta, beta, bias, batch)
+    got = _MultinomialNLL.apply(theta, beta, bias, batch, BufferPool())
     logits = theta @ beta + bias[torch.as_tensor(codes[rows])]
     want = -(torch.as_tensor(X[rows]) * torch.log_softmax(logits, 1)).sum(1)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-10)
+
+
+def test_multinomial_nll_reused_buffer_gives_the_same_gradients():
+    """The pooled logits buffer is overwritten by backward; reuse must not leak between steps."""
+    rng = np.random.default_rng(3)
+    X = _counts(rng, n=9, g=20)
+    data = CSRData(sp.csr_matrix(X), rng.integers(0, 2, 9), "cpu", torch.float64)
+    batch = data.batch_of(None)
+    pool = BufferPool()
+    grads = []
+    for scale in (1.0, 3.0, 1.0):  # the third step reuses the buffer left by the second
+        theta = torch.softmax(
+            scale
+            * torch.randn(9, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)),
+            1,
+        ).requires_grad_()
+        beta = torch.randn(
+            3, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+        ).requires_grad_()
+        # an extra forward without backward in between must not corrupt the pending one
+        nll = _MultinomialNLL.apply(theta, beta, None, batch, pool)
+        _MultinomialNLL.apply(theta.detach(), beta.detach() * 2, None, batch, pool)
+        nll.sum().backward()
+        grads.append((nll.detach(), theta.grad, beta.grad))
+    fresh_theta = grads[0]
+    for got, want in zip(grads[2], fresh_theta, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert not torch.equal(grads[1][1], grads[0][1])
 
 
 def test_multinomial_nll_gradcheck():
@@ -78,8 +107,9 @@ def test_multinomial_nll_gradcheck():
     theta = torch.softmax(torch.randn(7, 3, dtype=torch.float64), 1).requires_grad_()
     beta = torch.randn(3, 6, dtype=torch.float64).requires_grad_()
     bias = torch.randn(2, 6, dtype=torch.float64).requires_grad_()
+    pool = BufferPool()  # shared across gradcheck's calls: reuse is exercised
     assert torch.autograd.gradcheck(
-        lambda t, b, c: _MultinomialNLL.apply(t, b, c, batch), (theta, beta, bias)
+        lambda t, b, c: _MultinomialNLL.apply(t, b, c, batch, pool), (theta, beta, bias)
     )
 
 

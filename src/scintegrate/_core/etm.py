@@ -178,54 +178,93 @@ def padded_width(n_vars: int) -> int:
     return -(-n_vars // 16) * 16
 
 
+def _logits_into(out, theta, beta_padded, bias, batch) -> torch.Tensor:
+    """``theta @ beta + lambda_b`` written into ``out`` (cells x padded genes); the logits view."""
+    torch.mm(theta, beta_padded, out=out)
+    logits = out[:, : batch.n_vars]
+    if bias is not None:
+        for code, start, end in batch.groups:
+            logits[start:end] += bias[code]
+    return logits
+
+
+def _shifted_exp_(logits, top) -> torch.Tensor:
+    """``exp(logits - top)`` in place."""
+    # probabilities below e^-60 are kept at that floor: it avoids denormal floats, which slow
+    # CPU arithmetic tenfold, and changes the normaliser by less than G * 1e-26
+    return logits.sub_(top).clamp_(min=-60.0).exp_()
+
+
 class _MultinomialNLL(torch.autograd.Function):
     """Per-cell ``-sum_g x_g log softmax(theta @ beta + lambda_b)_g`` from the non-zero counts.
 
     ``-sum_g x_g log p_g = l * logsumexp_g(logit_g) - sum_{g: x_g > 0} x_g logit_g``. The
-    forward pass keeps one cells x genes buffer, ``exp(logit - max)``, which the backward pass
-    turns into the gradient of the logits, ``l p - x``, scaled by the incoming gradient. The
-    batch intercept is added by row (no one-hot product) and its gradient summed by batch.
+    forward pass keeps one cells x genes buffer (taken from ``pool``), ``exp(logit - max)``,
+    which the backward pass turns in place into the gradient of the logits, ``l p - x``, scaled
+    by the incoming gradient, and gives back to the pool. A second backward pass through the
+    same graph (``retain_graph``) recomputes the buffer. The batch intercept is added by row
+    (no one-hot product) and its gradient summed by batch.
     """
 
     @staticmethod
-    def forward(ctx, theta, beta, bias, batch):
+    def forward(ctx, theta, beta, bias, batch, pool):
         n_vars = beta.shape[1]
         beta = F.pad(beta, (0, padded_width(n_vars) - n_vars))  # zero columns
-        full = theta @ beta
-        logits = full[:, :n_vars]
-        if bias is not None:
-            for code, start, end in batch.groups:
-                logits[start:end] += bias[code]
+        full = pool.take((theta.shape[0], beta.shape[1]), theta.dtype, theta.device)
+        logits = _logits_into(full, theta, beta, bias, batch)
         fit = torch.zeros(theta.shape[0], dtype=theta.dtype, device=theta.device)
         fit.index_add_(0, batch.rows, batch.counts * full.view(-1).take(batch.flat))
         top = logits.amax(dim=1, keepdim=True)
-        # probabilities below e^-60 are kept at that floor: it avoids denormal floats, which
-        # slow CPU arithmetic tenfold, and changes the normaliser by less than G * 1e-26
-        total = logits.sub_(top).clamp_(min=-60.0).exp_().sum(dim=1)
+        total = _shifted_exp_(logits, top).sum(dim=1)
         nll = batch.library * (top.squeeze(1) + total.log()) - fit
         ctx.batch = batch
-        ctx.n_vars = n_vars
         ctx.has_bias = bias is not None
-        ctx.bias_shape = None if bias is None else bias.shape
-        ctx.save_for_backward(theta, beta, full, total)  # full: exp(logits - max), zero padded
+        ctx.save_for_backward(theta, beta, bias, top, total)
+        ctx.full = full  # exp(logits - max), zero padded
+        ctx.pool = pool
         return nll
 
     @staticmethod
     def backward(ctx, grad):
-        theta, beta, full, total = ctx.saved_tensors
-        batch = ctx.batch
-        n_vars = ctx.n_vars
-        grad_full = full * (grad * batch.library / total).unsqueeze(1)
+        theta, beta, bias, top, total = ctx.saved_tensors
+        batch, pool = ctx.batch, ctx.pool
+        grad_full, ctx.full = ctx.full, None
+        if grad_full is None:  # the buffer was consumed by an earlier backward pass
+            grad_full = pool.take((theta.shape[0], beta.shape[1]), theta.dtype, theta.device)
+            _shifted_exp_(_logits_into(grad_full, theta, beta, bias, batch), top)
+        grad_full.mul_((grad * batch.library / total).unsqueeze(1))
         grad_full.view(-1).index_add_(0, batch.flat, -(grad[batch.rows] * batch.counts))
-        grad_logits = grad_full[:, :n_vars]
+        grad_logits = grad_full[:, : batch.n_vars]
         grad_theta = grad_full @ beta.T if ctx.needs_input_grad[0] else None
-        grad_beta = (theta.T @ grad_full)[:, :n_vars] if ctx.needs_input_grad[1] else None
+        grad_beta = (theta.T @ grad_logits) if ctx.needs_input_grad[1] else None
         grad_bias = None
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = torch.zeros(ctx.bias_shape, dtype=grad.dtype, device=grad.device)
+            grad_bias = torch.zeros_like(bias)
             for code, start, end in batch.groups:
                 grad_bias[code] = grad_logits[start:end].sum(dim=0)
-        return grad_theta, grad_beta, grad_bias, None
+        pool.give_back(grad_full)
+        return grad_theta, grad_beta, grad_bias, None, None
+
+
+class BufferPool:
+    """Reusable cells x genes buffers of the likelihood.
+
+    A fresh 2000 x 2000 float32 tensor per step costs thousands of page faults (the allocator
+    returns large blocks to the system); taking the buffer back after the backward pass removes
+    them. A buffer still held by a forward pass without its backward is simply not reused.
+    """
+
+    def __init__(self):
+        self._free: list[torch.Tensor] = []
+
+    def take(self, shape: tuple[int, int], dtype: torch.dtype, device) -> torch.Tensor:
+        for i, buffer in enumerate(self._free):
+            if buffer.shape == shape and buffer.dtype == dtype and buffer.device == device:
+                return self._free.pop(i)
+        return torch.empty(shape, dtype=dtype, device=device)
+
+    def give_back(self, buffer: torch.Tensor) -> None:
+        self._free = [buffer]  # one kept: the step's shape; older shapes are dropped
 
 
 class ETMModule(nn.Module):
@@ -285,6 +324,7 @@ class ETMModule(nn.Module):
         self.batch_bias = (
             nn.Parameter(torch.empty(n_batches, n_genes, **factory)) if n_batches > 1 else None
         )
+        self._pool = BufferPool()
         self.reset_parameters(generator)
 
     @torch.no_grad()
@@ -345,7 +385,7 @@ class ETMModule(nn.Module):
         else:
             delta = mu
         theta = torch.softmax(delta, dim=1)
-        nll = _MultinomialNLL.apply(theta, self.topic_gene(), self.batch_bias, batch)
+        nll = _MultinomialNLL.apply(theta, self.topic_gene(), self.batch_bias, batch, self._pool)
         kl = 0.5 * (mu.square() + logvar.exp() - logvar - 1).sum(dim=1)
         return nll, kl
 
