@@ -27,11 +27,13 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from numba import njit
 from torch import nn
 from torch.nn import functional as F
 
@@ -80,41 +82,90 @@ class CSRData:
 
     def _make(self, cells: np.ndarray) -> MiniBatch:
         cells = cells[np.argsort(self.batch[cells], kind="stable")]
-        block = self.X[cells]
         library, batch = self.library[cells], self.batch[cells]
-        n = block.shape[0]
+        n = len(cells)
         starts = np.flatnonzero(np.r_[True, batch[1:] != batch[:-1]])
         groups = tuple(
             (int(batch[a]), int(a), int(b))
             for a, b in zip(starts, np.r_[starts[1:], n], strict=True)
         )
-        lengths = np.diff(block.indptr)
-        rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
-        weights = block.data / library[rows]
-        # the transpose (genes x cells) of the normalised block, for the encoder's gradient
-        transposed = sp.csr_matrix((weights, block.indices, block.indptr), shape=block.shape)
-        transposed = transposed.T.tocsr()
+        offsets, genes, counts, weights, rows, flat, t_crow, t_col, t_values = _gather_block(
+            self.X.indptr,
+            self.X.indices,
+            self.X.data,
+            self.library,
+            cells,
+            self.n_vars,
+            padded_width(self.n_vars),
+        )
         device, dtype = self.device, self.dtype
 
-        def tensor(values, kind=None):
-            return torch.from_numpy(np.ascontiguousarray(values, dtype=kind)).to(device)
+        def tensor(values):
+            return torch.from_numpy(values).to(device)
 
         return MiniBatch(
             cells=cells,
             groups=groups,
-            offsets=tensor(block.indptr[:-1], np.int64),
-            flat=tensor(rows * padded_width(self.n_vars) + block.indices, np.int64),
-            indices=tensor(block.indices, np.int64),
-            counts=tensor(block.data).to(dtype),
+            offsets=tensor(offsets[:-1]),
+            flat=tensor(flat),
+            indices=tensor(genes),
+            counts=tensor(counts).to(dtype),
             weights=tensor(weights).to(dtype),
             rows=tensor(rows),
             library=tensor(library).to(dtype),
-            batch=tensor(batch, np.int64),
-            t_crow=tensor(transposed.indptr, np.int32),
-            t_col=tensor(transposed.indices, np.int32),
-            t_values=tensor(transposed.data).to(dtype),
+            batch=tensor(batch),
+            t_crow=tensor(t_crow),
+            t_col=tensor(t_col),
+            t_values=tensor(t_values).to(dtype),
             n_vars=self.n_vars,
         )
+
+
+@njit(cache=True, nogil=True)
+def _gather_block(indptr, indices, data, library, cells, n_vars, width):  # pragma: no cover
+    """The non-zeros of rows ``cells`` of a CSR matrix, and the transpose of the normalised block.
+
+    Returns per-row offsets (n + 1), and per non-zero: gene, count, count / library, row in the
+    block, flat position in a ``width``-column cells x genes buffer; then the transposed block
+    (genes x cells CSR of count / library, rows in increasing order). One compiled pass
+    replaces scipy's row gather and transposition (10 ms per 2000-cell step).
+    """
+    n = cells.shape[0]
+    offsets = np.empty(n + 1, np.int64)
+    nnz = 0
+    for i in range(n):
+        offsets[i] = nnz
+        nnz += indptr[cells[i] + 1] - indptr[cells[i]]
+    offsets[n] = nnz
+    genes = np.empty(nnz, np.int64)
+    counts = np.empty(nnz, np.float64)
+    weights = np.empty(nnz, np.float64)
+    rows = np.empty(nnz, np.int64)
+    flat = np.empty(nnz, np.int64)
+    t_crow = np.zeros(n_vars + 1, np.int64)
+    for i in range(n):
+        cell = cells[i]
+        pos = offsets[i]
+        for j in range(indptr[cell], indptr[cell + 1]):
+            gene = indices[j]
+            genes[pos] = gene
+            counts[pos] = data[j]
+            weights[pos] = data[j] / library[cell]
+            rows[pos] = i
+            flat[pos] = i * width + gene
+            t_crow[gene + 1] += 1
+            pos += 1
+    for gene in range(n_vars):
+        t_crow[gene + 1] += t_crow[gene]
+    fill = t_crow[:-1].copy()
+    t_col = np.empty(nnz, np.int64)
+    t_values = np.empty(nnz, np.float64)
+    for pos in range(nnz):
+        gene = genes[pos]
+        t_col[fill[gene]] = rows[pos]
+        t_values[fill[gene]] = weights[pos]
+        fill[gene] += 1
+    return offsets, genes, counts, weights, rows, flat, t_crow, t_col, t_values
 
 
 @dataclass
@@ -159,7 +210,7 @@ class MiniBatch:
 
 
 class _SparseInput(torch.autograd.Function):
-    """``(x / l) @ W`` for a sparse block: embedding_bag forward, transposed CSR product backward."""
+    """``(x / l) @ W`` for a sparse block: embedding_bag forward and backward (on the transpose)."""
 
     @staticmethod
     def forward(ctx, weight, batch):
@@ -170,7 +221,16 @@ class _SparseInput(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return torch.sparse.mm(ctx.batch.transposed(), grad.contiguous()), None
+        # (x / l)ᵀ @ grad as bags of the transposed block's rows: the embedding_bag kernel is
+        # 3x faster than a sparse CSR x dense product on CPU
+        batch = ctx.batch
+        return F.embedding_bag(
+            batch.t_col,
+            grad.contiguous(),
+            batch.t_crow[:-1],
+            mode="sum",
+            per_sample_weights=batch.t_values,
+        ), None
 
 
 def padded_width(n_vars: int) -> int:
@@ -500,7 +560,10 @@ def fit_etm(
     module.train()
     from .._utils._progress import progress_bar
 
-    with progress_bar(total=max_epochs, desc="scETM", unit="epoch", disable=not progress) as bar:
+    with (
+        progress_bar(total=max_epochs, desc="scETM", unit="epoch", disable=not progress) as bar,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="scetm-batches") as prefetch,
+    ):
         for epoch in range(1, max_epochs + 1):
             started = time.perf_counter()
             w_kl = kl_schedule(epoch - 1, max_epochs, kl_weight, kl_warmup)
@@ -509,9 +572,17 @@ def fit_etm(
             else:
                 order = rng.permutation(n_obs)
             sums = torch.zeros(3, dtype=torch.float64, device=device)
-            for s in range(steps_per_epoch):
+
+            def gather(s, order=order):
                 cells = None if full_batch else order[s * batch_size : (s + 1) * batch_size]
-                batch = data.batch_of(cells)
+                return data.batch_of(cells)
+
+            # the next mini-batch is gathered (compiled, GIL released) while this step computes
+            pending = prefetch.submit(gather, 0)
+            for s in range(steps_per_epoch):
+                batch = pending.result()
+                if s + 1 < steps_per_epoch:
+                    pending = prefetch.submit(gather, s + 1)
                 nll, kl = module.loss_terms(batch, generator=generator)
                 nll, kl = nll.mean(), kl.mean()
                 loss = nll + w_kl * kl
