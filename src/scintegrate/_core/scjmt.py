@@ -593,7 +593,8 @@ def _restarts(
         P, history, n_iter = _fit_once(objective, P, max_iter=max_iter - n_warm, **kw)
         if warm_history is not None:
             history["iteration"] = [i + n_warm for i in history["iteration"]]
-            history = {k: warm_history[k] + history[k] for k in history}
+            # the main phase's first record repeats the warm phase's last one
+            history = {k: warm_history[k] + history[k][1:] for k in history}
         with torch.no_grad():
             loss, terms = objective.full(P)
         losses.append(float(loss))
