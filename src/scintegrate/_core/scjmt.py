@@ -115,6 +115,13 @@ def _to_torch_coo(X, device, dtype) -> torch.Tensor:
     ).coalesce()
 
 
+def _row_normalised(A) -> sp.csr_matrix:
+    """Gene activity rows normalised to sum 1 (as the authors do); empty rows stay 0."""
+    A = sp.csr_matrix(A, dtype=np.float64)
+    rows = np.asarray(A.sum(1)).ravel()
+    return sp.csr_matrix(sp.diags(np.where(rows > 0, 1.0 / np.where(rows > 0, rows, 1), 0)) @ A)
+
+
 class Problem:
     """The three matrices of one scJMT problem on a device."""
 
@@ -123,10 +130,7 @@ class Problem:
         self.dtype = dtype
         self.G = _Sparse(G, self.device, dtype)
         self.R = _Sparse(R, self.device, dtype)
-        A = sp.csr_matrix(A, dtype=np.float64)
-        # gene activity rows normalised to sum 1 (as the authors do); empty rows stay 0
-        rows = np.asarray(A.sum(1)).ravel()
-        A = sp.csr_matrix(sp.diags(np.where(rows > 0, 1.0 / np.where(rows > 0, rows, 1), 0)) @ A)
+        A = _row_normalised(A)
         self.A = _to_torch_coo(A, self.device, dtype)
         self.At = _to_torch_coo(A.T, self.device, dtype)
 
@@ -378,9 +382,7 @@ def match_labels(
         sizes = np.maximum(np.asarray(onehot.sum(1)).ravel(), 1)
         return np.asarray((onehot @ X).todense() if sp.issparse(X) else onehot @ X) / sizes[:, None]
 
-    A = sp.csr_matrix(A, dtype=np.float64)
-    rows = np.asarray(A.sum(1)).ravel()
-    A = sp.csr_matrix(sp.diags(np.where(rows > 0, 1.0 / np.where(rows > 0, rows, 1), 0)) @ A)
+    A = _row_normalised(A)
     rna = means(sp.csr_matrix(G, dtype=np.float64), labels_rna)
     atac = np.asarray(
         sp.csr_matrix(means(sp.csr_matrix(R, dtype=np.float64), labels_atac)) @ A.T.todense()
@@ -483,7 +485,11 @@ def fit_scjmt(
     progress=None,
 ) -> SCJMTResult:
     """Fit scJMT to RNA ``G`` (cells x genes), ATAC ``R`` (cells x regions) and gene activity
-    ``A`` (genes x regions); the restart with the lowest final objective is returned."""
+    ``A`` (genes x regions); the restart with the lowest final objective is returned.
+
+    ``init="matched"`` starts from per-modality k-means clusters matched through ``A`` and
+    updates only the association and feature factors for the first ``warm_fraction`` of
+    ``max_iter`` (see the module docstring); ``init="random"`` is the paper's N(0, 1) start."""
     rng = np.random.default_rng(0) if rng is None else rng
     K = n_shared + n_rna_only + n_atac_only
     M = 4 * K if n_feature_clusters is None else n_feature_clusters
@@ -495,22 +501,16 @@ def fit_scjmt(
         # the per-step tensors are tiny: extra threads only add start-up and spinning time
         torch.set_num_threads(1)
     try:
-        best = _restarts(
-            objective,
-            problem,
-            K,
-            M,
-            n_restarts,
-            rng,
-            max_iter,
-            inner_steps,
-            lr,
-            tol,
-            progress,
-            init,
-            warm_fraction,
-            (G, R, A),
-        )
+        settings = {
+            "n_restarts": n_restarts,
+            "max_iter": max_iter,
+            "inner_steps": inner_steps,
+            "lr": lr,
+            "tol": tol,
+            "init": init,
+            "warm_fraction": warm_fraction,
+        }
+        best = _restarts(objective, problem, (K, M), rng, progress, (G, R, A), settings)
     finally:
         torch.set_num_threads(threads)
     loss, terms, P, history, n_iter, losses = best
@@ -544,44 +544,30 @@ def _small(G, R) -> bool:
     return n < 5000 and nnz < 2_000_000
 
 
-def _restarts(
-    objective,
-    problem,
-    K,
-    M,
-    n_restarts,
-    rng,
-    max_iter,
-    inner_steps,
-    lr,
-    tol,
-    progress,
-    init="matched",
-    warm_fraction=0.25,
-    data=None,
-    strength=3.0,
-):
+def _restarts(objective, problem, sizes, rng, progress, data, settings, strength=3.0):
     """Run ``n_restarts`` fits; return the best (loss, terms, params, history, n_iter, all losses)."""
+    K, M = sizes
+    init, max_iter = settings["init"], settings["max_iter"]
     best = None
     losses = []
-    kw = {"inner_steps": inner_steps, "lr": lr, "tol": tol, "progress": progress}
-    warm_iter = round(warm_fraction * max_iter) if init == "matched" else 0
-    k, n_r = objective.rna_only.start, objective.rna_only.stop - objective.rna_only.start
+    kw = {k: settings[k] for k in ("inner_steps", "lr", "tol")} | {"progress": progress}
+    warm_iter = round(settings["warm_fraction"] * max_iter) if init == "matched" else 0
+    n_s, n_r = objective.rna_only.start, objective.rna_only.stop - objective.rna_only.start
     n_a = objective.atac_only.stop - objective.atac_only.start
     if init == "matched":
         G, R, A = data
         seed = int(rng.integers(2**31 - 1))
         Z_rna, Z_atac = _embedding(G, "rna", 20, seed), _embedding(R, "atac", 20, seed)
-    for _ in range(n_restarts):
+    for _ in range(settings["n_restarts"]):
         seed = int(rng.integers(2**63 - 1))
         generator = torch.Generator().manual_seed(seed)
         P = init_params(problem, K, M, generator)
         n_warm = 0
         warm_history = None
         if init == "matched":
-            lab_rna = _kmeans(Z_rna, k + n_r, seed % (2**31))
-            lab_atac = _kmeans(Z_atac, k + n_a, seed % (2**31))
-            dim_rna, dim_atac = match_labels(G, R, A, lab_rna, lab_atac, k, n_r, n_a)
+            lab_rna = _kmeans(Z_rna, n_s + n_r, seed % (2**31))
+            lab_atac = _kmeans(Z_atac, n_s + n_a, seed % (2**31))
+            dim_rna, dim_atac = match_labels(G, R, A, lab_rna, lab_atac, n_s, n_r, n_a)
             with torch.no_grad():
                 for name, dims in (("C_rna", dim_rna[lab_rna]), ("C_atac", dim_atac[lab_atac])):
                     onehot = torch.zeros_like(P[name])
