@@ -151,6 +151,10 @@ def test_seed_copy_key_dense_and_unembedded_cells():
     first = si.tl.scjmt(m, 3, **FAST, copy=True, key_added="a")
     second = si.tl.scjmt(m, 3, **FAST, copy=True, key_added="a")
     other = si.tl.scjmt(m, 3, **FAST, copy=True, random_state=1)
+    paper_start = si.tl.scjmt(m, 3, **FAST, copy=True, init="random")
+    assert first.uns["a"]["params"]["init"] == "matched"
+    assert paper_start.uns["scjmt"]["params"]["init"] == "random"
+    assert not np.allclose(first.obsm["X_a"], paper_start.obsm["X_scjmt"])
     assert "X_a" not in m.obsm and "X_scjmt" not in m.obsm  # copy leaves mdata alone
     np.testing.assert_array_equal(first.obsm["X_a"], second.obsm["X_a"])
     assert not np.allclose(first.obsm["X_a"], other.obsm["X_scjmt"])

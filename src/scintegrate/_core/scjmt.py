@@ -343,13 +343,13 @@ def _embedding(X, kind: str, n_components: int, seed: int) -> np.ndarray:
     from sklearn.decomposition import TruncatedSVD
 
     X = sp.csr_matrix(X, dtype=np.float64, copy=True)
-    if kind == "atac":
+    if kind == "atac" and (X.data >= 0).all():  # (preprocess=False may pass signed values)
         rows = np.asarray(X.sum(1)).ravel()
         idf = np.log1p(X.shape[0] / np.maximum(np.asarray(X.sum(0)).ravel(), 1e-12))
         X = sp.csr_matrix(sp.diags(1.0 / np.maximum(rows, 1e-12)) @ X @ sp.diags(idf))
         np.log1p(1e4 * X.data, out=X.data)
-    k = max(1, min(n_components, min(X.shape) - 1))
-    Z = TruncatedSVD(k, random_state=seed).fit_transform(X)
+    k = min(n_components, min(X.shape) - 1)
+    Z = TruncatedSVD(k, random_state=seed).fit_transform(X) if k >= 1 else X.toarray()
     return Z - Z.mean(0)
 
 
