@@ -50,7 +50,7 @@ def run_ours(X, batch, args):
             max_epochs=epochs,
             batch_size=args.batch_size,
             kl_weight=args.kl_weight if args.kl_weight is not None else 1.0,
-            random_state=np.random.default_rng(0),
+            random_state=np.random.default_rng(args.seed),
         )
     return m, result.n_steps, result.theta, result.mu, {"torch": torch.__version__}
 
@@ -87,9 +87,11 @@ def run_scetm(X, batch, args):
     )
     adata = ad.AnnData(X.astype(np.float32), obs=obs)
     n_batches = int(batch.max()) + 1 if args.batches else 1
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     model = Model(adata.n_vars, n_batches, n_topics=args.k)
-    trainer = UnsupervisedTrainer(model, adata, batch_size=args.batch_size, seed=0, ckpt_dir=None)
+    trainer = UnsupervisedTrainer(
+        model, adata, batch_size=args.batch_size, seed=args.seed, ckpt_dir=None
+    )
     # scETM's epoch advances by batch_size / n_obs per step (at least 1 per full-batch step)
     per_step = min(args.batch_size / adata.n_obs, 1.0)
     n_epochs = max(round(args.steps * per_step), 1)  # an int: scETM formats it with :d
@@ -125,6 +127,7 @@ def main() -> None:
     parser.add_argument("--batches", action="store_true", help="use the batch codes")
     parser.add_argument("--kl-weight", type=float, default=None, help="default: each its own")
     parser.add_argument("--wait-idle", type=float, default=30.0)
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     X, batch, _ = load_inputs(args.data)
     waited = wait_for_idle(args.wait_idle)

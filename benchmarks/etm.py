@@ -101,7 +101,7 @@ def _read_gz(path: Path):
         return ad.read_h5ad(tmp.name)
 
 
-def run_worker(python, impl, data, out, args, *, steps, batch_size, batches, threads):
+def run_worker(python, impl, data, out, args, *, steps, batch_size, batches, threads, seed=0):
     command = [
         str(python),
         str(WORKER),
@@ -119,6 +119,8 @@ def run_worker(python, impl, data, out, args, *, steps, batch_size, batches, thr
         str(batch_size),
         "--wait-idle",
         str(args.wait_idle),
+        "--seed",
+        str(seed),
     ]
     if batches:
         command.append("--batches")
@@ -174,6 +176,9 @@ def main() -> None:
     parser.add_argument("--skip-snareseq", action="store_true")
     parser.add_argument("--assignment-scetm", action="store_true")
     parser.add_argument("--quick", action="store_true", help="100 and 200 steps")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="SNARE-seq runs per implementation (seeds 0, 1, ...)"
+    )
     parser.add_argument("--pbmc", type=Path, default=PBMC, help="PBMC 3k raw .h5ad(.gz)")
     parser.add_argument("--results", type=Path, default=RESULTS / "etm.json")
     args = parser.parse_args()
@@ -205,34 +210,52 @@ def main() -> None:
             )
             rows = {}
             impls = [("ours", ours_python)] + ([("scetm", scetm_python)] if scetm_python else [])
-            for impl, python in impls:
-                result, theta, delta = run_worker(
-                    python,
-                    impl,
-                    tmp / "snare.npz",
-                    tmp / impl,
-                    args,
-                    steps=args.steps,
-                    batch_size=2000,
-                    batches=True,
-                    threads=args.threads,
-                )
-                result["theta"] = clustering_scores(theta, labels)
-                result["delta"] = clustering_scores(delta, labels)
-                rows[impl] = result
-                print_run(impl, result)
-                for rep in ("theta", "delta"):
-                    s = result[rep]
-                    print(
-                        f"         {rep:5s} ARI {s[f'ari_res{FIXED_RESOLUTION}']:.3f} / NMI "
-                        f"{s[f'nmi_res{FIXED_RESOLUTION}']:.3f} at resolution {FIXED_RESOLUTION}; "
-                        f"best over grid ARI {s['ari_best_of_grid']:.3f} NMI "
-                        f"{s['nmi_best_of_grid']:.3f}"
+            for seed in range(args.seeds):
+                for impl, python in impls:  # alternated, so that both see the same load
+                    result, theta, delta = run_worker(
+                        python,
+                        impl,
+                        tmp / "snare.npz",
+                        tmp / impl,
+                        args,
+                        steps=args.steps,
+                        batch_size=2000,
+                        batches=True,
+                        threads=args.threads,
+                        seed=seed,
                     )
-            if "scetm" in rows:
-                ratio = rows["scetm"]["seconds_per_step"] / rows["ours"]["seconds_per_step"]
-                print(f"  speed-up per step (scETM / ours): {ratio:.1f}x")
-                rows["speedup_per_step"] = ratio
+                    result["seed"] = seed
+                    result["theta"] = clustering_scores(theta, labels)
+                    result["delta"] = clustering_scores(delta, labels)
+                    rows.setdefault(impl, []).append(result)
+                    print(f"  seed {seed}")
+                    print_run(impl, result)
+                    for rep in ("theta", "delta"):
+                        s = result[rep]
+                        print(
+                            f"         {rep:5s} ARI {s[f'ari_res{FIXED_RESOLUTION}']:.3f} / NMI "
+                            f"{s[f'nmi_res{FIXED_RESOLUTION}']:.3f} at resolution "
+                            f"{FIXED_RESOLUTION}; best over grid ARI "
+                            f"{s['ari_best_of_grid']:.3f} NMI {s['nmi_best_of_grid']:.3f}"
+                        )
+            summary = {}
+            for impl, runs in rows.items():
+                per_step = float(np.median([r["seconds_per_step"] for r in runs]))
+                aris = [r["theta"][f"ari_res{FIXED_RESOLUTION}"] for r in runs]
+                summary[impl] = {"median_seconds_per_step": per_step, "theta_ari": aris}
+                print(
+                    f"  {impl:6s} median {1000 * per_step:.1f} ms/step over {len(runs)} run(s); "
+                    f"theta ARI at resolution {FIXED_RESOLUTION}: mean {np.mean(aris):.3f} "
+                    f"[{min(aris):.3f}, {max(aris):.3f}]"
+                )
+            if "scetm" in summary:
+                ratio = (
+                    summary["scetm"]["median_seconds_per_step"]
+                    / summary["ours"]["median_seconds_per_step"]
+                )
+                print(f"  speed-up per step (scETM / ours, medians): {ratio:.1f}x")
+                summary["speedup_per_step"] = ratio
+            rows["summary"] = summary
             report["snareseq"] = rows
 
         if not args.skip_assignment and not args.pbmc.exists():
