@@ -127,8 +127,9 @@ def test_anndata_pair_use_rep_and_dual(branch):
     alpha = out["rna"].obsm["mmdma_alpha"]
     X = branch["rna"].X.astype(np.float64)
     np.testing.assert_allclose(out["rna"].varm["mmdma_W"], X.T @ alpha, rtol=1e-8)
+    Z = out["rna"].obsm["X_mmdma"]  # float32 fit: roundoff relative to the largest entries
     np.testing.assert_allclose(
-        X @ out["rna"].varm["mmdma_W"], out["rna"].obsm["X_mmdma"], rtol=1e-4, atol=1e-3
+        X @ out["rna"].varm["mmdma_W"], Z, rtol=1e-4, atol=1e-5 * abs(Z).max()
     )
 
 
