@@ -198,6 +198,22 @@ def test_mmdma_aligns_the_branch_simulation():
     assert min(foscttms) < 0.05
 
 
+def test_mmdma_snareseq_celllines_quality():
+    """Real data (SNARE-seq, 4 cell lines, 1,047 nuclei, RNA PCs and ATAC topics), the tutorial's
+    preprocessing and defaults: the cell lines partly line up across modalities. Measured (seed
+    0): FOSCTTM 0.31, label transfer 0.68; chance is 0.5 and about 0.3. Not the issue's target
+    (FOSCTTM < 0.15): see benchmarks/README.md."""
+    mdata = si.datasets.snareseq_celllines()
+    labels = mdata["rna"].obs["cell_type"].to_numpy()
+    rna, atac = mdata["rna"].X, mdata["atac"].X / mdata["atac"].X.sum(1)[:, None]
+    for m, X in (("rna", rna), ("atac", atac)):
+        mdata[m].layers["scaled"] = (X - X.mean(0)) / X.std(0)
+    si.tl.mmdma(mdata, n_dims=5, layer="scaled", max_epochs=200, random_state=0)
+    zx, zy = mdata["rna"].obsm["X_mmdma"], mdata["atac"].obsm["X_mmdma"]
+    assert si.metrics.foscttm(zx, zy) < 0.4
+    assert si.metrics.label_transfer_accuracy(zx, zy, labels_x=labels, labels_y=labels) > 0.55
+
+
 def test_cross_modality_metrics():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(120, 3))

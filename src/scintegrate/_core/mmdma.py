@@ -262,12 +262,25 @@ def mmd2_dense(zx, zy, bandwidth: float, *, unbiased: bool = False) -> torch.Ten
     return s_xx / n**2 + s_yy / m**2 - 2.0 * s_xy / (n * m)
 
 
+_PAIRS: dict = {}
+
+
 def median_bandwidth(z: torch.Tensor) -> float:
-    """Median heuristic: the median Euclidean distance between distinct rows of ``z``."""
-    d = torch.cdist(z, z)
-    iu = torch.triu_indices(len(z), len(z), offset=1, device=z.device)
-    med = d[iu[0], iu[1]].median()
-    return float(med) if float(med) > 0 else 1.0
+    """Median heuristic: the median Euclidean distance between distinct rows of ``z``.
+
+    Computed on squared distances (the median commutes with the square root), gathered by flat
+    index from the upper triangle (indices cached per size and device): ~2x faster than
+    ``cdist`` + ``triu_indices`` + 2-D indexing."""
+    n = len(z)
+    key = (n, str(z.device))
+    if key not in _PAIRS:
+        iu = torch.triu_indices(n, n, offset=1, device=z.device)
+        _PAIRS.clear()
+        _PAIRS[key] = iu[0] * n + iu[1]
+    sq = (z * z).sum(1)
+    d2 = sq[:, None] + sq[None, :] - 2.0 * (z @ z.T)
+    med = float(torch.take(d2, _PAIRS[key]).median())
+    return math.sqrt(med) if med > 0 else 1.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -492,6 +505,39 @@ class _Modality:
 # --------------------------------------------------------------------------------------------
 
 
+def _best_reflection(zx, zy, bandwidth: float, n_axes: int, backend: str, gen=None):
+    """The reflection ``Q`` of the second embedding through any subset of its ``n_axes`` top
+    principal axes (largest eigenvalues of ``Z_yᵀ Z_y``; 2^n_axes - 1 candidates) that minimises
+    MMD²(Z_x, Z_y Q) under the (narrow) kernel ``bandwidth``; ``None`` when none beats the
+    identity. Scored on at most 2,000 cells per modality.
+
+    ``W_y -> W_y Q`` with ``Q`` orthogonal leaves the penalty (``Qᵀ Wᵀ W Q``) and the distortion
+    (``Z Q Qᵀ Zᵀ = Z Zᵀ``) unchanged, and a wide-kernel MMD nearly so when the data are close
+    to mirror-symmetric (the branch simulation's T shape, whose symmetry axis is a principal
+    axis): gradient descent ends in the true alignment or in a mirror image with about the
+    same loss. A narrow kernel compares the fine structure and tells them apart.
+    """
+    subsets = []
+    for z in (zx, zy):
+        if len(z) > 2000:
+            z = z[torch.randperm(len(z), generator=gen)[:2000].to(z.device)]
+        subsets.append(z)
+    zx, zy = subsets
+    d = zy.shape[1]
+    k = min(n_axes, d)
+    _, vecs = torch.linalg.eigh((zy.T @ zy).double().cpu())
+    axes = vecs[:, d - k :].to(dtype=zy.dtype, device=zy.device)
+    eye = torch.eye(d, dtype=zy.dtype, device=zy.device)
+    best, best_q = float(mmd2(zx, zy, bandwidth, backend=backend)), None
+    for mask in range(1, 2**k):
+        chosen = axes[:, [i for i in range(k) if mask >> i & 1]]
+        q = eye - 2.0 * chosen @ chosen.T
+        value = float(mmd2(zx, zy @ q, bandwidth, backend=backend))
+        if value < best:
+            best, best_q = value, q
+    return best_q
+
+
 class _Adam:
     """Adam (Kingma & Ba 2015) as ``torch.optim.Adam`` computes it (default betas and eps),
     one learning rate per tensor, in a few in-place operations. Not ``torch.optim.Adam``: its
@@ -527,6 +573,8 @@ class MMDMAResult:
     history: dict[str, list] = field(default_factory=dict)
     """Per epoch: ``loss``, ``mmd``, ``penalty``, ``distortion``, ``bandwidth``, ``time``."""
     restart_losses: list[float] = field(default_factory=list)
+    restart_scores: list[float] = field(default_factory=list)
+    """What the restarts were ranked by (``select``): final loss, or narrow-kernel MMD²."""
     best_restart: int = 0
     bandwidth: float = 1.0
     """Bandwidth used at the last epoch of the best restart."""
@@ -564,6 +612,9 @@ def fit_mmdma(
     lr_schedule: str = "constant",
     batch_size: int | None = None,
     n_restarts: int = 1,
+    select: str = "loss",
+    select_factor: float = 0.25,
+    reflect_axes: int = 0,
     init: str = "random",
     median_sample: int = 256,
     device: str = "cpu",
@@ -586,7 +637,9 @@ def fit_mmdma(
         bandwidth=bandwidth, bandwidth_factor=bandwidth_factor,
         bandwidth_final_factor=bandwidth_final_factor, unbiased=unbiased,
         max_epochs=max_epochs, lr=lr, lr_schedule=lr_schedule, batch_size=batch_size,
-        n_restarts=n_restarts, init=init, median_sample=median_sample, progress=progress,
+        n_restarts=n_restarts, select=select, select_factor=select_factor,
+        reflect_axes=reflect_axes, init=init,
+        median_sample=median_sample, progress=progress,
         block_size=block_size,
     )  # fmt: skip
     rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
@@ -625,6 +678,9 @@ def _fit(
     lr_schedule,
     batch_size,
     n_restarts,
+    select,
+    select_factor,
+    reflect_axes,
     init,
     median_sample,
     progress,
@@ -635,7 +691,7 @@ def _fit(
     full = batch_size is None or batch_size >= max(sizes)
     steps = 1 if full else math.ceil(max(sizes) / batch_size)
     best = None
-    losses = []
+    losses, scores = [], []
     cosine = lr_schedule == "cosine"
     bar = progress_bar(
         total=n_restarts * max_epochs, desc="MMD-MA", unit="epoch", disable=not progress
@@ -654,6 +710,18 @@ def _fit(
         times = []
         start = time.perf_counter()
         for _epoch in range(max_epochs):
+            if reflect_axes and _epoch == max_epochs // 2 and records:
+                # half-way: reflect the second embedding if a narrow kernel prefers it; the
+                # second half of the epochs then converges whichever alignment was chosen
+                with torch.no_grad():
+                    zs = [m.embed(w) for m, w in zip(mods, params, strict=True)]
+                    q = _best_reflection(
+                        zs[0], zs[1], select_factor * float(records[-1][4]), reflect_axes,
+                        backend, gen,
+                    )  # fmt: skip
+                    if q is not None:
+                        params[1].copy_(params[1] @ q)
+                        opt.m[1].copy_(opt.m[1] @ q)
             # cosine annealing of the learning rate over the epochs (to 0), or constant
             schedule = 0.5 * (1 + math.cos(math.pi * _epoch / max_epochs)) if cosine else 1.0
             acc = []
@@ -722,10 +790,22 @@ def _fit(
             )
         final = float(rec[-1, 0])
         losses.append(final)
-        if best is None or final < best[0]:
-            best = (final, restart, [w.detach().clone() for w in params], rec, times)
+        narrow = select_factor * float(rec[-1, 4])
+        if select == "loss":
+            score = final
+        else:
+            # the MMD of the final embeddings under a kernel `select_factor` times narrower than
+            # the one trained with: it sees the fine structure that tells an alignment from its
+            # mirror images, which the training kernel (and so the loss) barely does
+            with torch.no_grad():
+                zs = [m.embed(w) for m, w in zip(mods, params, strict=True)]
+                score = float(mmd2(zs[0], zs[1], narrow, backend=backend))
+        scores.append(score)
+        if best is None or score < best[0]:
+            best = (score, restart, [w.detach().clone() for w in params], rec, times)
     bar.close()
-    final, restart, params, rec, times = best
+    _, restart, params, rec, times = best
+    final = losses[restart]
     with torch.no_grad():
         Z = [m.embed(w).cpu().double().numpy() for m, w in zip(mods, params, strict=True)]
     history = {
@@ -743,6 +823,7 @@ def _fit(
         loss=final,
         history=history,
         restart_losses=losses,
+        restart_scores=scores,
         best_restart=restart,
         bandwidth=float(rec[-1, 4]),
         backend=backend,
