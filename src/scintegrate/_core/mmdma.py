@@ -268,18 +268,25 @@ _PAIRS: dict = {}
 def median_bandwidth(z: torch.Tensor) -> float:
     """Median heuristic: the median Euclidean distance between distinct rows of ``z``.
 
-    Computed on squared distances (the median commutes with the square root), gathered by flat
-    index from the upper triangle (indices cached per size and device): ~2x faster than
-    ``cdist`` + ``triu_indices`` + 2-D indexing."""
+    Computed on squared distances (the median commutes with the square root) from one product
+    of ``[z, |z|², 1]`` and ``[-2z, 1, |z|²]``, gathered by flat index from the upper triangle
+    (cached per size and device), the (lower) median selected by ``np.partition`` on the CPU:
+    ~4x faster than ``cdist`` + ``triu_indices`` + 2-D indexing + ``torch.median``, same value."""
     n = len(z)
     key = (n, str(z.device))
     if key not in _PAIRS:
         iu = torch.triu_indices(n, n, offset=1, device=z.device)
         _PAIRS.clear()
         _PAIRS[key] = iu[0] * n + iu[1]
-    sq = (z * z).sum(1)
-    d2 = sq[:, None] + sq[None, :] - 2.0 * (z @ z.T)
-    med = float(torch.take(d2, _PAIRS[key]).median())
+    sq = (z * z).sum(1, keepdim=True)
+    one = torch.ones_like(sq)
+    d2 = torch.cat([z, sq, one], 1) @ torch.cat([-2.0 * z, one, sq], 1).T
+    pairs = d2.view(-1).index_select(0, _PAIRS[key])
+    if pairs.device.type == "cpu":
+        k = (len(pairs) - 1) // 2  # torch.median's lower median
+        med = float(np.partition(pairs.detach().numpy(), k)[k])
+    else:
+        med = float(pairs.median())
     return math.sqrt(med) if med > 0 else 1.0
 
 
