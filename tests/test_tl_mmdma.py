@@ -95,7 +95,7 @@ def test_sparse_equals_dense_and_stays_sparse(branch):
 
 
 def test_h5mu_round_trip(branch, tmp_path):
-    si.tl.mmdma(branch, n_restarts=2, **FAST)
+    si.tl.mmdma(branch, n_restarts=2, select="narrow_mmd", **FAST)
     path = tmp_path / "m.h5mu"
     branch.write_h5mu(path)
     back = mudata.read_h5mu(path)
@@ -104,6 +104,9 @@ def test_h5mu_round_trip(branch, tmp_path):
     pd.testing.assert_frame_equal(back.uns["mmdma"]["history"], branch.uns["mmdma"]["history"])
     assert back.uns["mmdma"]["params"]["lambda_penalty"] == 0.1
     assert len(back.uns["mmdma"]["restart_losses"]) == 2
+    scores = back.uns["mmdma"]["restart_scores"]  # narrow-kernel MMD² of each start
+    assert len(scores) == 2 and back.uns["mmdma"]["best_restart"] == int(np.argmin(scores))
+    assert back.uns["mmdma"]["params"]["select"] == "narrow_mmd"
 
 
 def test_anndata_pair_use_rep_and_dual(branch):
@@ -154,6 +157,8 @@ def test_bad_input(branch):
         si.tl.mmdma(branch, key_added="rna")
     with pytest.raises(ValueError, match="use_rep='X_pca' is not in"):
         si.tl.mmdma(branch, use_rep="X_pca")
+    with pytest.raises(ValueError, match="select"):
+        si.tl.mmdma(branch, select="best")
     with pytest.raises(ValueError, match="bandwidth must be"):
         si.tl.mmdma(branch, bandwidth="scott")
     with pytest.raises(ValueError, match="lambda_penalty must be a non-negative"):
