@@ -128,12 +128,33 @@ def test_restarts_keep_the_lowest_loss_and_minibatch_runs():
     rng = np.random.default_rng(7)
     X = rng.normal(size=(60, 10))
     Y = rng.normal(size=(50, 10))
-    res = M.fit_mmdma(X, Y, 2, max_epochs=20, n_restarts=3, rng=np.random.default_rng(0))
+    kw = {"max_epochs": 20, "n_restarts": 3}
+    res = M.fit_mmdma(X, Y, 2, select="loss", rng=np.random.default_rng(0), **kw)
     assert len(res.restart_losses) == 3
     assert res.loss == min(res.restart_losses)
     assert res.restart_losses[res.best_restart] == res.loss
+    res = M.fit_mmdma(
+        X, Y, 2, select="narrow_mmd", reflect_axes=2, rng=np.random.default_rng(0), **kw
+    )
+    assert res.restart_scores[res.best_restart] == min(res.restart_scores)
+    assert res.loss == res.restart_losses[res.best_restart]
     mini = M.fit_mmdma(X, Y, 2, max_epochs=5, batch_size=16, rng=np.random.default_rng(0))
     assert len(mini.history["loss"]) == 5 and np.isfinite(mini.loss)
+
+
+def test_reflection_search_undoes_a_mirror_image():
+    rng = np.random.default_rng(11)
+    # distinct variances along the axes, a cluster off-centre: no symmetry of its own
+    zx = rng.normal(size=(400, 4)) * np.array([3.0, 1.5, 0.8, 0.4])
+    zx[:100] += np.array([0.0, 2.0, 0.0, 0.0])
+    zx = torch.tensor(zx)
+    mirror = torch.diag(torch.tensor([1.0, -1.0, 1.0, 1.0], dtype=torch.float64))
+    zy = zx @ mirror + 0.01 * torch.randn(400, 4, dtype=torch.float64)
+    q = M._best_reflection(zx, zy, 0.5, 3, "torch")
+    assert q is not None
+    # undone up to the tilt of the sample principal axes (~2 degrees here)
+    assert torch.linalg.norm(zy @ q - zx) < 0.1 * torch.linalg.norm(zy - zx)
+    assert M._best_reflection(zx, zx, 0.5, 3, "torch") is None  # nothing beats the identity
 
 
 def test_dual_fit_runs():

@@ -95,7 +95,7 @@ def test_sparse_equals_dense_and_stays_sparse(branch):
 
 
 def test_h5mu_round_trip(branch, tmp_path):
-    si.tl.mmdma(branch, n_restarts=2, **FAST)
+    si.tl.mmdma(branch, n_restarts=2, select="narrow_mmd", **FAST)
     path = tmp_path / "m.h5mu"
     branch.write_h5mu(path)
     back = mudata.read_h5mu(path)
@@ -104,6 +104,9 @@ def test_h5mu_round_trip(branch, tmp_path):
     pd.testing.assert_frame_equal(back.uns["mmdma"]["history"], branch.uns["mmdma"]["history"])
     assert back.uns["mmdma"]["params"]["lambda_penalty"] == 0.1
     assert len(back.uns["mmdma"]["restart_losses"]) == 2
+    scores = back.uns["mmdma"]["restart_scores"]  # narrow-kernel MMD² of each start
+    assert len(scores) == 2 and back.uns["mmdma"]["best_restart"] == int(np.argmin(scores))
+    assert back.uns["mmdma"]["params"]["select"] == "narrow_mmd"
 
 
 def test_anndata_pair_use_rep_and_dual(branch):
@@ -127,8 +130,9 @@ def test_anndata_pair_use_rep_and_dual(branch):
     alpha = out["rna"].obsm["mmdma_alpha"]
     X = branch["rna"].X.astype(np.float64)
     np.testing.assert_allclose(out["rna"].varm["mmdma_W"], X.T @ alpha, rtol=1e-8)
+    Z = out["rna"].obsm["X_mmdma"]  # float32 fit: roundoff relative to the largest entries
     np.testing.assert_allclose(
-        X @ out["rna"].varm["mmdma_W"], out["rna"].obsm["X_mmdma"], rtol=1e-4, atol=1e-3
+        X @ out["rna"].varm["mmdma_W"], Z, rtol=1e-4, atol=1e-5 * abs(Z).max()
     )
 
 
@@ -153,6 +157,8 @@ def test_bad_input(branch):
         si.tl.mmdma(branch, key_added="rna")
     with pytest.raises(ValueError, match="use_rep='X_pca' is not in"):
         si.tl.mmdma(branch, use_rep="X_pca")
+    with pytest.raises(ValueError, match="select"):
+        si.tl.mmdma(branch, select="best")
     with pytest.raises(ValueError, match="bandwidth must be"):
         si.tl.mmdma(branch, bandwidth="scott")
     with pytest.raises(ValueError, match="lambda_penalty must be a non-negative"):
@@ -195,6 +201,22 @@ def test_mmdma_aligns_the_branch_simulation():
         foscttms.append(si.metrics.foscttm(zx, zy))
     assert max(foscttms) < 0.45  # better than chance (0.5) even in the mirrored alignment
     assert min(foscttms) < 0.05
+
+
+def test_mmdma_snareseq_celllines_quality():
+    """Real data (SNARE-seq, 4 cell lines, 1,047 nuclei, RNA PCs and ATAC topics), the tutorial's
+    preprocessing and defaults: the cell lines partly line up across modalities. Measured (seed
+    0): FOSCTTM 0.31, label transfer 0.68; chance is 0.5 and about 0.3. Not the issue's target
+    (FOSCTTM < 0.15): see benchmarks/README.md."""
+    mdata = si.datasets.snareseq_celllines()
+    labels = mdata["rna"].obs["cell_type"].to_numpy()
+    rna, atac = mdata["rna"].X, mdata["atac"].X / mdata["atac"].X.sum(1)[:, None]
+    for m, X in (("rna", rna), ("atac", atac)):
+        mdata[m].layers["scaled"] = (X - X.mean(0)) / X.std(0)
+    si.tl.mmdma(mdata, n_dims=5, layer="scaled", max_epochs=200, random_state=0)
+    zx, zy = mdata["rna"].obsm["X_mmdma"], mdata["atac"].obsm["X_mmdma"]
+    assert si.metrics.foscttm(zx, zy) < 0.4
+    assert si.metrics.label_transfer_accuracy(zx, zy, labels_x=labels, labels_y=labels) > 0.55
 
 
 def test_cross_modality_metrics():
