@@ -133,28 +133,71 @@ def test_restarts_keep_the_lowest_loss_and_minibatch_runs():
     assert len(res.restart_losses) == 3
     assert res.loss == min(res.restart_losses)
     assert res.restart_losses[res.best_restart] == res.loss
-    res = M.fit_mmdma(
-        X, Y, 2, select="narrow_mmd", reflect_axes=2, rng=np.random.default_rng(0), **kw
-    )
+    res = M.fit_mmdma(X, Y, 2, select="narrow_mmd", rng=np.random.default_rng(0), **kw)
     assert res.restart_scores[res.best_restart] == min(res.restart_scores)
     assert res.loss == res.restart_losses[res.best_restart]
     mini = M.fit_mmdma(X, Y, 2, max_epochs=5, batch_size=16, rng=np.random.default_rng(0))
     assert len(mini.history["loss"]) == 5 and np.isfinite(mini.loss)
 
 
-def test_reflection_search_undoes_a_mirror_image():
+def _asymmetric_cloud(rng, n=600):
+    """A 2-D cloud without symmetries (an off-centre cluster, a tilted tail), in 4-D."""
+    latent = rng.normal(size=(n, 2)) * np.array([1.0, 0.6])
+    latent[: n // 4] = rng.normal(size=(n // 4, 2)) * 0.3 + np.array([1.5, 1.0])
+    latent[n // 4 : n // 2, 0] = np.linspace(-2.5, 0.0, n // 4)
+    latent[n // 4 : n // 2, 1] = -0.8 + 0.3 * latent[n // 4 : n // 2, 0]
+    embed = rng.normal(size=(2, 4))
+    return latent, embed
+
+
+def _whitened_foscttm(zx: torch.Tensor, zy: torch.Tensor) -> float:
+    """FOSCTTM of the two views, each centred and whitened in the pooled leading 2-D plane."""
+    from scintegrate.metrics import foscttm
+
+    zx, zy = zx - zx.mean(0), zy - zy.mean(0)
+    basis = torch.linalg.eigh(torch.cat([zx, zy]).T @ torch.cat([zx, zy]))[1][:, -2:]
+    ux, uy = zx @ basis, zy @ basis
+    return foscttm((ux @ M._sym_power(ux, -0.5)).numpy(), (uy @ M._sym_power(uy, -0.5)).numpy())
+
+
+def test_symmetry_search_undoes_a_mirror_image_of_another_scale():
     rng = np.random.default_rng(11)
-    # distinct variances along the axes, a cluster off-centre: no symmetry of its own
-    zx = rng.normal(size=(400, 4)) * np.array([3.0, 1.5, 0.8, 0.4])
-    zx[:100] += np.array([0.0, 2.0, 0.0, 0.0])
-    zx = torch.tensor(zx)
-    mirror = torch.diag(torch.tensor([1.0, -1.0, 1.0, 1.0], dtype=torch.float64))
-    zy = zx @ mirror + 0.01 * torch.randn(400, 4, dtype=torch.float64)
-    q = M._best_reflection(zx, zy, 0.5, 3, "torch")
-    assert q is not None
-    # undone up to the tilt of the sample principal axes (~2 degrees here)
-    assert torch.linalg.norm(zy @ q - zx) < 0.1 * torch.linalg.norm(zy - zx)
-    assert M._best_reflection(zx, zx, 0.5, 3, "torch") is None  # nothing beats the identity
+    latent, embed = _asymmetric_cloud(rng)
+    zx = torch.tensor(latent @ embed)
+    # the second view: the same cells mirrored through a line at 50 degrees (not a principal
+    # axis) and stretched unlike the first, in the same plane of the embedding space
+    t = np.deg2rad(50)
+    u = np.array([[np.cos(t)], [np.sin(t)]])
+    mirror = np.eye(2) - 2 * u @ u.T
+    stretch = np.diag([1.4, 0.8])
+    zy = torch.tensor(latent @ mirror @ stretch @ embed) + 0.01 * torch.randn(600, 4)
+    assert _whitened_foscttm(zx, zy) > 0.2
+    T = M._symmetry_search(zx, zy)
+    assert T is not None
+    # with the scales equalised, each cell of the corrected view lies on its partner
+    assert _whitened_foscttm(zx, zy @ T) < 0.01
+
+
+def test_symmetry_search_leaves_an_alignment_without_evidence_alone():
+    rng = np.random.default_rng(12)
+    latent, embed = _asymmetric_cloud(rng)
+    zx = torch.tensor(latent @ embed)
+    # the right alignment: nothing to undo
+    assert M._symmetry_search(zx, zx + 0.01 * torch.randn(600, 4)) is None
+    # two unrelated samples of one isotropic distribution: every rotation fits about as well
+    a = torch.tensor(rng.normal(size=(500, 3)))
+    b = torch.tensor(rng.normal(size=(500, 3)))
+    assert M._symmetry_search(a, b) is None
+    assert M._symmetry_search(a[:, :1], b[:, :1]) is None  # one dimension: nothing to search
+
+
+def test_fit_records_the_symmetry_search():
+    rng = np.random.default_rng(13)
+    X, Y = rng.normal(size=(60, 8)), rng.normal(size=(50, 8))
+    res = M.fit_mmdma(X, Y, 2, max_epochs=10, n_restarts=2, rng=np.random.default_rng(0))
+    assert len(res.restart_symmetry) == 2
+    off = M.fit_mmdma(X, Y, 2, max_epochs=10, symmetry_search=False, rng=np.random.default_rng(0))
+    assert off.restart_symmetry == [False]
 
 
 def test_dual_fit_runs():

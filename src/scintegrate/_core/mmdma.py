@@ -512,37 +512,153 @@ class _Modality:
 # --------------------------------------------------------------------------------------------
 
 
-def _best_reflection(zx, zy, bandwidth: float, n_axes: int, backend: str, gen=None):
-    """The reflection ``Q`` of the second embedding through any subset of its ``n_axes`` top
-    principal axes (largest eigenvalues of ``Z_yᵀ Z_y``; 2^n_axes - 1 candidates) that minimises
-    MMD²(Z_x, Z_y Q) under the (narrow) kernel ``bandwidth``; ``None`` when none beats the
-    identity. Scored on at most 2,000 cells per modality.
+def _orthogonal_map(kind: str, angles: Sequence[float], k: int) -> torch.Tensor:
+    """A k x k orthogonal map (k = 2 or 3) from its angles: ``"reflect"`` through the line
+    (plane) normal to the unit vector at ``angles``, ``"turn"`` (k = 2: rotation by twice the
+    angle; k = 3: the half-turn about that vector) or ``"point"`` (``-I``)."""
+    eye = torch.eye(k, dtype=torch.float64)
+    if kind == "point":
+        return -eye
+    if k == 2:
+        (t,) = angles
+        if kind == "turn":
+            c, s = math.cos(2 * t), math.sin(2 * t)
+            return torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+        u = torch.tensor([[math.cos(t)], [math.sin(t)]], dtype=torch.float64)
+    else:
+        theta, phi = angles
+        u = torch.tensor(
+            [
+                [math.sin(theta) * math.cos(phi)],
+                [math.sin(theta) * math.sin(phi)],
+                [math.cos(theta)],
+            ],
+            dtype=torch.float64,
+        )
+    reflection = eye - 2.0 * u @ u.T
+    return reflection if kind == "reflect" else -reflection
 
-    ``W_y -> W_y Q`` with ``Q`` orthogonal leaves the penalty (``Qᵀ Wᵀ W Q``) and the distortion
-    (``Z Q Qᵀ Zᵀ = Z Zᵀ``) unchanged, and a wide-kernel MMD nearly so when the data are close
-    to mirror-symmetric (the branch simulation's T shape, whose symmetry axis is a principal
-    axis): gradient descent ends in the true alignment or in a mirror image with about the
-    same loss. A narrow kernel compares the fine structure and tells them apart.
+
+def _symmetry_grid(k: int, n_angles: int) -> tuple[list[tuple[str, list[float]]], float]:
+    """The candidates of :func:`_symmetry_search` (kind, angles) and their angular spacing: in
+    the plane, reflections through ``n_angles`` lines and rotations by multiples of
+    ``2 pi / n_angles``; in 3-D, reflections through ``2 n_angles`` planes (Fibonacci normals on
+    a half sphere), half-turns about the same normals and the point reflection."""
+    if k == 2:
+        grid = [("reflect", [math.pi * j / n_angles]) for j in range(n_angles)]
+        grid += [("turn", [math.pi * j / n_angles]) for j in range(1, n_angles)]
+        return grid, math.pi / n_angles
+    count = 2 * n_angles
+    grid = []
+    for j in range(count):
+        height = 1.0 - (j + 0.5) / count
+        angles = [math.acos(height), (j * math.pi * (3.0 - math.sqrt(5.0))) % (2 * math.pi)]
+        grid += [("reflect", angles), ("turn", angles)]
+    grid.append(("point", []))
+    return grid, math.sqrt(2.0 * math.pi / count)
+
+
+def _sym_power(u: torch.Tensor, power: float) -> torch.Tensor:
+    """``C^power`` of the covariance ``C`` of the (centred) rows of ``u``."""
+    vals, vecs = torch.linalg.eigh(u.T @ u / len(u))
+    return vecs @ torch.diag(vals.clamp_min(1e-12) ** power) @ vecs.T
+
+
+def _symmetry_search(
+    zx: torch.Tensor,
+    zy: torch.Tensor,
+    *,
+    factor: float = 0.25,
+    fine_factor: float = 0.1,
+    max_dims: int = 3,
+    n_angles: int = 36,
+    shortlist: int = 6,
+    margin: float = 0.5,
+    gen: torch.Generator | None = None,
+    max_cells: int = 1000,
+) -> torch.Tensor | None:
+    """A linear map ``T`` (d x d) of the second embedding that makes it match the first far
+    better under a narrow kernel, or ``None``.
+
+    MMD matching is blind to symmetries of the data: when the cells' distribution is (nearly)
+    mirror-symmetric, as the branch simulation's T is, gradient descent ends in the true
+    alignment or in a mirror image (or a rotated copy) of it with about the same loss. They
+    differ in the fine structure: in the true alignment each cell lies on its partner, which a
+    kernel much narrower than the trained one sees.
+
+    Both embeddings are reduced to the leading principal subspace of the pooled cells (2 or 3
+    dimensions, each with at least 5% of the top variance) and whitened there, each with its
+    own covariance, so that a difference of scale between the modalities (their maps are
+    nearly orthonormal, their features are not alike) does not blur the comparison. The
+    orthogonal maps ``Q`` of :func:`_symmetry_grid` are scored by the MMD² between the whitened
+    first embedding and the whitened second one times ``Q``, with a bandwidth ``factor`` times
+    their median distance (only the cross term depends on ``Q``); the ``shortlist`` best are
+    refined by a pattern search on their angles under a ``fine_factor`` bandwidth. The best is
+    returned as the map ``C^-1/2 Q C^1/2`` of the second embedding in that subspace (``C``:
+    its covariance there; other directions unchanged) when its fine MMD² is below ``margin``
+    times the current one: on data without such a symmetry no candidate comes close and
+    nothing changes. At most ``max_cells`` cells per modality are scored.
     """
+    d = zy.shape[1]
+    if d < 2:
+        return None
     subsets = []
     for z in (zx, zy):
-        if len(z) > 2000:
-            z = z[torch.randperm(len(z), generator=gen)[:2000].to(z.device)]
-        subsets.append(z)
+        z = z.detach()
+        if len(z) > max_cells:
+            z = z[torch.randperm(len(z), generator=gen)[:max_cells].to(z.device)]
+        z = z.double().cpu()
+        subsets.append(z - z.mean(0))
     zx, zy = subsets
-    d = zy.shape[1]
-    k = min(n_axes, d)
-    _, vecs = torch.linalg.eigh((zy.T @ zy).double().cpu())
-    axes = vecs[:, d - k :].to(dtype=zy.dtype, device=zy.device)
-    eye = torch.eye(d, dtype=zy.dtype, device=zy.device)
-    best, best_q = float(mmd2(zx, zy, bandwidth, backend=backend)), None
-    for mask in range(1, 2**k):
-        chosen = axes[:, [i for i in range(k) if mask >> i & 1]]
-        q = eye - 2.0 * chosen @ chosen.T
-        value = float(mmd2(zx, zy @ q, bandwidth, backend=backend))
+    pooled = torch.cat([zx, zy])
+    vals, vecs = torch.linalg.eigh(pooled.T @ pooled)
+    k = min(max_dims, int((vals >= 0.05 * vals[-1]).sum()))
+    if k < 2:
+        return None
+    basis = vecs[:, d - k :]
+    ux, uy = zx @ basis, zy @ basis
+    wx = (ux @ _sym_power(ux, -0.5)).float()
+    wy = (uy @ _sym_power(uy, -0.5)).float()
+    both = torch.cat([wx, wy])
+    sample = both[torch.randperm(len(both), generator=gen)[:512]]
+    median = float(torch.cdist(sample, sample).median())
+    n, m = len(wx), len(wy)
+
+    def scorer(bandwidth: float):
+        fixed = float(kernel_sum(wx, None, bandwidth)) / n**2
+        fixed += float(kernel_sum(wy, None, bandwidth)) / m**2
+
+        def mmd_after(q: torch.Tensor) -> float:
+            # an orthogonal q leaves the second embedding's own kernel sum unchanged
+            return fixed - 2.0 * float(kernel_sum(wx, wy @ q.float(), bandwidth)) / (n * m)
+
+        return mmd_after
+
+    coarse, fine = scorer(factor * median), scorer(fine_factor * median)
+    grid, spacing = _symmetry_grid(k, n_angles)
+    ranked = sorted(grid, key=lambda c: coarse(_orthogonal_map(c[0], c[1], k)))[:shortlist]
+    best = margin * fine(torch.eye(k, dtype=torch.float64))
+    best_q = None
+    for kind, angles in ranked:
+        angles = list(angles)
+        value = fine(_orthogonal_map(kind, angles, k))
+        step = spacing / 2
+        for _ in range(6 if angles else 0):
+            # pattern search: move one angle by +-step while that helps, then halve the step
+            for i in range(len(angles)):
+                for sign in (1.0, -1.0):
+                    trial = list(angles)
+                    trial[i] += sign * step
+                    trial_value = fine(_orthogonal_map(kind, trial, k))
+                    if trial_value < value:
+                        angles, value = trial, trial_value
+            step /= 2
         if value < best:
-            best, best_q = value, q
-    return best_q
+            best, best_q = value, _orthogonal_map(kind, angles, k)
+    if best_q is None:
+        return None
+    inner = _sym_power(uy, -0.5) @ best_q @ _sym_power(uy, 0.5)
+    return torch.eye(d, dtype=torch.float64) - basis @ basis.T + basis @ inner @ basis.T
 
 
 class _Adam:
@@ -582,6 +698,8 @@ class MMDMAResult:
     restart_losses: list[float] = field(default_factory=list)
     restart_scores: list[float] = field(default_factory=list)
     """What the restarts were ranked by (``select``): final loss, or narrow-kernel MMD²."""
+    restart_symmetry: list[bool] = field(default_factory=list)
+    """Whether the half-way symmetry search changed the second map, per restart."""
     best_restart: int = 0
     bandwidth: float = 1.0
     """Bandwidth used at the last epoch of the best restart."""
@@ -621,7 +739,7 @@ def fit_mmdma(
     n_restarts: int = 1,
     select: str = "loss",
     select_factor: float = 0.25,
-    reflect_axes: int = 0,
+    symmetry_search: bool = True,
     init: str = "random",
     median_sample: int = 256,
     device: str = "cpu",
@@ -645,7 +763,7 @@ def fit_mmdma(
         bandwidth_final_factor=bandwidth_final_factor, unbiased=unbiased,
         max_epochs=max_epochs, lr=lr, lr_schedule=lr_schedule, batch_size=batch_size,
         n_restarts=n_restarts, select=select, select_factor=select_factor,
-        reflect_axes=reflect_axes, init=init,
+        symmetry_search=symmetry_search, init=init,
         median_sample=median_sample, progress=progress,
         block_size=block_size,
     )  # fmt: skip
@@ -687,7 +805,7 @@ def _fit(
     n_restarts,
     select,
     select_factor,
-    reflect_axes,
+    symmetry_search,
     init,
     median_sample,
     progress,
@@ -698,7 +816,7 @@ def _fit(
     full = batch_size is None or batch_size >= max(sizes)
     steps = 1 if full else math.ceil(max(sizes) / batch_size)
     best = None
-    losses, scores = [], []
+    losses, scores, symmetry = [], [], []
     cosine = lr_schedule == "cosine"
     bar = progress_bar(
         total=n_restarts * max_epochs, desc="MMD-MA", unit="epoch", disable=not progress
@@ -714,21 +832,21 @@ def _fit(
         # whatever the number of features
         opt = _Adam(params, [lr * float(w.detach().pow(2).mean().sqrt()) for w in params])
         records = []
+        symmetry_epochs = []
         times = []
         start = time.perf_counter()
         for _epoch in range(max_epochs):
-            if reflect_axes and _epoch == max_epochs // 2 and records:
-                # half-way: reflect the second embedding if a narrow kernel prefers it; the
+            if symmetry_search and _epoch == max_epochs // 2 and _epoch:
+                # half-way: undo a mirror image if a narrow kernel decisively prefers it; the
                 # second half of the epochs then converges whichever alignment was chosen
                 with torch.no_grad():
                     zs = [m.embed(w) for m, w in zip(mods, params, strict=True)]
-                    q = _best_reflection(
-                        zs[0], zs[1], select_factor * float(records[-1][4]), reflect_axes,
-                        backend, gen,
-                    )  # fmt: skip
-                    if q is not None:
-                        params[1].copy_(params[1] @ q)
-                        opt.m[1].copy_(opt.m[1] @ q)
+                    t = _symmetry_search(zs[0], zs[1], factor=select_factor, gen=gen)
+                    if t is not None:
+                        t = t.to(dtype=params[1].dtype, device=params[1].device)
+                        params[1].copy_(params[1] @ t)
+                        opt.m[1].copy_(opt.m[1] @ t)
+                        symmetry_epochs.append(_epoch)
             # cosine annealing of the learning rate over the epochs (to 0), or constant
             schedule = 0.5 * (1 + math.cos(math.pi * _epoch / max_epochs)) if cosine else 1.0
             acc = []
@@ -808,6 +926,7 @@ def _fit(
                 zs = [m.embed(w) for m, w in zip(mods, params, strict=True)]
                 score = float(mmd2(zs[0], zs[1], narrow, backend=backend))
         scores.append(score)
+        symmetry.append(bool(symmetry_epochs))
         if best is None or score < best[0]:
             best = (score, restart, [w.detach().clone() for w in params], rec, times)
     bar.close()
@@ -831,6 +950,7 @@ def _fit(
         history=history,
         restart_losses=losses,
         restart_scores=scores,
+        restart_symmetry=symmetry,
         best_restart=restart,
         bandwidth=float(rec[-1, 4]),
         backend=backend,

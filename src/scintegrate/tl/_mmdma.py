@@ -25,8 +25,8 @@ from .._utils._validation import (
     get_matrix,
 )
 
-# select="narrow_mmd": the reflection search and the ranking of the starts use a kernel this
-# many times narrower than the trained one
+# the symmetry search (coarse stage) and select="narrow_mmd" use a kernel this many times
+# narrower than the trained one
 _SELECT_FACTOR = 0.25
 # the dual holds an n x n kernel matrix per modality
 _DUAL_MAX_CELLS = 50_000
@@ -145,6 +145,7 @@ def mmdma(
     batch_size: int | None = None,
     n_restarts: int = 1,
     select: Literal["loss", "narrow_mmd"] = "loss",
+    symmetry_search: bool = True,
     init: Literal["random", "uniform", "pca"] = "random",
     unbiased: bool = False,
     device: str = "auto",
@@ -169,15 +170,16 @@ def mmdma(
       depend on the scale of the data. Computed from ``XᵀX``, precomputed once: O(p² d) per step.
 
     Full-batch Adam from random orthonormal maps; the best (lowest final loss) of
-    ``n_restarts`` random starts is kept. MMD matching is non-convex and a single start can end
-    in a wrong (e.g. mirrored) alignment: use several restarts for real analyses. The bandwidth
-    matters most: on the branch simulation the median heuristic ends in the mirror image of the
-    true alignment, while a narrow fixed kernel with lsmmdma's settings (``bandwidth=1.0``,
-    ``lambda_penalty=lambda_distortion=1e-4``, ``unbiased=True``, ``init="uniform"``,
-    ``lr=0.017``) recovers it for some seeds (FOSCTTM < 0.001 for seeds 0-2, 0.11 and 0.48 for
-    seeds 3 and 4; ``benchmarks/README.md``); see also ``select`` below. The maps are linear, so the
-    scale of each modality matters: give features of comparable scale (e.g. normalised,
-    log-transformed, PCA / LSI coordinates via ``use_rep``).
+    ``n_restarts`` random starts is kept. MMD matching is non-convex and blind to symmetries of
+    the cells' distribution: a start can end in a mirror image (or a rotated copy) of the true
+    alignment with about the same loss. Half-way through each start, ``symmetry_search`` tests
+    reflections and rotations of the second embedding under a narrow kernel and applies one
+    only when it fits decisively better (see below); on the branch simulation of
+    ``benchmarks/mmdma.py`` this took the defaults from 2 of 5 seeds to all of 23 starts over
+    four simulated datasets (FOSCTTM <= 0.007), and changed nothing on SNARE-seq
+    (``benchmarks/README.md``). The maps are linear, so the scale of each modality matters:
+    give features of comparable scale (e.g. normalised, log-transformed, PCA / LSI coordinates
+    via ``use_rep``).
 
     Parameters
     ----------
@@ -227,17 +229,21 @@ def mmdma(
     n_restarts
         Number of random starts; one is kept (``select``).
     select
-        ``"loss"``: keep the start with the lowest final loss. ``"narrow_mmd"``: half-way
-        through each start, reflect the second embedding through any subset of its 3 top
-        principal axes (``W_y -> W_y Q``, which leaves penalty and distortion unchanged) when
-        that lowers the MMD² under a kernel 4x narrower than the trained one, and keep the
-        start with the lowest such narrow-kernel MMD² at the end. A narrow kernel sees the fine
-        structure that tells an alignment from its mirror images, which the trained kernel
-        (and so the loss) barely does. On the branch simulation of ``benchmarks/mmdma.py``
-        (n = 1,000, p = 400, d = 10) with ``n_restarts=5`` it found the true alignment for all
-        of seeds 0-4 (FOSCTTM <= 0.001; ``"loss"``: 0.0008-0.60), but not on a smaller
-        version (n = 300, p = 50, d = 5: a mirror image for every seed), and on SNARE-seq
-        (tutorial) it was worse (mean FOSCTTM 0.38 vs 0.33): experimental.
+        ``"loss"``: keep the start with the lowest final loss. ``"narrow_mmd"``: keep the
+        start whose final embeddings have the lowest MMD² under a kernel 4x narrower than the
+        trained one (it sees the fine structure that tells an alignment from its mirror
+        images, which the trained kernel, and so the loss, barely does). Experimental: on
+        SNARE-seq (tutorial) it was worse than ``"loss"``.
+    symmetry_search
+        Half-way through each start, look for a reflection or rotation of the second
+        embedding that matches the first far better under a narrow kernel, and apply it
+        (``W_y -> W_y T``; training then goes on from there). Both embeddings are reduced to
+        their 2-3 leading principal dimensions and whitened there, each with its own
+        covariance; reflections through lines (planes) and rotations at 5-degree steps are
+        scored by the MMD² with a bandwidth 0.25 x their median distance, the 6 best refined on
+        their angles with 0.1 x, and the best is applied only when its MMD² is below half the
+        current one: on data without such a symmetry nothing changes. Costs a few hundred
+        kernel sums on at most 1,000 cells per modality, once per start.
     init
         Starting maps: ``"random"`` (random orthonormal), ``"uniform"`` (every entry
         uniform(0, 0.1), the reference implementation's start) or ``"pca"`` (the top principal
@@ -273,9 +279,10 @@ def mmdma(
     ``mdata.uns[key]["history"]``
         DataFrame, one row per epoch of the kept restart: ``loss``, ``mmd``, ``penalty``,
         ``distortion``, ``bandwidth``, ``time`` (s since the start).
-    ``mdata.uns[key]["restart_losses"]``, ``["restart_scores"]``, ``["best_restart"]``, ``["loss"]``, ``["bandwidth"]``
-        Final loss of every restart, what they were ranked by (``select``), the index of the
-        kept one, its final loss and bandwidth.
+    ``mdata.uns[key]["restart_losses"]``, ``["restart_scores"]``, ``["restart_symmetry"]``, ``["best_restart"]``, ``["loss"]``, ``["bandwidth"]``
+        Final loss of every restart, what they were ranked by (``select``), whether the
+        symmetry search changed its second map, the index of the kept one, its final loss and
+        bandwidth.
 
     With a pair of AnnData, each one gets its ``obsm``/``varm`` slots and a copy of ``uns[key]``.
 
@@ -303,6 +310,8 @@ def mmdma(
         batch_size = check_positive_int(batch_size, param="batch_size", minimum=2)
     n_restarts = check_positive_int(n_restarts, param="n_restarts")
     check_in(select, ("loss", "narrow_mmd"), param="select")
+    if not isinstance(symmetry_search, bool | np.bool_):
+        raise ValueError(f"symmetry_search must be True or False, got {symmetry_search!r}.")
     check_in(init, ("random", "uniform", "pca"), param="init")
     if not isinstance(unbiased, bool | np.bool_):
         raise ValueError(f"unbiased must be True or False, got {unbiased!r}.")
@@ -346,7 +355,7 @@ def mmdma(
         n_restarts=n_restarts,
         select=select,
         select_factor=_SELECT_FACTOR,
-        reflect_axes=3 if select == "narrow_mmd" else 0,
+        symmetry_search=bool(symmetry_search),
         init=init,
         unbiased=bool(unbiased),
         device=resolved_device,
@@ -382,6 +391,7 @@ def mmdma(
         "batch_size": batch_size,
         "n_restarts": n_restarts,
         "select": select,
+        "symmetry_search": bool(symmetry_search),
         "mmd_estimator": "unbiased" if unbiased else "biased",
         "init": init,
         "device": resolved_device,
@@ -392,6 +402,7 @@ def mmdma(
         "history": history_frame(result.history),
         "restart_losses": np.asarray(result.restart_losses),
         "restart_scores": np.asarray(result.restart_scores),
+        "restart_symmetry": np.asarray(result.restart_symmetry, dtype=bool),
         "best_restart": int(result.best_restart),
         "loss": float(result.loss),
         "bandwidth": float(result.bandwidth),
