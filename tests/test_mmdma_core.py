@@ -238,3 +238,23 @@ def test_fit_on_cuda_matches_cpu():
     cpu = M.fit_mmdma(X, Y, 3, rng=np.random.default_rng(0), device="cpu", **kw)
     gpu = M.fit_mmdma(X, Y, 3, rng=np.random.default_rng(0), device="cuda", **kw)
     np.testing.assert_allclose(gpu.embeddings[0], cpu.embeddings[0], rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 1000, 20_001])
+def test_median_with_a_hint_is_exact(n):
+    rng = np.random.default_rng(n)
+    values = rng.random(n).astype(np.float32)
+    k = (n - 1) // 2
+    exact = float(np.partition(values, k)[k])
+    assert exact == float(torch.from_numpy(values).median())  # torch's lower median
+    for hint in (None, exact, 1.01 * exact, 0.99 * exact, 1.5 * exact, 0.5 * exact, 0.0):
+        assert M._lower_median(values, hint) == exact
+
+
+def test_median_bandwidth_matches_pairwise_distances():
+    z = torch.randn(300, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    iu = torch.triu_indices(300, 300, offset=1)
+    expected = float(torch.cdist(z, z)[iu[0], iu[1]].median())
+    state = {}
+    assert M.median_bandwidth(z, state) == pytest.approx(expected, rel=1e-9)
+    assert M.median_bandwidth(z * 1.001, state) == pytest.approx(1.001 * expected, rel=1e-9)

@@ -265,13 +265,31 @@ def mmd2_dense(zx, zy, bandwidth: float, *, unbiased: bool = False) -> torch.Ten
 _PAIRS: dict = {}
 
 
-def median_bandwidth(z: torch.Tensor) -> float:
+def _lower_median(values: np.ndarray, hint: float | None = None) -> float:
+    """``torch.median``'s lower median of ``values`` (exact), by ``np.partition``. With a
+    ``hint`` close to the answer (the previous step's median), only the values within 2% of it
+    are partitioned after one count of those below: ~5x faster, and the full partition when
+    the median has moved out of that window."""
+    k = (len(values) - 1) // 2
+    if hint is not None and hint > 0:
+        lo, hi = 0.98 * hint, 1.02 * hint
+        below = int(np.count_nonzero(values < lo))
+        if below <= k:
+            window = values[(values >= lo) & (values <= hi)]
+            if below + len(window) > k:
+                return float(np.partition(window, k - below)[k - below])
+    return float(np.partition(values, k)[k])
+
+
+def median_bandwidth(z: torch.Tensor, state: dict | None = None) -> float:
     """Median heuristic: the median Euclidean distance between distinct rows of ``z``.
 
     Computed on squared distances (the median commutes with the square root) from one product
     of ``[z, |z|², 1]`` and ``[-2z, 1, |z|²]``, gathered by flat index from the upper triangle
-    (cached per size and device), the (lower) median selected by ``np.partition`` on the CPU:
-    ~4x faster than ``cdist`` + ``triu_indices`` + 2-D indexing + ``torch.median``, same value."""
+    (cached per size and device), the (lower) median selected on the CPU by
+    :func:`_lower_median`: ~4x faster than ``cdist`` + ``triu_indices`` + 2-D indexing +
+    ``torch.median``, same value. ``state`` (a dict kept between the calls of one fit) holds the
+    last median as the hint of the next."""
     n = len(z)
     key = (n, str(z.device))
     if key not in _PAIRS:
@@ -283,8 +301,10 @@ def median_bandwidth(z: torch.Tensor) -> float:
     d2 = torch.cat([z, sq, one], 1) @ torch.cat([-2.0 * z, one, sq], 1).T
     pairs = d2.view(-1).index_select(0, _PAIRS[key])
     if pairs.device.type == "cpu":
-        k = (len(pairs) - 1) // 2  # torch.median's lower median
-        med = float(np.partition(pairs.detach().numpy(), k)[k])
+        hint = None if state is None else state.get("median")
+        med = _lower_median(pairs.detach().numpy(), hint)
+        if state is not None:
+            state["median"] = med
     else:
         med = float(pairs.median())
     return math.sqrt(med) if med > 0 else 1.0
@@ -833,6 +853,7 @@ def _fit(
         opt = _Adam(params, [lr * float(w.detach().pow(2).mean().sqrt()) for w in params])
         records = []
         symmetry_epochs = []
+        median_state = {}
         times = []
         start = time.perf_counter()
         for _epoch in range(max_epochs):
@@ -883,7 +904,7 @@ def _fit(
                             factor = (
                                 bandwidth_factor * (bandwidth_final_factor / bandwidth_factor) ** t
                             )
-                        bw = factor * median_bandwidth(pooled)
+                        bw = factor * median_bandwidth(pooled, median_state)
                 else:
                     bw = float(bandwidth)
                 mmd = mmd2(
