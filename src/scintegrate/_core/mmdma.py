@@ -129,6 +129,19 @@ def _pass_sum_and_grad(acc: torch.Tensor, z: torch.Tensor, bandwidth: float):
     return acc[:, d].sum(), (acc[:, :d] - z * acc[:, d : d + 1]) / bandwidth**2
 
 
+def _kernel_total(a: torch.Tensor, b: torch.Tensor, bandwidth: float) -> float:
+    """``sum_ij exp(-|a_i - b_j|^2 / (2 s^2))`` alone (no gradient), in row blocks of about
+    256k kernel values."""
+    scale = _LOG2E / (2.0 * bandwidth**2)
+    left, _, _ = _kernel_operands(a, scale)
+    _, right_t, _ = _kernel_operands(b, scale)
+    rows = max(1, (1 << 18) // max(1, len(b)))
+    total = 0.0
+    for i in range(0, len(a), rows):
+        total += float(torch.mm(left[i : i + rows], right_t).exp2_().sum(dtype=torch.float64))
+    return total
+
+
 class _MMD2(torch.autograd.Function):
     """MMD² (biased or unbiased) and its gradients in closed form, in one pass over the
     kernel tiles (no autograd graph through the tiles, nothing kept but the two gradients)."""
@@ -596,6 +609,7 @@ def _symmetry_search(
     margin: float = 0.5,
     gen: torch.Generator | None = None,
     max_cells: int = 1000,
+    coarse_cells: int = 500,
 ) -> torch.Tensor | None:
     """A linear map ``T`` (d x d) of the second embedding that makes it match the first far
     better under a narrow kernel, or ``None``.
@@ -617,7 +631,8 @@ def _symmetry_search(
     returned as the map ``C^-1/2 Q C^1/2`` of the second embedding in that subspace (``C``:
     its covariance there; other directions unchanged) when its fine MMD² is below ``margin``
     times the current one: on data without such a symmetry no candidate comes close and
-    nothing changes. At most ``max_cells`` cells per modality are scored.
+    nothing changes. At most ``max_cells`` cells per modality are scored (``coarse_cells`` in
+    the ranking).
     """
     d = zy.shape[1]
     if d < 2:
@@ -642,19 +657,22 @@ def _symmetry_search(
     both = torch.cat([wx, wy])
     sample = both[torch.randperm(len(both), generator=gen)[:512]]
     median = float(torch.cdist(sample, sample).median())
-    n, m = len(wx), len(wy)
 
-    def scorer(bandwidth: float):
-        fixed = float(kernel_sum(wx, None, bandwidth)) / n**2
-        fixed += float(kernel_sum(wy, None, bandwidth)) / m**2
+    def scorer(wx: torch.Tensor, wy: torch.Tensor, bandwidth: float):
+        n, m = len(wx), len(wy)
+        fixed = _kernel_total(wx, wx, bandwidth) / n**2 + _kernel_total(wy, wy, bandwidth) / m**2
 
         def mmd_after(q: torch.Tensor) -> float:
             # an orthogonal q leaves the second embedding's own kernel sum unchanged
-            return fixed - 2.0 * float(kernel_sum(wx, wy @ q.float(), bandwidth)) / (n * m)
+            return fixed - 2.0 * _kernel_total(wx, wy @ q.float(), bandwidth) / (n * m)
 
         return mmd_after
 
-    coarse, fine = scorer(factor * median), scorer(fine_factor * median)
+    # the coarse ranking on at most `coarse_cells` cells, the refinement on all (<= max_cells)
+    sub_x = torch.randperm(len(wx), generator=gen)[:coarse_cells]
+    sub_y = torch.randperm(len(wy), generator=gen)[:coarse_cells]
+    coarse = scorer(wx[sub_x], wy[sub_y], factor * median)
+    fine = scorer(wx, wy, fine_factor * median)
     grid, spacing = _symmetry_grid(k, n_angles)
     ranked = sorted(grid, key=lambda c: coarse(_orthogonal_map(c[0], c[1], k)))[:shortlist]
     best = margin * fine(torch.eye(k, dtype=torch.float64))
@@ -663,7 +681,7 @@ def _symmetry_search(
         angles = list(angles)
         value = fine(_orthogonal_map(kind, angles, k))
         step = spacing / 2
-        for _ in range(6 if angles else 0):
+        for _ in range(5 if angles else 0):
             # pattern search: move one angle by +-step while that helps, then halve the step
             for i in range(len(angles)):
                 for sign in (1.0, -1.0):
