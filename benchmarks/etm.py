@@ -127,9 +127,12 @@ def run_worker(python, impl, data, out, args, *, steps, batch_size, batches, thr
     if args.kl_weight is not None:
         command += ["--kl-weight", str(args.kl_weight)]
     env = thread_env(threads)
-    # idle OpenMP threads sleep instead of spinning: on a shared machine spinning threads of a
-    # 2-thread pool wait on each other several-fold (measured 4x for ours); same for both sides
-    env["OMP_WAIT_POLICY"] = "PASSIVE"
+    # --omp-wait-policy passive: idle OpenMP threads sleep instead of spinning; on a busy shared
+    # machine spinning threads of a 2-thread pool wait on each other several-fold (measured 4x
+    # for ours). "default" leaves OpenMP as users get it. The same for both sides.
+    env.pop("OMP_WAIT_POLICY", None)
+    if args.omp_wait_policy != "default":
+        env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
     env["PYTHONPATH"] = str(REPO / "src") + ":" + str(HERE)
     completed = subprocess.run(command, env=env, capture_output=True, text=True, cwd=HERE)
     if completed.returncode != 0:
@@ -168,6 +171,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=515, help="SNARE-seq gradient steps")
     parser.add_argument("--assignment-steps", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--omp-wait-policy",
+        choices=("default", "passive", "active"),
+        default="default",
+        help="OMP_WAIT_POLICY of both workers ('default': unset, as users run)",
+    )
     parser.add_argument("--kl-weight", type=float, default=None)
     parser.add_argument("--wait-idle", type=float, default=30.0)
     parser.add_argument("--create-envs", action="store_true")
@@ -197,6 +206,7 @@ def main() -> None:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "code": code_version(),
         "threads": args.threads,
+        "omp_wait_policy": args.omp_wait_policy,
         "k": args.k,
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -206,7 +216,8 @@ def main() -> None:
             save_inputs(tmp / "snare.npz", X, batch, labels)
             print(
                 f"SNARE-seq RNA {X.shape[0]} cells x {X.shape[1]} genes, {batch.max() + 1} batches; "
-                f"k={args.k}, batch 2000, {args.steps} steps, {args.threads} threads"
+                f"k={args.k}, batch 2000, {args.steps} steps, {args.threads} threads, "
+                f"OMP_WAIT_POLICY {args.omp_wait_policy}"
             )
             rows = {}
             impls = [("ours", ours_python)] + ([("scetm", scetm_python)] if scetm_python else [])
