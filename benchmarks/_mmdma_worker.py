@@ -35,7 +35,7 @@ def run_ours(X, Y, args) -> tuple[np.ndarray, np.ndarray, dict]:
     torch.set_num_threads(args.threads)
     si.settings.progress_bar = False
     rna, atac = ad.AnnData(X), ad.AnnData(Y)
-    kwargs = json.loads(args.options)
+    kwargs = {"random_state": args.seed} | json.loads(args.options)
     wait_for_idle(5.0)
     with Measurement() as m:
         si.tl.mmdma((rna, atac), n_dims=args.n_dims, max_epochs=args.epochs, **kwargs)
