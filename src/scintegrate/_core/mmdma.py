@@ -652,11 +652,11 @@ def _symmetry_search(
         return None
     basis = vecs[:, d - k :]
     ux, uy = zx @ basis, zy @ basis
+    whiten_y = _sym_power(uy, -0.5)
     wx = (ux @ _sym_power(ux, -0.5)).float()
-    wy = (uy @ _sym_power(uy, -0.5)).float()
+    wy = (uy @ whiten_y).float()
     both = torch.cat([wx, wy])
-    sample = both[torch.randperm(len(both), generator=gen)[:512]]
-    median = float(torch.cdist(sample, sample).median())
+    median = median_bandwidth(both[torch.randperm(len(both), generator=gen)[:512]])
 
     def scorer(wx: torch.Tensor, wy: torch.Tensor, bandwidth: float):
         n, m = len(wx), len(wy)
@@ -695,7 +695,7 @@ def _symmetry_search(
             best, best_q = value, _orthogonal_map(kind, angles, k)
     if best_q is None:
         return None
-    inner = _sym_power(uy, -0.5) @ best_q @ _sym_power(uy, 0.5)
+    inner = whiten_y @ best_q @ _sym_power(uy, 0.5)
     return torch.eye(d, dtype=torch.float64) - basis @ basis.T + basis @ inner @ basis.T
 
 
@@ -870,7 +870,7 @@ def _fit(
         # whatever the number of features
         opt = _Adam(params, [lr * float(w.detach().pow(2).mean().sqrt()) for w in params])
         records = []
-        symmetry_epochs = []
+        symmetry_applied = False
         median_state = {}
         times = []
         start = time.perf_counter()
@@ -885,7 +885,7 @@ def _fit(
                         t = t.to(dtype=params[1].dtype, device=params[1].device)
                         params[1].copy_(params[1] @ t)
                         opt.m[1].copy_(opt.m[1] @ t)
-                        symmetry_epochs.append(_epoch)
+                        symmetry_applied = True
             # cosine annealing of the learning rate over the epochs (to 0), or constant
             schedule = 0.5 * (1 + math.cos(math.pi * _epoch / max_epochs)) if cosine else 1.0
             acc = []
@@ -965,7 +965,7 @@ def _fit(
                 zs = [m.embed(w) for m, w in zip(mods, params, strict=True)]
                 score = float(mmd2(zs[0], zs[1], narrow, backend=backend))
         scores.append(score)
-        symmetry.append(bool(symmetry_epochs))
+        symmetry.append(symmetry_applied)
         if best is None or score < best[0]:
             best = (score, restart, [w.detach().clone() for w in params], rec, times)
     bar.close()

@@ -98,6 +98,13 @@ def check_positive_int(value: Any, *, param: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_bool(value: Any, *, param: str) -> bool:
+    """Refuse a value that is not ``True`` or ``False`` (numpy booleans accepted)."""
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{param} must be True or False, got {value!r}.")
+    return bool(value)
+
+
 def check_key(key: Any, *, param: str = "key_added") -> str:
     """Keys become h5ad group names, so they must be non-empty strings without '/'."""
     if not isinstance(key, str) or not key or "/" in key:

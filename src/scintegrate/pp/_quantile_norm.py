@@ -13,7 +13,13 @@ from .._docs import doc_params
 from .._logging import logger
 from .._utils._random import get_rng
 from .._utils._slots import record_params
-from .._utils._validation import check_adata, check_key, check_positive_int, get_obs_labels
+from .._utils._validation import (
+    check_adata,
+    check_bool,
+    check_key,
+    check_positive_int,
+    get_obs_labels,
+)
 from ._liger import batch_codes
 
 
@@ -173,9 +179,8 @@ def quantile_norm(
                 f"{use_dims!r}."
             )
         use_dims = dims.astype(np.int64)
-    for name, value in (("center", center), ("refine_knn", refine_knn)):
-        if not isinstance(value, bool | np.bool_):
-            raise ValueError(f"{name} must be True or False, got {value!r}.")
+    center = check_bool(center, param="center")
+    refine_knn = check_bool(refine_knn, param="refine_knn")
     rng = get_rng(random_state)
 
     result = _quantile_norm(

@@ -18,6 +18,7 @@ from .._utils._device import resolve_device
 from .._utils._random import get_rng
 from .._utils._slots import history_frame, record_params
 from .._utils._validation import (
+    check_bool,
     check_finite,
     check_in,
     check_key,
@@ -310,11 +311,9 @@ def mmdma(
         batch_size = check_positive_int(batch_size, param="batch_size", minimum=2)
     n_restarts = check_positive_int(n_restarts, param="n_restarts")
     check_in(select, ("loss", "narrow_mmd"), param="select")
-    if not isinstance(symmetry_search, bool | np.bool_):
-        raise ValueError(f"symmetry_search must be True or False, got {symmetry_search!r}.")
+    symmetry_search = check_bool(symmetry_search, param="symmetry_search")
     check_in(init, ("random", "uniform", "pca"), param="init")
-    if not isinstance(unbiased, bool | np.bool_):
-        raise ValueError(f"unbiased must be True or False, got {unbiased!r}.")
+    unbiased = check_bool(unbiased, param="unbiased")
     key_added = check_key(key_added)
     adatas, mods, is_mudata = _get_modalities(mdata, mods)
     if key_added in mods:
@@ -355,9 +354,9 @@ def mmdma(
         n_restarts=n_restarts,
         select=select,
         select_factor=_SELECT_FACTOR,
-        symmetry_search=bool(symmetry_search),
+        symmetry_search=symmetry_search,
         init=init,
-        unbiased=bool(unbiased),
+        unbiased=unbiased,
         device=resolved_device,
         rng=get_rng(random_state),
         progress=settings.progress_bar,
@@ -391,7 +390,7 @@ def mmdma(
         "batch_size": batch_size,
         "n_restarts": n_restarts,
         "select": select,
-        "symmetry_search": bool(symmetry_search),
+        "symmetry_search": symmetry_search,
         "mmd_estimator": "unbiased" if unbiased else "biased",
         "init": init,
         "device": resolved_device,
