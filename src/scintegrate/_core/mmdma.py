@@ -39,6 +39,7 @@ import scipy.sparse as sp
 import torch
 
 from .._utils._progress import progress_bar
+from ._adam import Adam
 
 FORMULATIONS = ("primal", "dual")
 BACKENDS = ("auto", "torch", "keops")
@@ -699,28 +700,6 @@ def _symmetry_search(
     return torch.eye(d, dtype=torch.float64) - basis @ basis.T + basis @ inner @ basis.T
 
 
-class _Adam:
-    """Adam (Kingma & Ba 2015) as ``torch.optim.Adam`` computes it (default betas and eps),
-    one learning rate per tensor, in a few in-place operations. Not ``torch.optim.Adam``: its
-    first construction imports ``torch._dynamo`` (~3 s)."""
-
-    def __init__(self, params, lrs, betas=(0.9, 0.999), eps=1e-8) -> None:
-        self.params, self.lrs, self.betas, self.eps = params, lrs, betas, eps
-        self.m = [torch.zeros_like(w) for w in params]
-        self.v = [torch.zeros_like(w) for w in params]
-        self.t = 0
-
-    @torch.no_grad()
-    def step(self, grads, factor: float = 1.0) -> None:
-        self.t += 1
-        b1, b2 = self.betas
-        c1, c2 = 1 - b1**self.t, math.sqrt(1 - b2**self.t)
-        for w, g, m, v, lr in zip(self.params, grads, self.m, self.v, self.lrs, strict=True):
-            m.lerp_(g, 1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            w.addcdiv_(m, (v.sqrt() / c2).add_(self.eps), value=-lr * factor / c1)
-
-
 @dataclass
 class MMDMAResult:
     """Embeddings, maps and training history of the best restart."""
@@ -868,7 +847,7 @@ def _fit(
         # Adam moves every entry by about lr per step: scale lr by the size of the entries (the
         # RMS of the random start, 1/sqrt(p) for an orthonormal W) so that lr is a relative step
         # whatever the number of features
-        opt = _Adam(params, [lr * float(w.detach().pow(2).mean().sqrt()) for w in params])
+        opt = Adam(params, [lr * float(w.detach().pow(2).mean().sqrt()) for w in params])
         records = []
         symmetry_applied = False
         median_state = {}

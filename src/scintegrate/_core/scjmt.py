@@ -42,6 +42,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ._adam import Adam
+
 WEIGHT_NAMES = ("rna", "atac", "sigma", "features", "private", "orthogonality")
 DEFAULT_WEIGHTS = {
     "rna": 1.0,
@@ -416,7 +418,7 @@ def _fit_once(
     for name in blocks:
         P[name].requires_grad_(True)
     objective.update_biases(P)
-    optimizers = {name: torch.optim.Adam([P[name]], lr=lr) for name in blocks}
+    optimizers = {name: Adam([P[name]], lr) for name in blocks}
     history = {k: [] for k in ("iteration", "loss", *WEIGHT_NAMES, "seconds")}
     cache: dict = {}
     tic = time.perf_counter()
@@ -451,7 +453,7 @@ def _fit_once(
                         cache["a_cr"] = torch.sparse.mm(objective.p.A, objective.simplex(P["C_r"]))
                 opt = optimizers[block]
                 for _ in range(inner_steps):
-                    opt.zero_grad(set_to_none=True)
+                    opt.zero_grad()
                     objective.block_loss(block, P, cache).backward()
                     opt.step()
         objective.update_biases(P)
