@@ -69,18 +69,20 @@ class Noise:
             return torch.rand(
                 like.shape, generator=self._torch, device=like.device, dtype=like.dtype
             )
-        return torch.from_numpy(self._numpy.random(like.shape, dtype=_numpy_dtype(like)))
+        return torch.from_numpy(self._numpy.random(like.shape, dtype=_numpy_dtype(like.dtype)))
 
     def normal(self, like: torch.Tensor) -> torch.Tensor:
         if self._numpy is None:
             return torch.randn(
                 like.shape, generator=self._torch, device=like.device, dtype=like.dtype
             )
-        return torch.from_numpy(self._numpy.standard_normal(like.shape, dtype=_numpy_dtype(like)))
+        return torch.from_numpy(
+            self._numpy.standard_normal(like.shape, dtype=_numpy_dtype(like.dtype))
+        )
 
 
-def _numpy_dtype(tensor: torch.Tensor):
-    return np.float32 if tensor.dtype == torch.float32 else np.float64
+def _numpy_dtype(dtype: torch.dtype):
+    return np.float32 if dtype == torch.float32 else np.float64
 
 
 def _as_noise(generator: Noise | torch.Generator | None) -> Noise | None:
@@ -103,6 +105,8 @@ class CSRData:
         self.n_obs, self.n_vars = X.shape
         self.device = device
         self.dtype = dtype
+        # gathered values come in this dtype (see _gather_block)
+        self._values_like = np.empty(0, dtype=_numpy_dtype(dtype))
         self.library = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
         codes = np.zeros(self.n_obs, dtype=np.int64) if batch_codes is None else batch_codes
         self.batch = np.asarray(codes, dtype=np.int64)
@@ -137,7 +141,7 @@ class CSRData:
             cells,
             self.n_vars,
             padded_width(self.n_vars),
-            np.empty(0, dtype=_numpy_dtype(torch.empty(0, dtype=self.dtype))),
+            self._values_like,
         )
         device, dtype = self.device, self.dtype
 
