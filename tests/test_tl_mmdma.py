@@ -109,6 +109,50 @@ def test_h5mu_round_trip(branch, tmp_path):
     assert back.uns["mmdma"]["params"]["select"] == "narrow_mmd"
 
 
+def test_warm_start_from_given_maps(branch):
+    first = si.tl.mmdma(branch, copy=True, **FAST)
+    W = [first[m].varm["mmdma_W"] for m in ("rna", "atac")]
+    # a step too small to move: the embedding is the given maps applied to the data
+    still = si.tl.mmdma(
+        branch, init=(W[0], W[1]), max_epochs=1, lr=1e-9, n_dims=3, copy=True,
+        symmetry_search=False,
+    )  # fmt: skip
+    assert still.uns["mmdma"]["params"]["init"] == "given"
+    for m, w in zip(("rna", "atac"), W, strict=True):
+        np.testing.assert_allclose(still[m].varm["mmdma_W"], w, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(still[m].obsm["X_mmdma"], branch[m].X @ w, rtol=1e-4, atol=1e-5)
+    # going on from a trained start: the loss starts where the first run ended, not at a
+    # random start's
+    more = si.tl.mmdma(branch, init=W, max_epochs=5, n_dims=3, copy=True)
+    fresh = si.tl.mmdma(branch, max_epochs=5, n_dims=3, copy=True)
+    first_loss = more.uns["mmdma"]["history"]["loss"].iloc[0]
+    assert first_loss < 1.5 * first.uns["mmdma"]["history"]["loss"].iloc[-1]
+    assert first_loss < 0.8 * fresh.uns["mmdma"]["history"]["loss"].iloc[0]
+
+    with pytest.raises(ValueError, match=r"init W_y must have shape \(30, 3\)"):
+        si.tl.mmdma(branch, init=(W[0], W[1][:5]), n_dims=3)
+    with pytest.raises(ValueError, match="use n_restarts=1"):
+        si.tl.mmdma(branch, init=W, n_dims=3, n_restarts=2)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        si.tl.mmdma(branch, init=(W[0], np.full_like(W[1], np.nan)), n_dims=3)
+    with pytest.raises(ValueError, match="all zeros"):
+        si.tl.mmdma(branch, init=(W[0], np.zeros_like(W[1])), n_dims=3)
+    with pytest.raises(ValueError, match="pair of arrays"):
+        si.tl.mmdma(branch, init=(W[0],), n_dims=3)
+    with pytest.raises(ValueError, match=r"a_x must have shape \(200, 3\)"):
+        si.tl.mmdma(branch, init=W, n_dims=3, formulation="dual")
+    dual = si.tl.mmdma(branch, formulation="dual", copy=True, **FAST)
+    alphas = [dual[m].obsm["mmdma_alpha"] for m in ("rna", "atac")]
+    again = si.tl.mmdma(
+        branch, formulation="dual", init=alphas, max_epochs=1, lr=1e-9, n_dims=3, copy=True,
+        symmetry_search=False,
+    )  # fmt: skip
+    for m in ("rna", "atac"):
+        np.testing.assert_allclose(
+            again[m].obsm["X_mmdma"], dual[m].obsm["X_mmdma"], rtol=1e-4, atol=1e-5
+        )
+
+
 def test_anndata_pair_use_rep_and_dual(branch):
     rna, atac = branch["rna"].copy(), branch["atac"].copy()
     rna.obsm["X_pca"] = rna.X[:, :8] * 1.0

@@ -757,7 +757,7 @@ def fit_mmdma(
     select: str = "loss",
     select_factor: float = 0.25,
     symmetry_search: bool = True,
-    init: str = "random",
+    init: str | Sequence = "random",
     median_sample: int = 256,
     device: str = "cpu",
     dtype: torch.dtype = torch.float32,
@@ -773,6 +773,9 @@ def fit_mmdma(
     computes the MMD term of each step on random mini-batches of that many cells per modality;
     an epoch is then ``ceil(max(n, m) / batch_size)`` steps. Each of the ``n_restarts`` runs
     starts from its own random orthonormal maps; the one with the lowest final loss is kept.
+    ``init`` may instead be a pair of arrays, the starting maps themselves (primal: ``p x d``
+    and ``q x d``; dual: ``n x d`` and ``m x d``), for a warm start; every restart then starts
+    from them.
     """
     kwargs = dict(
         backend=backend, lambda_penalty=lambda_penalty, lambda_distortion=lambda_distortion,
@@ -840,7 +843,13 @@ def _fit(
     )
     for restart in range(n_restarts):
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        params = [mod.init(n_dims, gen, dtype, device, init).requires_grad_(True) for mod in mods]
+        if isinstance(init, str):
+            params = [mod.init(n_dims, gen, dtype, device, init) for mod in mods]
+        else:
+            params = [
+                torch.as_tensor(np.asarray(w), dtype=dtype, device=device).clone() for w in init
+            ]
+        params = [w.contiguous().requires_grad_(True) for w in params]
         sample = [
             torch.randperm(n, generator=gen)[: min(n, median_sample)].to(device) for n in sizes
         ]

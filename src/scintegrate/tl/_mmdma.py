@@ -108,6 +108,31 @@ def _get_data(adata: AnnData, mod: str, layer, use_rep):
     return X, where
 
 
+def _check_init(init, data: list, n_dims: int, formulation: str) -> list[np.ndarray]:
+    """Starting maps given as arrays: two finite matrices of the shapes the fit trains."""
+    if isinstance(init, Mapping) or not isinstance(init, Sequence) or len(init) != 2:
+        raise ValueError(
+            "init must be 'random', 'uniform', 'pca' or a pair of arrays (W_x, W_y), got "
+            f"{type(init).__name__}."
+        )
+    names = ("W_x", "W_y") if formulation == "primal" else ("a_x", "a_y")
+    maps = []
+    for name, w, X in zip(names, init, data, strict=True):
+        w = np.asarray(w, dtype=np.float64)
+        rows = X.shape[1] if formulation == "primal" else X.shape[0]
+        what = "features" if formulation == "primal" else "cells"
+        if w.shape != (rows, n_dims):
+            raise ValueError(
+                f"init {name} must have shape ({rows}, {n_dims}) ({what} x n_dims for "
+                f"formulation={formulation!r}), got {w.shape}."
+            )
+        check_finite(w, what=f"init {name}")
+        if not np.any(w):
+            raise ValueError(f"init {name} is all zeros; the fit cannot move from it.")
+        maps.append(w)
+    return maps
+
+
 def _joint_embedding(mdata: MuData, mods: list[str], Z: list[np.ndarray]) -> np.ndarray:
     """Rows of ``mdata.obs``: each modality's cells get their embedding, other cells NaN.
 
@@ -147,7 +172,7 @@ def mmdma(
     n_restarts: int = 1,
     select: Literal["loss", "narrow_mmd"] = "loss",
     symmetry_search: bool = True,
-    init: Literal["random", "uniform", "pca"] = "random",
+    init: Literal["random", "uniform", "pca"] | tuple[np.ndarray, np.ndarray] = "random",
     unbiased: bool = False,
     device: str = "auto",
     random_state: int | np.random.Generator | None = 0,
@@ -248,7 +273,11 @@ def mmdma(
     init
         Starting maps: ``"random"`` (random orthonormal), ``"uniform"`` (every entry
         uniform(0, 0.1), the reference implementation's start) or ``"pca"`` (the top principal
-        axes of each modality, randomly rotated).
+        axes of each modality, randomly rotated); or a pair of arrays, the starting maps
+        themselves, for a warm start (from an earlier run's ``varm["mmdma_W"]``, say): ``W_x``
+        (features of the first modality x ``n_dims``) and ``W_y`` in the primal, ``a_x``
+        (cells x ``n_dims``) and ``a_y`` in the dual (``obsm["mmdma_alpha"]``). Every restart
+        then starts from them, so ``n_restarts`` must be 1.
     unbiased
         Use the unbiased (U-statistic) MMD² estimate, as the reference implementation does,
         instead of the biased one.
@@ -312,7 +341,12 @@ def mmdma(
     n_restarts = check_positive_int(n_restarts, param="n_restarts")
     check_in(select, ("loss", "narrow_mmd"), param="select")
     symmetry_search = check_bool(symmetry_search, param="symmetry_search")
-    check_in(init, ("random", "uniform", "pca"), param="init")
+    if isinstance(init, str):
+        check_in(init, ("random", "uniform", "pca"), param="init")
+    elif n_restarts > 1:
+        raise ValueError(
+            "init given as arrays starts every restart from the same maps; use n_restarts=1."
+        )
     unbiased = check_bool(unbiased, param="unbiased")
     key_added = check_key(key_added)
     adatas, mods, is_mudata = _get_modalities(mdata, mods)
@@ -336,6 +370,8 @@ def mmdma(
                 f"of modality {m!r}; use formulation='primal'."
             )
         data.append(X)
+    if not isinstance(init, str):
+        init = _check_init(init, data, n_dims, formulation)
     resolved_device = resolve_device(device)
     resolved_backend = resolve_backend(backend, resolved_device)
 
@@ -392,7 +428,7 @@ def mmdma(
         "select": select,
         "symmetry_search": symmetry_search,
         "mmd_estimator": "unbiased" if unbiased else "biased",
-        "init": init,
+        "init": init if isinstance(init, str) else "given",
         "device": resolved_device,
         "random_state": random_state if isinstance(random_state, int) else None,
     }
