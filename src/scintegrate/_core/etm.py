@@ -345,7 +345,9 @@ class _MultinomialNLL(torch.autograd.Function):
         grad_full.view(-1).index_add_(0, batch.flat, -(grad[batch.rows] * batch.counts))
         grad_logits = grad_full[:, : batch.n_vars]
         grad_theta = grad_full @ beta.T if ctx.needs_input_grad[0] else None
-        grad_beta = (theta.T @ grad_logits) if ctx.needs_input_grad[1] else None
+        # thetaᵀ G as (Gᵀ theta)ᵀ: the same sums, but MKL's transposed-left product is 2x
+        # slower for this shape on CPU (2.1-2.6 vs 1.3 ms per 2000-cell step)
+        grad_beta = (grad_logits.T @ theta).T if ctx.needs_input_grad[1] else None
         grad_bias = None
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = torch.zeros_like(bias)
