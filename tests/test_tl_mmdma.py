@@ -139,6 +139,8 @@ def test_warm_start_from_given_maps(branch):
         si.tl.mmdma(branch, init=(W[0], np.zeros_like(W[1])), n_dims=3)
     with pytest.raises(ValueError, match="pair of arrays"):
         si.tl.mmdma(branch, init=(W[0],), n_dims=3)
+    with pytest.raises(ValueError, match="pair of arrays"):
+        si.tl.mmdma(branch, init=None, n_dims=3, n_restarts=2)
     with pytest.raises(ValueError, match=r"a_x must have shape \(200, 3\)"):
         si.tl.mmdma(branch, init=W, n_dims=3, formulation="dual")
     dual = si.tl.mmdma(branch, formulation="dual", copy=True, **FAST)

@@ -109,12 +109,7 @@ def _get_data(adata: AnnData, mod: str, layer, use_rep):
 
 
 def _check_init(init, data: list, n_dims: int, formulation: str) -> list[np.ndarray]:
-    """Starting maps given as arrays: two finite matrices of the shapes the fit trains."""
-    if isinstance(init, Mapping) or not isinstance(init, Sequence) or len(init) != 2:
-        raise ValueError(
-            "init must be 'random', 'uniform', 'pca' or a pair of arrays (W_x, W_y), got "
-            f"{type(init).__name__}."
-        )
+    """Starting maps given as a pair of arrays: finite, not all zero, of the trained shapes."""
     names = ("W_x", "W_y") if formulation == "primal" else ("a_x", "a_y")
     maps = []
     for name, w, X in zip(names, init, data, strict=True):
@@ -343,6 +338,11 @@ def mmdma(
     symmetry_search = check_bool(symmetry_search, param="symmetry_search")
     if isinstance(init, str):
         check_in(init, ("random", "uniform", "pca"), param="init")
+    elif isinstance(init, Mapping) or not isinstance(init, Sequence) or len(init) != 2:
+        raise ValueError(
+            "init must be 'random', 'uniform', 'pca' or a pair of arrays (W_x, W_y), got "
+            f"{type(init).__name__}."
+        )
     elif n_restarts > 1:
         raise ValueError(
             "init given as arrays starts every restart from the same maps; use n_restarts=1."
