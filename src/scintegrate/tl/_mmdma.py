@@ -110,12 +110,12 @@ def _get_data(adata: AnnData, mod: str, layer, use_rep):
 
 def _check_init(init, data: list, n_dims: int, formulation: str) -> list[np.ndarray]:
     """Starting maps given as a pair of arrays: finite, not all zero, of the trained shapes."""
-    names = ("W_x", "W_y") if formulation == "primal" else ("a_x", "a_y")
+    primal = formulation == "primal"
+    names, what = (("W_x", "W_y"), "features") if primal else (("a_x", "a_y"), "cells")
     maps = []
     for name, w, X in zip(names, init, data, strict=True):
         w = np.asarray(w, dtype=np.float64)
-        rows = X.shape[1] if formulation == "primal" else X.shape[0]
-        what = "features" if formulation == "primal" else "cells"
+        rows = X.shape[1] if primal else X.shape[0]
         if w.shape != (rows, n_dims):
             raise ValueError(
                 f"init {name} must have shape ({rows}, {n_dims}) ({what} x n_dims for "
