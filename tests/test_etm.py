@@ -172,6 +172,34 @@ def test_minibatch_gathers_the_right_cells():
         assert np.all(codes[batch.cells[start:end]] == code)
 
 
+def test_minibatch_positions_in_32_and_64_bits_agree(monkeypatch):
+    # 64-bit positions are used only for blocks of more than 2^31 cells x genes; force them
+    from scintegrate._core import etm
+
+    rng = np.random.default_rng(5)
+    X = sp.csr_matrix(_counts(rng, n=40, g=9, density=0.3))
+    codes = rng.integers(0, 3, 40)
+    cells = rng.choice(40, 17, replace=False)
+    theta = torch.softmax(torch.randn(17, 4, dtype=torch.float64), 1).requires_grad_()
+    beta = torch.randn(4, 9, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(3, 9, dtype=torch.float64, requires_grad=True)
+    results = []
+    for like in (etm._INT32_LIKE, etm._INT64_LIKE):
+        monkeypatch.setattr(etm, "_INT32_LIKE", like)
+        batch = CSRData(X, codes, "cpu", torch.float64).batch_of(cells)
+        assert (
+            batch.indices.dtype
+            == batch.flat.dtype
+            == batch.t_col.dtype
+            == torch.from_numpy(like).dtype
+        )
+        nll = _MultinomialNLL.apply(theta, beta, bias, batch, BufferPool())
+        grads = torch.autograd.grad(nll.sum(), (theta, beta, bias))
+        results.append((nll.detach(), *grads))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_kl_schedule():
     assert kl_schedule(0, 30, 1.0, 1 / 3) == 0.0
     assert kl_schedule(5, 30, 1.0, 1 / 3) == pytest.approx(0.5)

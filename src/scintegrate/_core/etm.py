@@ -133,6 +133,10 @@ class CSRData:
             (int(batch[a]), int(a), int(b))
             for a, b in zip(starts, np.r_[starts[1:], n], strict=True)
         )
+        width = padded_width(self.n_vars)
+        # 32-bit positions when they fit: the transposition's scattered writes then stay in
+        # cache (0.95 vs 1.5 ms per 2000-cell step)
+        small = n * width < 2**31 and self.X.nnz < 2**31
         offsets, genes, counts, weights, rows, flat, t_crow, t_col, t_values = _gather_block(
             self.X.indptr,
             self.X.indices,
@@ -140,8 +144,9 @@ class CSRData:
             self.library,
             cells,
             self.n_vars,
-            padded_width(self.n_vars),
+            width,
             self._values_like,
+            _INT32_LIKE if small else _INT64_LIKE,
         )
         device, dtype = self.device, self.dtype
 
@@ -166,29 +171,36 @@ class CSRData:
         )
 
 
+_INT32_LIKE = np.empty(0, np.int32)
+_INT64_LIKE = np.empty(0, np.int64)
+
+
 @njit(cache=True, nogil=True)
-def _gather_block(indptr, indices, data, library, cells, n_vars, width, like):  # pragma: no cover
+def _gather_block(
+    indptr, indices, data, library, cells, n_vars, width, like, index_like
+):  # pragma: no cover
     """The non-zeros of rows ``cells`` of a CSR matrix, and the transpose of the normalised block.
 
     Returns per-row offsets (n + 1), and per non-zero: gene, count, count / library, row in the
     block, flat position in a ``width``-column cells x genes buffer; then the transposed block
     (genes x cells CSR of count / library, rows in increasing order). Values come in the dtype
-    of ``like`` (an empty array), so no conversion follows. One compiled pass replaces scipy's
-    row gather and transposition (10 ms per 2000-cell step).
+    of ``like`` and positions in that of ``index_like`` (empty arrays), so no conversion
+    follows. One compiled pass replaces scipy's row gather and transposition (10 ms per
+    2000-cell step).
     """
     n = cells.shape[0]
-    offsets = np.empty(n + 1, np.int64)
+    offsets = np.empty(n + 1, index_like.dtype)
     nnz = 0
     for i in range(n):
         offsets[i] = nnz
         nnz += indptr[cells[i] + 1] - indptr[cells[i]]
     offsets[n] = nnz
-    genes = np.empty(nnz, np.int64)
+    genes = np.empty(nnz, index_like.dtype)
     counts = np.empty(nnz, like.dtype)
     weights = np.empty(nnz, like.dtype)
-    rows = np.empty(nnz, np.int64)
-    flat = np.empty(nnz, np.int64)
-    t_crow = np.zeros(n_vars + 1, np.int64)
+    rows = np.empty(nnz, index_like.dtype)
+    flat = np.empty(nnz, index_like.dtype)
+    t_crow = np.zeros(n_vars + 1, index_like.dtype)
     for i in range(n):
         cell = cells[i]
         pos = offsets[i]
@@ -204,7 +216,7 @@ def _gather_block(indptr, indices, data, library, cells, n_vars, width, like):  
     for gene in range(n_vars):
         t_crow[gene + 1] += t_crow[gene]
     fill = t_crow[:-1].copy()
-    t_col = np.empty(nnz, np.int64)
+    t_col = np.empty(nnz, index_like.dtype)
     t_values = np.empty(nnz, like.dtype)
     for pos in range(nnz):
         gene = genes[pos]
