@@ -8,8 +8,9 @@ Started by ``benchmarks/etm.py``:
   ``UnsupervisedTrainer``), with small import-time shims for newer numpy / anndata / scanpy.
 
 Input (``--data``): an ``.npz`` with the raw counts (cells x genes CSR), the batch codes and the
-cell-type labels. Timed: the training loop only (``fit_etm`` / ``trainer.train`` without
-evaluation or checkpoints); the final embedding of all cells is computed afterwards, untimed.
+cell-type labels. Timed, without evaluation or checkpoints: for ours the whole ``fit_etm`` call
+(setup, training and the final embedding of all cells), for scETM ``trainer.train`` (its model
+and trainer are built before, its embedding of all cells computed after, untimed).
 Output (``--out``): ``result.json`` (seconds, steps, seconds per step, peak RSS, versions) and
 ``embedding.npz`` with ``theta`` and ``delta`` (cells x topics).
 """
