@@ -30,9 +30,8 @@ Run from the repository root::
 
 ``--snareseq-oracle`` asks whether the MMD-MA objective itself prefers the true alignment of the
 SNARE-seq cell lines: ours (defaults, 200 epochs, seeds 0-4, in this process; d = 5, or each
-of ``--oracle-dims``, e.g. ``2,3,5``) from its
-usual random start, and from two starts that use the true pairing, which the method never
-sees: CCA's maps (the best linear alignment), and the random start's trained ``W_x`` with
+of ``--oracle-dims``, e.g. ``2,3,5``) from its usual random start, and from two starts that
+use the true pairing, which the method never sees: CCA's maps (the best linear alignment), and the random start's trained ``W_x`` with
 ``W_y`` fitted to it by least squares. Printed per run: FOSCTTM and label transfer at the start
 and after training, the final loss and MMD². Equal final losses with different FOSCTTM mean the
 objective cannot tell the alignments apart.

@@ -65,6 +65,26 @@ def test_per_tensor_learning_rates_explicit_gradients_and_skipped_tensors():
         Adam(params, [0.1])
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_skipped_tensors_keep_their_own_step_count(fused):
+    # torch.optim.Adam advances a tensor's bias correction only when it has a gradient
+    ours, target = _problem(2)
+    theirs = [p.clone() for p in ours]
+    for p in (*ours, *theirs):
+        p.requires_grad_(True)
+    opt_ours = Adam(ours, 0.05, fused=fused)
+    opt_theirs = torch.optim.Adam(theirs, lr=0.05, fused=fused)
+    for step in range(6):
+        for params, opt in ((ours, opt_ours), (theirs, opt_theirs)):
+            opt.zero_grad()
+            _loss(params, target, step).backward()
+            if step % 2:  # the second tensor gets a gradient every other step only
+                params[1].grad = None
+            opt.step()
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
+
+
 def test_fits_do_not_import_torch_dynamo():
     # constructing a torch.optim optimizer imports torch._dynamo (1-3 s in a new process)
     code = textwrap.dedent(

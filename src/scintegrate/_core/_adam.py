@@ -50,13 +50,13 @@ class Adam:
         self.betas, self.eps = betas, eps
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
-        self.t = 0
         self.fused = fused and all(p.device.type in _FUSED_DEVICES for p in self.params)
-        # the fused kernel counts steps in float32 tensors, one per parameter, as torch.optim does
+        # steps are counted per tensor, as torch.optim does (a skipped tensor's bias correction
+        # does not advance); the fused kernel takes them as float32 tensors
         self._steps = (
             [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
             if self.fused
-            else []
+            else [0] * len(self.params)
         )
 
     def zero_grad(self) -> None:
@@ -72,15 +72,18 @@ class Adam:
         """
         if grads is None:
             grads = [p.grad for p in self.params]
-        self.t += 1
         if self.fused:
             self._fused_step(grads, factor)
             return
         b1, b2 = self.betas
-        c1, c2 = 1 - b1**self.t, math.sqrt(1 - b2**self.t)
-        for w, g, m, v, lr in zip(self.params, grads, self.m, self.v, self.lrs, strict=True):
+        for i, (w, g, m, v, lr) in enumerate(
+            zip(self.params, grads, self.m, self.v, self.lrs, strict=True)
+        ):
             if g is None:
                 continue
+            self._steps[i] += 1
+            t = self._steps[i]
+            c1, c2 = 1 - b1**t, math.sqrt(1 - b2**t)
             m.lerp_(g, 1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
             w.addcdiv_(m, (v.sqrt() / c2).add_(self.eps), value=-lr * factor / c1)
