@@ -6,7 +6,6 @@ Namespaces follow scanpy: :mod:`~scintegrate.pp` (preprocessing), :mod:`~scinteg
 
 from . import datasets, metrics, pl, pp, tl
 from ._settings import settings
-
-__version__ = "0.1.0.dev0"
+from ._version import __version__
 
 __all__ = ["__version__", "datasets", "metrics", "pl", "pp", "settings", "tl"]

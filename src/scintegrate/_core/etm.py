@@ -619,7 +619,7 @@ def fit_etm(
     elapsed = 0.0
     step = 0
     module.train()
-    from .._utils._progress import progress_bar
+    from ._progress import progress_bar
 
     # mini-batches are gathered in this thread: a prefetch thread was measured 1.4x slower per
     # step on 2 cores (40 vs 28 ms), its Python parts holding the GIL while the training thread

@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from .._utils._progress import progress_bar
 from ._nnls import nnls_gram, solve_rows
+from ._progress import progress_bar
+from ._sparse import as_csr
 from ._sparse_kernels import hals_update, single_threaded_blas
-from .nmf import _Data, as_csr
+from .nmf import _Data
 
 SOLVERS = ("anls", "hals", "mu")
 _EPS = 1e-16
@@ -102,7 +103,11 @@ def solve_h(
     memory needed is independent of the number of cells. Returns ``H`` and this data's objective
     term (with ``V``: the dataset's term of (1); without: ``||X - H W^T||^2``).
     """
-    X = X if isinstance(X, sp.csr_matrix) and X.dtype == np.float64 else as_csr(X)
+    X = (
+        X
+        if isinstance(X, sp.csr_matrix) and X.dtype == np.float64
+        else as_csr(X, dtype=np.float64, canonical=True)
+    )
     n = X.shape[0]
     G = _gram_h(W, V, lambda_)
     L = W if V is None else W + V

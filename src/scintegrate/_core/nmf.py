@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse as sp
 
-from .._utils._progress import progress_bar
+from ._progress import progress_bar
+from ._sparse import as_csr
 from ._sparse_kernels import (
     hals_update,
     kl_loglik_data_term,
@@ -54,20 +54,11 @@ class NMFResult:
     """Columns of ``X`` without non-zero values (their rows of ``W`` are zero)."""
 
 
-def as_csr(X) -> sp.csr_matrix:
-    """Float64 CSR copy of a dense or sparse matrix, canonical (the input is never modified)."""
-    csr = sp.csr_matrix(X, dtype=np.float64, copy=True)
-    csr.sum_duplicates()
-    csr.eliminate_zeros()
-    csr.sort_indices()
-    return csr
-
-
 class _Data:
     """The data as float64 CSR plus the CSR of its transpose; never modifies the input."""
 
     def __init__(self, X) -> None:
-        csr = as_csr(X)
+        csr = as_csr(X, dtype=np.float64, canonical=True)
         self.X = csr
         self.Xt = csr.T.tocsr()
         self.n, self.m = csr.shape

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .._utils._progress import progress_bar
 from ._nnls import solve_rows
+from ._progress import progress_bar
 from ._sources import MemoryRows, RowSource
+from ._sparse import as_csr
 from ._sparse_kernels import rows_transpose_times, single_threaded_blas
 from .inmf import _EPS, INMFResult, _gram_h, hals_update_w_v
-from .nmf import as_csr
 
 _FORMAT = "scintegrate.online_inmf"
 _FORMAT_VERSION = 1
@@ -82,7 +82,7 @@ def as_source(X) -> RowSource:
         return X
     if isinstance(X, sp.csr_matrix) and X.dtype == np.float64 and X.has_canonical_format:
         return MemoryRows(X)
-    return MemoryRows(as_csr(X))
+    return MemoryRows(as_csr(X, dtype=np.float64, canonical=True))
 
 
 class OnlineINMF:

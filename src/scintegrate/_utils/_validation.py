@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
@@ -21,8 +22,16 @@ def check_adata(adata: Any, *, name: str = "adata") -> AnnData:
     return adata
 
 
+def matrix_label(layer: str | None, *, prefix: str = "adata") -> str:
+    """How error messages name the matrix that :func:`get_matrix` returns for ``layer``."""
+    return f"{prefix}.X" if layer is None else f"{prefix}.layers[{layer!r}]"
+
+
 def get_matrix(adata: AnnData, layer: str | None) -> np.ndarray | sp.spmatrix | sp.sparray:
-    """Return ``.X`` or a layer without copying; backed matrices are refused with advice."""
+    """Return ``.X`` or a layer without copying; backed matrices are refused with advice.
+
+    Error messages name the matrix as :func:`matrix_label` does.
+    """
     if layer is None:
         if adata.isbacked:
             raise ValueError(
@@ -30,7 +39,6 @@ def get_matrix(adata: AnnData, layer: str | None) -> np.ndarray | sp.spmatrix | 
                 "Load it with adata.to_memory() (or read_h5ad without backed=...)."
             )
         X = adata.X
-        where = ".X"
     else:
         if layer not in adata.layers:
             available = ", ".join(map(repr, adata.layers.keys())) or "none"
@@ -39,12 +47,12 @@ def get_matrix(adata: AnnData, layer: str | None) -> np.ndarray | sp.spmatrix | 
                 "Pass layer=None to use .X."
             )
         X = adata.layers[layer]
-        where = f".layers[{layer!r}]"
+    where = matrix_label(layer)
     if X is None:
-        raise ValueError(f"adata{where} is empty (None); store a cells x features matrix there.")
+        raise ValueError(f"{where} is empty (None); store a cells x features matrix there.")
     if not (isinstance(X, np.ndarray) or sp.issparse(X)):
         raise ValueError(
-            f"adata{where} is a {type(X).__name__}; expected a numpy array or a scipy sparse "
+            f"{where} is a {type(X).__name__}; expected a numpy array or a scipy sparse "
             "matrix. Convert it, for example with .to_memory() or np.asarray()."
         )
     return X
@@ -110,3 +118,69 @@ def check_key(key: Any, *, param: str = "key_added") -> str:
     if not isinstance(key, str) or not key or "/" in key:
         raise ValueError(f"{param} must be a non-empty string without '/', got {key!r}.")
     return key
+
+
+def check_number(
+    value: Any,
+    *,
+    param: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: bool = False,
+) -> float:
+    """Refuse anything but a finite real number within the bounds; returns it as a float.
+
+    Booleans, strings, ``None``, NaN and infinity are refused with a message naming ``param``.
+    """
+    is_number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
+    if is_number and np.isfinite(value):
+        above = minimum is None or (value > minimum if exclusive_minimum else value >= minimum)
+        below = maximum is None or value <= maximum
+        if above and below:
+            return float(value)
+    bounds = []
+    if minimum is not None:
+        bounds.append(f"{'>' if exclusive_minimum else '>='} {minimum:g}")
+    if maximum is not None:
+        bounds.append(f"<= {maximum:g}")
+    within = f" {' and '.join(bounds)}" if bounds else ""
+    raise ValueError(f"{param} must be a finite number{within}, got {value!r}.")
+
+
+def batch_codes(values: Any, *, what: str = "batch labels") -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes ``0..B-1`` and batch names (strings) of per-cell batch labels.
+
+    The one encoding of batches, datasets and modalities used by every tool. Categorical labels
+    (a categorical Series or ``pd.Categorical``) keep the order of their observed categories;
+    other labels are sorted. Missing labels, and labels that differ only in type, are refused.
+    """
+    if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):
+        values = pd.Series(values)
+    else:
+        values = pd.Series(np.asarray(values, dtype=object))
+    if values.isna().any():
+        raise ValueError(
+            f"{what} have {int(values.isna().sum())} missing values; fill them or subset the "
+            "cells to those with a known batch."
+        )
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        cat = values.cat.remove_unused_categories()
+        codes = cat.cat.codes.to_numpy().astype(np.int64)
+        names = [str(c) for c in cat.cat.categories]
+    else:
+        codes, uniques = pd.factorize(values, sort=True)
+        codes = codes.astype(np.int64)
+        names = [str(u) for u in uniques]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what} differ only in type (e.g. 1 and '1'); use one type.")
+    return codes, np.asarray(names, dtype=object)
+
+
+def obs_batch_codes(
+    adata: AnnData, batch_key: str, *, param: str = "batch_key"
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`batch_codes` of ``adata.obs[batch_key]``, with an error naming ``param``."""
+    get_obs_labels(adata, batch_key, param=param)
+    return batch_codes(adata.obs[batch_key], what=f"adata.obs[{batch_key!r}]")

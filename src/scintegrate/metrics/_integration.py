@@ -15,8 +15,12 @@ from anndata import AnnData
 
 from .._logging import logger
 from .._utils._random import get_rng
-from .._utils._validation import check_finite_nonnegative, check_positive_int, get_matrix
-from ..pp._liger import batch_codes
+from .._utils._validation import (
+    batch_codes,
+    check_finite_nonnegative,
+    check_positive_int,
+    get_matrix,
+)
 from ._clustering import _contingency
 
 # iterations of the per-batch NMF of `agreement` (rliger runs 30 ANLS iterations; HALS sweeps

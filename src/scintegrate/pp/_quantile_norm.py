@@ -14,13 +14,13 @@ from .._logging import logger
 from .._utils._random import get_rng
 from .._utils._slots import record_params
 from .._utils._validation import (
+    batch_codes,
     check_adata,
     check_bool,
     check_key,
     check_positive_int,
     get_obs_labels,
 )
-from ._liger import batch_codes
 
 
 @doc_params

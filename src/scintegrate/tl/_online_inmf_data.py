@@ -17,9 +17,9 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .._core._sources import H5Rows, MemoryRows, RowSource, csr_group, write_csr_blocks
+from .._core.liger import liger_variable_genes
 from .._logging import logger
 from .._utils._validation import get_matrix, get_obs_labels
-from ..pp._liger import liger_variable_genes
 
 _DEFAULT_LAYER = "liger_scaled"
 _DEFAULT_MASK = "liger_highly_variable"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import scintegrate as si
-from scintegrate._core.nmf import as_csr
+from scintegrate._core._sparse import as_csr
 from scintegrate._core.online_inmf import OnlineINMF, fit_online_inmf
 
 K = 6
@@ -21,7 +21,7 @@ def libraries(cortex):
     genes = adata.var["liger_highly_variable"].to_numpy()
     X = adata.layers["liger_scaled"][:, genes]
     library = adata.obs["library"].to_numpy()
-    return [as_csr(X[library == name]) for name in names]
+    return [as_csr(X[library == name], dtype=np.float64, canonical=True) for name in names]
 
 
 def new_model(seed=0):

@@ -158,7 +158,7 @@ def test_sparse_and_dense_agree(cortex_small, fmt):
 
 
 def test_small_blocks_give_the_same_result(cortex_small, monkeypatch):
-    from scintegrate.pp import _liger
+    from scintegrate._core import liger as _liger
 
     reference = si.pp.liger_preprocess(cortex_small, batch_key="library", copy=True)
     dense = ad.AnnData(cortex_small.X.toarray(), obs=cortex_small.obs, var=cortex_small.var)

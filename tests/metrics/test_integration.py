@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 import scintegrate as si
+from scintegrate._utils._validation import batch_codes
 from scintegrate.metrics._integration import batch_nmf_embeddings, jaccard_overlap
-from scintegrate.pp._liger import batch_codes
 
 
 def brute_force_alignment(embedding, batches, k):

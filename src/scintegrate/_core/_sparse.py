@@ -1,0 +1,40 @@
+"""Sparse-matrix conversions shared by every numerical core.
+
+scipy's ``csr_matrix(X, dtype=...)`` can share ``indices``/``indptr`` with its input while copying
+the values, and ``sum_duplicates``/``sort_indices`` then reorder the shared arrays in place: the
+caller's matrix changes. Everything here copies before it canonicalises.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def as_csr(X, *, dtype=None, canonical: bool = False) -> sp.csr_matrix:
+    """CSR form of a dense or sparse matrix, never modifying ``X``.
+
+    Parameters
+    ----------
+    X
+        Dense array or any scipy sparse matrix/array.
+    dtype
+        Value dtype of the result (``None`` keeps the input's).
+    canonical
+        Return a private copy with duplicates summed, explicit zeros removed and indices sorted,
+        as the compiled kernels expect. Without it, CSR input of the requested dtype is returned
+        as it is (no copy: read it, never write to it).
+    """
+    if canonical:
+        csr = sp.csr_matrix(X, dtype=dtype, copy=True)
+        # copy=True copies the values, but a format conversion may hand back index arrays that
+        # the input still references; give the result its own before editing them in place
+        csr.indices = csr.indices.copy()
+        csr.indptr = csr.indptr.copy()
+        csr.sum_duplicates()
+        csr.eliminate_zeros()
+        csr.sort_indices()
+        return csr
+    if sp.issparse(X) and X.format == "csr" and (dtype is None or X.dtype == np.dtype(dtype)):
+        return X if isinstance(X, sp.csr_matrix) else sp.csr_matrix(X)
+    return sp.csr_matrix(X, dtype=dtype)
