@@ -1,10 +1,13 @@
-"""Every public function follows the scanpy conventions of conventions.md."""
+"""Every public function and model class follows the conventions of docs/contributing/conventions.md."""
 
 from __future__ import annotations
 
 import inspect
 
+import numpy as np
+import pandas as pd
 import pytest
+from _public_calls import CALLS, assert_same, snapshot
 
 import scintegrate as si
 
@@ -92,3 +95,83 @@ def test_docstrings(name, func):
         # tools write an embedding; preprocessing may write layers, var or obs columns instead
         slots = ("obsm[",) if name.startswith("tl.") else ("obsm[", "layers[", "var[", "obs[")
         assert any(slot in returns for slot in slots), f"{name}: Returns must list its {slots}"
+
+
+MODELS = [getattr(si.tl, name) for name in si.tl.__all__ if inspect.isclass(getattr(si.tl, name))]
+
+
+def test_every_tool_has_a_small_call():
+    tools = {name for name, _ in FUNCTIONS if name.startswith(("tl.", "pp."))}
+    assert tools == set(CALLS), "add the new tool to tests/_public_calls.py"
+
+
+@pytest.mark.parametrize(("name", "func"), FUNCTIONS, ids=[n for n, _ in FUNCTIONS])
+def test_return_annotation(name, func):
+    assert inspect.signature(func).return_annotation is not inspect.Signature.empty, name
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=[c.__name__ for c in MODELS])
+def test_model_methods_are_annotated(cls):
+    for attr, member in vars(cls).items():
+        if attr.startswith("_") or not callable(getattr(member, "__func__", member)):
+            continue
+        func = getattr(member, "__func__", member)
+        assert inspect.signature(func).return_annotation is not inspect.Signature.empty, (
+            f"{cls.__name__}.{attr}"
+        )
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_copy_semantics_and_input_unchanged(name):
+    func, make, kwargs = CALLS[name]
+    data = make()
+    before = snapshot(data)
+    out = func(data, **kwargs, copy=True)
+    assert out is not None and out is not data, f"{name}(copy=True) must return a new object"
+    assert_same(before, data, where=f"{name}(copy=True) input")
+    in_place = func(data, **kwargs)
+    if name == "pp.gene_activity":  # documented: always returns the new cells x genes AnnData
+        assert in_place is not None
+        return
+    assert in_place is None, f"{name}(copy=False) must return None"
+    assert _slot_names(data) == _slot_names(out), f"{name}: copy and in place differ"
+    # a second call with the same key leaves exactly the slots of one call
+    slots = _slot_names(data)
+    func(data, **kwargs)
+    assert _slot_names(data) == slots, name
+
+
+def _slot_names(data) -> dict:
+    """Names in every slot mapping of an AnnData, or of a MuData and each of its modalities."""
+    names = {
+        attr: set(getattr(data, attr).keys())
+        for attr in ("obs", "obsm", "varm", "obsp", "layers", "uns")
+        if getattr(data, attr, None) is not None
+    }
+    for mod, adata in getattr(data, "mod", {}).items():
+        names |= {f"{mod}:{attr}": keys for attr, keys in _slot_names(adata).items()}
+    return names
+
+
+def _trained_models():
+    _, adata_etm = CALLS["tl.etm"][1:], CALLS["tl.etm"][1]()
+    etm = si.tl.etm(adata_etm, **CALLS["tl.etm"][2], return_model=True)
+    inmf_data = CALLS["tl.online_inmf"][1]()
+    inmf = si.tl.online_inmf(inmf_data, **CALLS["tl.online_inmf"][2], return_model=True)
+    return {"ETMModel": (etm, adata_etm), "OnlineINMFModel": (inmf, inmf_data)}
+
+
+def test_models_share_one_vocabulary(tmp_path):
+    models = _trained_models()
+    assert {type(m).__name__ for m, _ in models.values()} == {c.__name__ for c in MODELS}
+    for name, (model, adata) in models.items():
+        assert isinstance(model.n_components, int), name
+        assert isinstance(model.var_names, pd.Index), name
+        assert isinstance(model.history, pd.DataFrame), name
+        assert isinstance(inspect.getattr_static(type(model), "load"), classmethod), name
+        embedding = model.transform(adata)
+        assert embedding.shape == (adata.n_obs, model.n_components), name
+        path = tmp_path / f"{name}.model"
+        model.save(path)
+        again = type(model).load(path)
+        np.testing.assert_array_equal(again.transform(adata), embedding, err_msg=name)
