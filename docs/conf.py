@@ -10,9 +10,16 @@ to numpy, AnnData and the like render as code without a link.
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from datetime import date
 
 import scintegrate
+
+# sphinx-autodoc-typehints calls a Sphinx API deprecated for Sphinx 10, once per docstring: its
+# concern, not ours, and not a Sphinx warning (which -W would turn into an error)
+warnings.filterwarnings(
+    "ignore", message=".*set_application.* is deprecated", module="sphinx_autodoc_typehints"
+)
 
 # -- project -------------------------------------------------------------------------------------
 
