@@ -1,20 +1,27 @@
 """Helpers shared by the benchmark scripts and their workers.
 
 Standard library only: the workers import this module from the Python of *other* virtual
-environments (scikit-learn, pyliger, pyplanc), where neither our package nor its dependencies
-are installed. Both the harnesses (``nmf.py``, ``inmf.py``) and the workers (``_nmf_worker.py``,
-``_inmf_worker.py``) live in this directory, which Python puts first on ``sys.path`` when it
-runs one of them as a script, so ``import _common`` works from every environment.
+environments (scikit-learn, pyliger, pyplanc, scETM, lsmmdma), where neither our package nor its
+dependencies are installed. The harnesses (``nmf.py``, ``inmf.py``, ...) and the workers
+(``_nmf_worker.py``, ``_inmf_worker.py``, ...) live in this directory, which Python puts first on
+``sys.path`` when it runs one of them as a script, so ``import _common`` works from every
+environment without editing ``sys.path``.
+
+A harness starts every measured call with :func:`run_worker`; a worker measures it with
+:class:`Measurement`. A script that measures in its own process reads its peak memory with
+:func:`status_mb` (``VmHWM``).
 """
 
 from __future__ import annotations
 
 import os
 import resource
+import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -83,6 +90,73 @@ def thread_env(n_threads: int, base: dict | None = None) -> dict:
     env = dict(os.environ if base is None else base)
     env.update({name: str(n_threads) for name in THREAD_VARIABLES})
     return env
+
+
+def empty_dir(path: Path) -> Path:
+    """``path`` as a new, empty directory (what an earlier run left there is removed)."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# running a worker (used by the harnesses)
+# --------------------------------------------------------------------------------------------
+
+# how much of a failed worker's output its error message quotes
+OUTPUT_TAIL = 3000
+
+
+class WorkerRun(NamedTuple):
+    """What :func:`run_worker` returns."""
+
+    stdout: str  # the worker's standard output when captured, else ""
+    seconds: float  # wall time of the whole process: start-up and imports included
+
+
+def run_worker(
+    python: str | Path,
+    worker: Path,
+    arguments: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    log: Path | None = None,
+    capture: bool = True,
+    timeout: float | None = None,
+) -> WorkerRun:
+    """Run ``python worker *arguments`` in a fresh process: the one way a harness runs a fit.
+
+    A fresh process per measured call gives each call its own peak memory, and lets every
+    implementation run with the Python of its own environment. ``env`` is the worker's whole
+    environment (default: this process's), typically :func:`thread_env`. Output: with ``log``,
+    standard output and error both go into that file (some implementations print progress bars
+    whatever their options say); otherwise, with ``capture``, standard output is returned and
+    standard error kept for the error message; with ``capture=False`` both go to this terminal.
+
+    A worker that exits with an error raises ``RuntimeError`` quoting the end of its output (log
+    or standard error); one that runs longer than ``timeout`` seconds raises
+    ``subprocess.TimeoutExpired``.
+    """
+    command = [str(python), str(worker), *map(str, arguments)]
+    started = time.perf_counter()
+    if log is not None:
+        with open(log, "w") as handle:
+            completed = subprocess.run(
+                command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=cwd, timeout=timeout
+            )
+    else:
+        completed = subprocess.run(
+            command, capture_output=capture, text=True, env=env, cwd=cwd, timeout=timeout
+        )
+    seconds = time.perf_counter() - started
+    if completed.returncode != 0:
+        output = log.read_text(errors="replace") if log is not None else completed.stderr or ""
+        tail = output[-OUTPUT_TAIL:]
+        message = f"{worker.name} exited with {completed.returncode}"
+        raise RuntimeError(message + (f"; end of its output:\n{tail}" if tail else ""))
+    return WorkerRun(completed.stdout or "", seconds)
 
 
 # --------------------------------------------------------------------------------------------

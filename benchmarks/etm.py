@@ -31,14 +31,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from _common import ENVS, RESULTS, code_version, ensure_env, thread_env
+from _common import ENVS, RESULTS, code_version, ensure_env, run_worker, thread_env
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -101,31 +100,16 @@ def _read_gz(path: Path):
         return ad.read_h5ad(tmp.name)
 
 
-def run_worker(python, impl, data, out, args, *, steps, batch_size, batches, threads, seed=0):
-    command = [
-        str(python),
-        str(WORKER),
-        "--impl",
-        impl,
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--k",
-        str(args.k),
-        "--steps",
-        str(steps),
-        "--batch-size",
-        str(batch_size),
-        "--wait-idle",
-        str(args.wait_idle),
-        "--seed",
-        str(seed),
-    ]
+def fit_in_worker(python, impl, data, out, args, *, steps, batch_size, batches, threads, seed=0):
+    """Run ``_etm_worker.py`` in a subprocess; returns its JSON result, theta and delta."""
+    arguments = [
+        "--impl", impl, "--data", data, "--out", out, "--k", args.k, "--steps", steps,
+        "--batch-size", batch_size, "--wait-idle", args.wait_idle, "--seed", seed,
+    ]  # fmt: skip
     if batches:
-        command.append("--batches")
+        arguments.append("--batches")
     if args.kl_weight is not None:
-        command += ["--kl-weight", str(args.kl_weight)]
+        arguments += ["--kl-weight", args.kl_weight]
     env = thread_env(threads)
     # --omp-wait-policy passive: idle OpenMP threads sleep instead of spinning; on a busy shared
     # machine spinning threads of a 2-thread pool wait on each other several-fold (measured 4x
@@ -134,11 +118,8 @@ def run_worker(python, impl, data, out, args, *, steps, batch_size, batches, thr
     if args.omp_wait_policy != "default":
         env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
     env["PYTHONPATH"] = str(REPO / "src") + ":" + str(HERE)
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, cwd=HERE)
-    if completed.returncode != 0:
-        print(completed.stderr[-3000:], file=sys.stderr)
-        raise RuntimeError(f"{impl} worker failed")
-    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    stdout = run_worker(python, WORKER, arguments, env=env, cwd=HERE).stdout
+    result = json.loads(stdout.strip().splitlines()[-1])
     embedding = np.load(out / "embedding.npz")
     return result, embedding["theta"], embedding["delta"]
 
@@ -223,7 +204,7 @@ def main() -> None:
             impls = [("ours", ours_python)] + ([("scetm", scetm_python)] if scetm_python else [])
             for seed in range(args.seeds):
                 for impl, python in impls:  # alternated, so that both see the same load
-                    result, theta, delta = run_worker(
+                    result, theta, delta = fit_in_worker(
                         python,
                         impl,
                         tmp / "snare.npz",
@@ -283,7 +264,7 @@ def main() -> None:
             if args.assignment_scetm and scetm_python:
                 impls.append(("scetm", scetm_python))
             for impl, python in impls:
-                result, _, _ = run_worker(
+                result, _, _ = fit_in_worker(
                     python,
                     impl,
                     tmp / "pbmc.npz",

@@ -32,7 +32,6 @@ import datetime
 import gzip
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -42,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from _common import ENVS, RESULTS, code_version, ensure_env, thread_env
+from _common import ENVS, RESULTS, code_version, empty_dir, ensure_env, run_worker, thread_env
 from _inmf_worker import load_inputs, save_inputs
 
 HERE = Path(__file__).resolve().parent
@@ -263,42 +262,29 @@ def available_pythons(runs, envs: Path, create: bool) -> tuple[dict[str, Path], 
     return pythons, notes
 
 
-def run_worker(python: Path, run: Run, data: Path, out: Path, args) -> dict:
+def fit_in_worker(python: Path, run: Run, data: Path, out: Path, args) -> dict:
     """One fresh worker process; returns its result.json (or raises with the log's tail)."""
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    command = [
-        str(python), str(WORKER), "--impl", run.impl, "--method", run.method,
-        "--data", str(data), "--out", str(out), "--k", str(args.k),
-        "--lambda", str(args.lambda_), "--epochs", str(args.epochs),
-        "--batch-size", str(args.batch_size), "--max-iter", str(args.max_iter),
-        "--threads", str(args.threads), "--wait-idle", str(args.wait_idle),
-        "--warmup-cells", str(args.warmup_cells),
+    empty_dir(out)
+    arguments = [
+        "--impl", run.impl, "--method", run.method, "--data", data, "--out", out,
+        "--k", args.k, "--lambda", args.lambda_, "--epochs", args.epochs,
+        "--batch-size", args.batch_size, "--max-iter", args.max_iter,
+        "--threads", args.threads, "--wait-idle", args.wait_idle,
+        "--warmup-cells", args.warmup_cells,
     ]  # fmt: skip
     if args.seed is not None:
-        command += ["--seed", str(args.seed)]
+        arguments += ["--seed", args.seed]
     env = thread_env(args.threads)
     if run.impl == "pyplanc" and args.pyplanc_blas_threads is not None:
         # pyplanc's own (static) OpenBLAS, called from inside its OpenMP regions
         env["OPENBLAS_NUM_THREADS"] = str(args.pyplanc_blas_threads)
-    log = out / "log.txt"
-    started = time.perf_counter()
-    with open(log, "w") as handle:
-        # pyplanc prints a progress bar whatever ``verbose`` says: into the log with the rest
-        completed = subprocess.run(
-            command,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=out,  # pyliger may write ./results/... relative to the working directory
-            timeout=args.timeout,
-        )
-    if completed.returncode != 0:
-        tail = log.read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"worker exited with {completed.returncode}; log tail:\n{tail}")
+    # pyplanc prints a progress bar whatever ``verbose`` says: into the log with the rest;
+    # pyliger may write ./results/... relative to the working directory: the run's own
+    process = run_worker(
+        python, WORKER, arguments, env=env, cwd=out, log=out / "log.txt", timeout=args.timeout
+    )
     result = json.loads((out / "result.json").read_text())
-    result["process_s"] = time.perf_counter() - started
+    result["process_s"] = process.seconds
     return result
 
 
@@ -496,7 +482,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"[{run.name}] {run.call}, run {repeat + 1}/{args.repeats} ...", flush=True)
             out = args.work_dir / run.name / f"run{repeat}"
             try:
-                results.append(run_worker(pythons[run.impl], run, data, out, args))
+                results.append(fit_in_worker(pythons[run.impl], run, data, out, args))
             except (RuntimeError, subprocess.TimeoutExpired) as error:
                 print(f"NOTE: {run.name}: failed ({error})", flush=True)
                 notes.append(f"{run.name}: failed, see {out / 'log.txt'}")

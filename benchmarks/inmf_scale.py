@@ -28,14 +28,13 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from _common import ENVS, RESULTS, code_version, ensure_env, thread_env
+from _common import ENVS, RESULTS, code_version, ensure_env, run_worker, thread_env
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "_inmf_scale_worker.py"
@@ -128,22 +127,19 @@ def dataset_files(n_total: int, profiles, genes, *, replicate: int = 1) -> tuple
     return names, files, heldout
 
 
-def run(mode: str, python: str, files, names, args, *, heldout=(), factors=None, epochs=None):
-    command = [python, str(WORKER), mode, "--files", *map(str, files), "--names", *names]
+def fit_in_worker(
+    mode: str, python: str, files, names, args, *, heldout=(), factors=None, epochs=None
+):
+    """Run ``_inmf_scale_worker.py`` in a subprocess; returns the result it prints."""
+    arguments = [mode, "--files", *files, "--names", *names]
     if heldout:
-        command += ["--heldout", *map(str, heldout)]
+        arguments += ["--heldout", *heldout]
     if factors:
-        command += ["--factors", str(factors)]
-    command += ["--k", str(args.k), "--epochs", str(epochs or args.epochs)]
-    command += ["--threads", str(args.threads)]
-    completed = subprocess.run(
-        command, capture_output=True, text=True, env=thread_env(args.threads)
-    )
-    if completed.returncode != 0:
-        print(completed.stderr[-3000:], file=sys.stderr)
-        raise RuntimeError(f"{mode} failed")
+        arguments += ["--factors", factors]
+    arguments += ["--k", args.k, "--epochs", epochs or args.epochs, "--threads", args.threads]
+    stdout = run_worker(python, WORKER, arguments, env=thread_env(args.threads)).stdout
     # pyplanc writes to stdout too, without a final newline: the result is the last JSON object
-    return json.loads(completed.stdout[completed.stdout.rfind('{"seconds"') :].splitlines()[0])
+    return json.loads(stdout[stdout.rfind('{"seconds"') :].splitlines()[0])
 
 
 def heldout_objective(factors: Path, scaled_heldout, names) -> float:
@@ -228,7 +224,7 @@ def main() -> None:
         t = time.perf_counter()
         names, files, heldout = dataset_files(n, profiles, genes)
         made = time.perf_counter() - t
-        r = run("ours", ours_python, files, names, args, heldout=heldout)
+        r = fit_in_worker("ours", ours_python, files, names, args, heldout=heldout)
         tm = r["timing"]
         print(
             f"{r['n_cells']:>9} {r['seconds']:>7.1f} {tm['preparation']:>7.1f} "
@@ -267,7 +263,7 @@ def main() -> None:
             for impl, python in (("ours", ours_python), ("pyplanc", str(env))):
                 mode = "ours-scaled" if impl == "ours" else "pyplanc"
                 factors = folder / f"factors_{impl}.npz"
-                r = run(mode, python, scaled, names, args, factors=factors)
+                r = fit_in_worker(mode, python, scaled, names, args, factors=factors)
                 r["heldout"] = heldout_objective(factors, scaled_held, names)
                 rows[impl] = r
                 print(
@@ -290,8 +286,8 @@ def main() -> None:
         )
         for copies in (1, 4, 16):
             names, files, _ = dataset_files(args.memory_base, profiles, genes, replicate=copies)
-            online = run("ours-train", ours_python, files, names, args, epochs=1)
-            batch = run("batch", ours_python, files, names, args, epochs=2)
+            online = fit_in_worker("ours-train", ours_python, files, names, args, epochs=1)
+            batch = fit_in_worker("batch", ours_python, files, names, args, epochs=2)
             print(
                 f"{copies:>6} {online['n_cells']:>9} {online['peak_rss_mb']:>10.0f} "
                 f"{online['seconds']:>9.1f} {batch['peak_rss_mb']:>9.0f} "

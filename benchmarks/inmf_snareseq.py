@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import anndata as ad
 import numpy as np
+from _common import RESULTS
 
 import scintegrate as si
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def scores(adata, rep: str, resolution: float, labels: np.ndarray, keep: np.ndarray) -> dict:

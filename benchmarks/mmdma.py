@@ -45,15 +45,13 @@ import argparse
 import datetime
 import json
 import os
-import shutil
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-from _common import ENVS, RESULTS, code_version, ensure_env, thread_env
+from _common import ENVS, RESULTS, code_version, empty_dir, ensure_env, run_worker, thread_env
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -103,7 +101,6 @@ def lsmmdma_python(create: bool) -> Path | None:
 
 
 def simulate(path: Path, n_obs: int, n_features: int, seed: int = 4) -> None:
-    sys.path.insert(0, str(REPO / "src"))
     import scintegrate as si
 
     with warnings.catch_warnings():
@@ -112,7 +109,7 @@ def simulate(path: Path, n_obs: int, n_features: int, seed: int = 4) -> None:
     np.savez(path, X=mdata["rna"].X, Y=mdata["atac"].X)
 
 
-def run_worker(
+def fit_in_worker(
     python: Path,
     impl: str,
     data: Path,
@@ -125,13 +122,11 @@ def run_worker(
     seed: int = 0,
 ) -> dict:
     """One fresh worker process; returns its result.json (or raises with the log's tail)."""
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    command = [
-        str(python), str(WORKER), "--impl", impl, "--data", str(data), "--out", str(out),
-        "--epochs", str(epochs), "--threads", str(args.threads), "--options", json.dumps(options),
-        "--n-dims", str(n_dims), "--seed", str(seed),
+    empty_dir(out)
+    arguments = [
+        "--impl", impl, "--data", data, "--out", out, "--epochs", epochs,
+        "--threads", args.threads, "--options", json.dumps(options),
+        "--n-dims", n_dims, "--seed", seed,
     ]  # fmt: skip
     env = thread_env(args.threads)
     if impl == "ours":
@@ -139,18 +134,11 @@ def run_worker(
     else:
         LSMMDMA_HOME.mkdir(parents=True, exist_ok=True)
         env["HOME"] = str(LSMMDMA_HOME)
-    log = out / "log.txt"
-    started = time.perf_counter()
-    with open(log, "w") as handle:
-        completed = subprocess.run(
-            command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=out,
-            timeout=args.timeout,
-        )  # fmt: skip
-    if completed.returncode != 0:
-        tail = log.read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"worker exited with {completed.returncode}; log tail:\n{tail}")
+    process = run_worker(
+        python, WORKER, arguments, env=env, cwd=out, log=out / "log.txt", timeout=args.timeout
+    )
     result = json.loads((out / "result.json").read_text())
-    result["process_s"] = time.perf_counter() - started
+    result["process_s"] = process.seconds
     with np.load(out / "embeddings.npz") as emb:
         zx, zy = emb["zx"], emb["zy"]
     finite = np.isfinite(zx).all() and np.isfinite(zy).all()
@@ -160,7 +148,6 @@ def run_worker(
 
 
 def foscttm(zx, zy) -> float:
-    sys.path.insert(0, str(REPO / "src"))
     from scintegrate.metrics import foscttm as _foscttm
 
     return _foscttm(zx, zy)
@@ -178,8 +165,8 @@ def comparison(args, work: Path) -> list[dict]:
         runs.append(("lsmmdma", LSMMDMA_OPTIONS))
     for impl, options in runs:
         python = Path(sys.executable) if impl == "ours" else ls_python
-        result = run_worker(python, impl, data, work / f"{impl}_{len(rows)}", args,
-                            epochs=args.epochs, options=options)  # fmt: skip
+        result = fit_in_worker(python, impl, data, work / f"{impl}_{len(rows)}", args,
+                               epochs=args.epochs, options=options)  # fmt: skip
         result.pop("embeddings")
         rows.append(result)
         fos = result["foscttm"]
@@ -215,8 +202,8 @@ def snareseq(args, work: Path) -> list[dict]:
         python = Path(sys.executable) if impl == "ours" else ls_python
         scores = []
         for seed in range(5):
-            result = run_worker(python, impl, data, work / f"snare_{impl}_{seed}", args,
-                                epochs=epochs, options=options, n_dims=5, seed=seed)  # fmt: skip
+            result = fit_in_worker(python, impl, data, work / f"snare_{impl}_{seed}", args,
+                                   epochs=epochs, options=options, n_dims=5, seed=seed)  # fmt: skip
             zx, zy = result.pop("embeddings")
             result["label_transfer"] = si.metrics.label_transfer_accuracy(
                 zx, zy, labels_x=labels, labels_y=labels
@@ -239,7 +226,6 @@ def snareseq(args, work: Path) -> list[dict]:
 
 def _snareseq_features():
     """The tutorial's preprocessing of the SNARE-seq cell lines, and the cell-line labels."""
-    sys.path.insert(0, str(REPO / "src"))
     from sklearn.preprocessing import normalize, scale
 
     import scintegrate as si
@@ -355,8 +341,8 @@ def scaling(args, work: Path) -> list[dict]:
     for n, epochs in plan:
         data = work / f"branch_n{n}_p100.npz"
         simulate(data, n, 100)
-        result = run_worker(Path(sys.executable), "ours", data, work / f"scale_{n}", args,
-                            epochs=epochs, options={"bandwidth": 4.0})  # fmt: skip
+        result = fit_in_worker(Path(sys.executable), "ours", data, work / f"scale_{n}", args,
+                               epochs=epochs, options={"bandwidth": 4.0})  # fmt: skip
         data.unlink()
         result.pop("embeddings")
         rows.append(result)

@@ -31,7 +31,6 @@ import gzip
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from _common import code_version, ensure_env
+from _common import code_version, ensure_env, run_worker
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -122,18 +121,18 @@ def objectives(X: sp.csr_matrix, H: np.ndarray, W: np.ndarray) -> dict[str, floa
 # --------------------------------------------------------------------------------------------
 
 
-def run_worker(
+def fit_in_worker(
     python, impl, objective, solver, data, init, out, *, k, max_iter, repeats, wait_idle, env=None
 ):
     """Run ``_nmf_worker.py`` in a subprocess; returns its JSON result and factors."""
-    command = [
-        str(python), str(WORKER), "--impl", impl, "--objective", objective, "--solver", solver,
-        "--data", str(data), "--k", str(k), "--max-iter", str(max_iter),
-        "--repeats", str(repeats), "--out", str(out), "--wait-idle", str(wait_idle),
+    arguments = [
+        "--impl", impl, "--objective", objective, "--solver", solver,
+        "--data", data, "--k", k, "--max-iter", max_iter,
+        "--repeats", repeats, "--out", out, "--wait-idle", wait_idle,
     ]  # fmt: skip
     if init is not None:
-        command += ["--init-h", str(init[0]), "--init-w", str(init[1])]
-    subprocess.run(command, check=True, env=env, cwd=REPO)
+        arguments += ["--init-h", init[0], "--init-w", init[1]]
+    run_worker(python, WORKER, arguments, env=env, cwd=REPO, capture=False)
     result = json.loads((out / "result.json").read_text())
     return result, np.load(out / "H.npy"), np.load(out / "W.npy")
 
@@ -164,7 +163,7 @@ def summarise(result: dict) -> dict:
 def cold_compile_time(objective, solver, data, init, tmp, *, k, max_iter, wait_idle) -> float:
     """First-call time of ours with an empty numba cache (what a fresh machine pays once)."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp / f"numba-cache-{objective}"))
-    result, _, _ = run_worker(
+    result, _, _ = fit_in_worker(
         sys.executable, "ours", objective, solver, data, init, tmp / f"cold-{objective}",
         k=k, max_iter=max_iter, repeats=0, wait_idle=wait_idle, env=env,
     )  # fmt: skip
@@ -270,13 +269,13 @@ def main(argv: list[str] | None = None) -> None:
             cold = None
             if not args.skip_cold:
                 cold = cold_compile_time(objective, our_solver, data, init, tmp, **kwargs)
-            ours, H, W = run_worker(
+            ours, H, W = fit_in_worker(
                 sys.executable, "ours", objective, our_solver, data, init, tmp / f"ours-{name}",
                 repeats=args.repeats, **kwargs,
             )  # fmt: skip
             ours_obj = objectives(X, H, W)
             print(f"[{name}] scikit-learn ({sk_solver}) ...", flush=True)
-            theirs, H, W = run_worker(
+            theirs, H, W = fit_in_worker(
                 sklearn_python, "sklearn", objective, sk_solver, data, init,
                 tmp / f"sklearn-{name}", repeats=args.repeats, **kwargs,
             )  # fmt: skip
@@ -408,7 +407,7 @@ def run_snareseq(tmp: Path, k: int, repeats: int, wait_idle: float, max_iter: in
     }
     for name, objective, solver, *_ in CONFIGS:
         print(f"\n[snareseq {name}] ours ({solver}) ...", flush=True)
-        result, H, W = run_worker(
+        result, H, W = fit_in_worker(
             sys.executable, "ours", objective, solver, data, None, tmp / f"snare-{name}",
             k=k, max_iter=max_iter, repeats=repeats, wait_idle=wait_idle,
         )  # fmt: skip

@@ -27,24 +27,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
-from pathlib import Path
 
 import anndata as ad
 import mudata
 import numpy as np
 import scipy.sparse as sp
+from _common import RESULTS, status_mb
 
 import scintegrate as si
 from scintegrate._core.gene_activity import Genes, Intervals, link_matrix
 
-RESULTS = Path(__file__).parent / "results"
 mudata.set_options(pull_on_update=False)
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def link_timing() -> dict:
@@ -222,7 +216,7 @@ def main() -> None:
             print(f"Scenario {number}:", flush=True)
             rows = scenario(number, n)
             out[f"scenario{number}"] = {"rows": rows, "summary": summary(rows, number)}
-    out["peak_rss_mb"] = peak_rss_mb()
+    out["peak_rss_mb"] = status_mb("VmHWM")  # never reset: the peak of the whole run
     print(f"peak RSS of the whole run: {out['peak_rss_mb']:.0f} MB")
     RESULTS.mkdir(exist_ok=True)
     name = (
