@@ -290,6 +290,7 @@ def test_backed_file_gets_the_second_call(counts, genes, tmp_path):
     counts.write_h5ad(path)
     backed = ad.read_h5ad(path, backed="r+")
     fit(backed, genes, batch_key="library")
+    backed.file.close()  # reopened in its mode, as anndata does when .X is read
     fit(backed, genes, batch_key="library", random_state=1, max_epochs=1)
     second = backed.obsm["X_inmf"].copy()
     backed.file.close()

@@ -18,8 +18,11 @@ _ELEMENT_GROUPS = ("obsm", "varm", "obsp", "varp", "layers")
 
 
 def is_writable(adata: AnnData) -> bool:
-    """Whether the file of a backed AnnData is open for writing (``backed="r+"``)."""
-    return adata.file.is_open and adata.file["/"].file.mode == "r+"
+    """Whether the file of a backed AnnData is open for writing (``backed="r+"``); a closed
+    file is reopened in its mode first, as anndata does when ``.X`` is read."""
+    if not adata.file.is_open:
+        adata.file.open()
+    return adata.file["/"].file.mode == "r+"
 
 
 def recorded_slots(adata: AnnData, key: str) -> list[str]:

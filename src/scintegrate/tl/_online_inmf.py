@@ -221,6 +221,13 @@ def online_inmf(
     chunk = chunk_size or (_AUTO_CHUNK_ON_DISK if on_disk else 1)
     results_key = batch_key if (single or batch_key is not None) else "dataset"
 
+    training = {
+        "lambda_": lambda_,
+        "batch_size": batch_size,
+        "hals_iter": hals_iter,
+        "chunk_size": chunk,
+        "random_state": random_state,
+    }
     clock = time.perf_counter()
     datasets, sources = [], []
     try:
@@ -228,17 +235,10 @@ def online_inmf(
             # the classic path: validated per-batch matrices of the (scaled) layer
             n_components = check_positive_int(n_components, param="n_components")
             split = split_datasets(adata, batch_key, layer, mask_var, n_components)
-            model = new_model(
-                n_components,
-                lambda_=lambda_,
-                batch_size=batch_size,
-                hals_iter=hals_iter,
-                chunk_size=chunk,
-                random_state=random_state,
-                var_names=adata.var_names[split.genes],
-            )
+            genes = adata.var_names[split.genes]
+            model = new_model(n_components, **training, var_names=genes)
             datasets = [
-                Dataset(name, model.var_names, MemoryRows(X), None, f"dataset {name!r}")
+                Dataset(name, genes, MemoryRows(X), None, f"dataset {name!r}")
                 for name, X in zip(split.batches, split.matrices, strict=True)
             ]
             sources = [d.source for d in datasets]
@@ -263,15 +263,7 @@ def online_inmf(
                         f"n_components={n_components} is larger than the number of genes used "
                         f"({len(genes)}); choose fewer components or select more genes."
                     )
-                model = new_model(
-                    n_components,
-                    lambda_=lambda_,
-                    batch_size=batch_size,
-                    hals_iter=hals_iter,
-                    chunk_size=chunk,
-                    random_state=random_state,
-                    var_names=genes,
-                )
+                model = new_model(n_components, **training, var_names=genes)
             else:
                 model = init
             sources = prepare_sources(model, datasets, preprocess, write_scaled)
@@ -318,7 +310,7 @@ def online_inmf(
     )
     if single and not (adata.isbacked and copy):
         target = adata.copy() if (copy and in_memory) else adata
-        genes = gene_positions(target.var_names, model.var_names, name="adata")
+        positions = gene_positions(target.var_names, model.var_names, name="adata")
         replaced = recorded_slots(target, key_added)
         write_results(
             target,
@@ -327,7 +319,7 @@ def online_inmf(
             batches=batches,
             params=params,
             cells=cells,
-            genes=genes,
+            genes=positions,
             extra={"timing": timing},
         )
         if target.isbacked:
