@@ -80,7 +80,7 @@ def inmf_objective(
     """Objective (1) of Gao & Welch, computed without forming a dense residual."""
     total = 0.0
     for X, V, H in zip(Xs, Vs, Hs, strict=True):
-        X = sp.csr_matrix(X, dtype=np.float64) if sp.issparse(X) else np.asarray(X, np.float64)
+        X = as_csr(X, dtype=np.float64) if sp.issparse(X) else np.asarray(X, np.float64)
         sq = float(X.multiply(X).sum()) if sp.issparse(X) else float(np.sum(X * X))
         XtH = np.asarray(X.T @ H)
         total += _objective_terms(sq, XtH, H.T @ H, W, V, lambda_)
