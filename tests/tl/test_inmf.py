@@ -30,14 +30,14 @@ def adata(prepared):
     return prepared.copy()
 
 
-def run(tool, adata, **kwargs):
+def run(tool, adata, k=K, **kwargs):
     options = {"batch_key": "library", "random_state": 0}
     if tool is si.tl.online_inmf:
         options.update(batch_size=300, max_epochs=2)
     else:
         options.update(max_iter=5)
     options.update(kwargs)
-    return tool(adata, K, **options)
+    return tool(adata, k, **options)
 
 
 TOOLS = [si.tl.inmf, si.tl.online_inmf]
@@ -203,7 +203,8 @@ BAD_INPUT = [
     ("unknown key", None, {"batch_key": "donor"}, "batch_key='donor' is not a column"),
     ("no layer", None, {"layer": "scaled"}, "Layer 'scaled' not found"),
     ("bad mask", None, {"mask_var": "not_there"}, "mask_var='not_there' is not a column"),
-    ("lambda", None, {"lambda_": -1.0}, "lambda_ must be a non-negative"),
+    ("lambda", None, {"lambda_": -1.0}, "lambda_ must be a finite number >= 0"),
+    ("lambda inf", None, {"lambda_": np.inf}, "lambda_ must be a finite number >= 0"),
     ("k too big", None, {"mask_var": np.arange(3000) < 3}, "larger than the number of genes"),
 ]
 
@@ -226,6 +227,40 @@ def test_bad_input(tool, adata, modify, kwargs, match):
     after, original = adata.layers["liger_scaled"], before.layers["liger_scaled"]
     np.testing.assert_array_equal(after.indices, original.indices)
     np.testing.assert_array_equal(after.data, original.data)  # NaN compares equal here
+
+
+@pytest.mark.parametrize("tol", [np.inf, np.nan, "a", -1e-3, None, True])
+def test_bad_tol(adata, tol):
+    with pytest.raises(ValueError, match=r"tol must be a finite number >= 0"):
+        run(si.tl.inmf, adata, tol=tol)
+    assert "inmf" not in adata.uns and "X_inmf" not in adata.obsm
+
+
+@pytest.mark.parametrize("tool", TOOLS, ids=IDS)
+def test_second_call_replaces_the_first(tool, adata):
+    run(tool, adata)
+    slots = {"obsm:X_inmf", "varm:inmf_W", "varm:inmf_V"}
+    assert set(adata.uns["inmf"]["slots"]) == slots
+    adata.obsm["X_inmf_other"] = np.zeros((adata.n_obs, 1))  # not written by the tool: kept
+    run(tool, adata, k=K - 1)
+    assert adata.obsm["X_inmf"].shape == (adata.n_obs, K - 1)
+    assert adata.varm["inmf_V"].shape == (adata.n_vars, K - 1, 3)
+    assert set(adata.uns["inmf"]["slots"]) == slots and "X_inmf_other" in adata.obsm
+
+
+@pytest.mark.parametrize("tool", TOOLS, ids=IDS)
+def test_categorical_batches_keep_their_order(tool, adata):
+    order = ["09C", "09A", "09B"]
+    adata.obs["library"] = pd.Categorical(adata.obs["library"], categories=[*order, "unused"])
+    run(tool, adata)
+    assert list(adata.uns["inmf"]["batches"]) == order
+    rows = (adata.obs["library"] == "09C").to_numpy()
+    genes = adata.var["liger_highly_variable"].to_numpy()
+    X = adata.layers["liger_scaled"][rows][:, genes].toarray()
+    H, W = adata.obsm["X_inmf"][rows], adata.varm["inmf_W"][genes]
+    own = np.sum((X - H @ (W + adata.varm["inmf_V"][genes, :, 0]).T) ** 2)
+    other = np.sum((X - H @ (W + adata.varm["inmf_V"][genes, :, 1]).T) ** 2)
+    assert own < other  # V[..., 0] is the first category's
 
 
 def test_missing_preprocessing_is_explained(cortex):

@@ -7,6 +7,7 @@ import os
 import anndata as ad
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -220,3 +221,80 @@ def test_files_are_closed_after_use(files, genes):
     for path in files:
         with h5py.File(path, "r+"):
             pass
+
+
+def test_model_vocabulary(files, genes):
+    _, model = fit(files[:2], genes, return_model=True)
+    assert isinstance(model.var_names, pd.Index) and list(model.var_names) == genes
+    assert model.n_components == K and isinstance(model.history, pd.DataFrame)
+    with pytest.warns(FutureWarning, match=r"genes is deprecated; use OnlineINMFModel\.var_names"):
+        old = model.genes
+    assert old.equals(model.var_names)
+
+
+def test_model_file_records_the_version_and_refuses_other_files(files, genes, tmp_path):
+    _, model = fit(files[:2], genes, return_model=True)
+    path = tmp_path / "model.h5"
+    model.save(path)
+    with h5py.File(path, "r") as f:
+        assert f.attrs["scintegrate_version"] == si.__version__
+        assert f.attrs["format"] == "scintegrate.online_inmf"
+
+    def copy_with(name, edit):
+        target = tmp_path / name
+        target.write_bytes(path.read_bytes())
+        with h5py.File(target, "a") as f:
+            edit(f)
+        return target
+
+    # a file written before the version was recorded reads the same
+    old = si.tl.OnlineINMFModel.load(
+        copy_with("old.h5", lambda f: f.attrs.pop("scintegrate_version"))
+    )
+    np.testing.assert_array_equal(old.W, model.W)
+    assert old.var_names.equals(model.var_names) and old.datasets == model.datasets
+
+    garbage = tmp_path / "garbage.h5"
+    garbage.write_bytes(b"not hdf5 at all")
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(path.read_bytes()[:2000])
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = 1
+
+    def newer(f):
+        f.attrs["format_version"] = 2
+
+    cases = [
+        (tmp_path / "missing.h5", "Cannot read an online iNMF model"),
+        (garbage, "Cannot read an online iNMF model"),
+        (truncated, "Cannot read an online iNMF model"),
+        (foreign, "not an online iNMF model saved by scintegrate"),
+        (files[0], "not an online iNMF model saved by scintegrate"),  # an h5ad file
+        (copy_with("newer.h5", newer), "format version 2"),
+        (copy_with("no_b.h5", lambda f: f.__delitem__("B")), "incomplete or damaged"),
+        (copy_with("no_genes.h5", lambda f: f.__delitem__("genes")), "incomplete or damaged"),
+        (copy_with("bad_json.h5", lambda f: f.attrs.__setitem__("names", "[")), "damaged"),
+    ]
+    for bad, match in cases:
+        with pytest.raises(ValueError, match=match):
+            si.tl.OnlineINMFModel.load(bad)
+        with pytest.raises(ValueError, match=match):
+            si.tl.online_inmf(files[2], init=bad)
+    with pytest.raises(ValueError, match="Cannot write the model"):
+        model.save(tmp_path / "no_such_folder" / "model.h5")
+
+
+def test_backed_file_gets_the_second_call(counts, genes, tmp_path):
+    path = tmp_path / "all.h5ad"
+    counts.write_h5ad(path)
+    backed = ad.read_h5ad(path, backed="r+")
+    fit(backed, genes, batch_key="library")
+    backed.file.close()  # reopened in its mode, as anndata does when .X is read
+    fit(backed, genes, batch_key="library", random_state=1, max_epochs=1)
+    second = backed.obsm["X_inmf"].copy()
+    backed.file.close()
+    back = ad.read_h5ad(path)
+    np.testing.assert_array_equal(back.obsm["X_inmf"], second)
+    assert back.uns["inmf"]["params"]["max_epochs"] == 1
+    assert set(back.uns["inmf"]["slots"]) == {"obsm:X_inmf", "varm:inmf_W", "varm:inmf_V"}

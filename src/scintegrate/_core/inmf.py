@@ -33,7 +33,7 @@ from ._sparse_kernels import hals_update, single_threaded_blas
 from .nmf import _Data
 
 SOLVERS = ("anls", "hals", "mu")
-_EPS = 1e-16
+EPS = 1e-16
 
 
 @dataclass
@@ -52,7 +52,7 @@ class INMFResult:
     B: list[np.ndarray] | None = None
 
 
-def _gram_h(W: np.ndarray, V: np.ndarray | None, lambda_: float) -> np.ndarray:
+def gram_h(W: np.ndarray, V: np.ndarray | None, lambda_: float) -> np.ndarray:
     """Gram matrix of the H-subproblem, ``L^T L + lambda V^T V`` with ``L = W + V``."""
     if V is None:
         return W.T @ W
@@ -80,7 +80,7 @@ def inmf_objective(
     """Objective (1) of Gao & Welch, computed without forming a dense residual."""
     total = 0.0
     for X, V, H in zip(Xs, Vs, Hs, strict=True):
-        X = sp.csr_matrix(X, dtype=np.float64) if sp.issparse(X) else np.asarray(X, np.float64)
+        X = as_csr(X, dtype=np.float64) if sp.issparse(X) else np.asarray(X, np.float64)
         sq = float(X.multiply(X).sum()) if sp.issparse(X) else float(np.sum(X * X))
         XtH = np.asarray(X.T @ H)
         total += _objective_terms(sq, XtH, H.T @ H, W, V, lambda_)
@@ -109,7 +109,7 @@ def solve_h(
         else as_csr(X, dtype=np.float64, canonical=True)
     )
     n = X.shape[0]
-    G = _gram_h(W, V, lambda_)
+    G = gram_h(W, V, lambda_)
     L = W if V is None else W + V
     H = np.zeros((n, W.shape[1]))
     value = 0.0
@@ -181,7 +181,7 @@ def fit_inmf(
             elif solver == "hals":
                 hals_update(Hs[i], d.times(L), G)
             else:
-                Hs[i] *= d.times(L) / np.maximum(Hs[i] @ G, _EPS)
+                Hs[i] *= d.times(L) / np.maximum(Hs[i] @ G, EPS)
             XtH, HtH = stats(i)
             XtHs.append(XtH)
             HtHs.append(HtH)
@@ -194,10 +194,10 @@ def fit_inmf(
             hals_update_w_v(W, Vs, HtHs, XtHs, lambda_)
         else:
             for XtH, HtH, V in zip(XtHs, HtHs, Vs, strict=True):
-                V *= XtH / np.maximum((W + (1.0 + lambda_) * V) @ HtH, _EPS)
+                V *= XtH / np.maximum((W + (1.0 + lambda_) * V) @ HtH, EPS)
             numerator = sum(XtHs)
             denominator = sum((W + V) @ HtH for HtH, V in zip(HtHs, Vs, strict=True))
-            W *= numerator / np.maximum(denominator, _EPS)
+            W *= numerator / np.maximum(denominator, EPS)
 
         value = objective(XtHs, HtHs)
         history["iteration"].append(iteration)

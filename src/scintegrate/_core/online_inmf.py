@@ -1,27 +1,28 @@
-"""Online iNMF as a model with state: train, continue on new datasets, project, save and resume.
+"""Online iNMF as a model with state: train, continue on new datasets, project, resume.
 
 The state of Algorithm 1 of Gao & Welch is small and independent of the number of cells: the
 factors ``W`` (m x k) and ``V_i`` (m x k), the sufficient statistics ``A_i`` (k x k) and ``B_i``
 (m x k) with their two-epoch shadow copies, per-dataset step and epoch counters, and the random
-generator. Keeping all of it makes training resumable: stopping after some epochs, saving, loading
-and continuing gives exactly the factors of an uninterrupted run with the same seed.
+generator. Keeping all of it makes training resumable: stopping after some epochs, taking the
+state (:meth:`OnlineINMF.get_state`), rebuilding the model from it and continuing gives exactly the
+factors of an uninterrupted run with the same seed. The state's file format is not kept here:
+``tl/_online_inmf_file.py`` owns it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 from ._nnls import solve_rows
 from ._progress import progress_bar
-from ._sources import MemoryRows, RowSource
+from ._row_sources import MemoryRows, RowSource
 from ._sparse import as_csr
 from ._sparse_kernels import rows_transpose_times, single_threaded_blas
-from .inmf import _EPS, INMFResult, _gram_h, hals_update_w_v
+from .inmf import EPS, INMFResult, gram_h, hals_update_w_v
 
 _FORMAT = "scintegrate.online_inmf"
 _FORMAT_VERSION = 1
@@ -57,7 +58,7 @@ def init_online_factors(
     """
     m = sources[0].n_genes
     W = rng.uniform(0.0, 2.0, (m, k))
-    W /= np.maximum(np.linalg.norm(W, axis=0), _EPS)
+    W /= np.maximum(np.linalg.norm(W, axis=0), EPS)
     Vs = []
     for source in sources:
         n = source.n_cells
@@ -71,7 +72,7 @@ def init_online_factors(
             )
         chosen = np.sort(rng.choice(nonempty, k, replace=len(nonempty) < k))
         V = block[chosen].toarray().T
-        V /= np.maximum(np.linalg.norm(V, axis=0), _EPS)
+        V /= np.maximum(np.linalg.norm(V, axis=0), EPS)
         Vs.append(V)
     return W, Vs
 
@@ -120,7 +121,7 @@ class OnlineINMF:
             "delta_W": [],
             "time": [],
         }
-        self._elapsed = 0.0
+        self.elapsed = 0.0  # seconds of training so far (the history's clock continues)
 
     # -- datasets ---------------------------------------------------------------------------
     def add_datasets(self, sources: Sequence[RowSource], names: Sequence[str]) -> list[int]:
@@ -170,7 +171,7 @@ class OnlineINMF:
         parts = minibatch_plan(n_cells, self.batch_size)
         update_v = [i in set(active) for i in range(len(self.names))]
         bar = progress_bar(total=parts * n_epochs, desc="online iNMF", disable=not progress)
-        start = time.perf_counter() - self._elapsed
+        start = time.perf_counter() - self.elapsed
         for _ in range(n_epochs):
             splits = [
                 np.array_split(_epoch_order(n, self.chunk_size, self.rng), parts) for n in n_cells
@@ -196,7 +197,7 @@ class OnlineINMF:
                 bar.update()
             for i in active:
                 self.epochs[i] += 1
-        self._elapsed = time.perf_counter() - start
+        self.elapsed = time.perf_counter() - start
         bar.close()
 
     def _absorb(self, X, i: int, cells: np.ndarray, n_cells: int, *, new_epoch: bool) -> float:
@@ -231,7 +232,7 @@ class OnlineINMF:
         Streams the cells in blocks of ``batch_size``; returns ``H`` and the objective term."""
         source = as_source(source)
         V = None if dataset is None else self.V[dataset]
-        G = _gram_h(self.W, V, self.lambda_)
+        G = gram_h(self.W, V, self.lambda_)
         L = self.W if V is None else self.W + V
         H = np.zeros((source.n_cells, self.k)) if out is None else out
         value = 0.0
@@ -242,74 +243,58 @@ class OnlineINMF:
             H[start:stop] = h
         return H, max(value, 0.0)
 
-    # -- persistence ------------------------------------------------------------------------
-    def save(self, path: str | Path) -> None:
-        """Write the whole state (factors, statistics, counters, random state) to HDF5."""
-        import json
+    # -- state ----------------------------------------------------------------------------
+    _LISTS = ("V", "A", "B", "A_old", "B_old")
 
-        import h5py
-
-        with h5py.File(path, "w") as f:
-            f.attrs["format"] = _FORMAT
-            f.attrs["format_version"] = _FORMAT_VERSION
-            f.attrs["settings"] = json.dumps(
-                {
-                    "k": self.k,
-                    "lambda_": self.lambda_,
-                    "batch_size": self.batch_size,
-                    "hals_iter": self.hals_iter,
-                    "chunk_size": self.chunk_size,
-                }
-            )
-            f.attrs["rng_state"] = json.dumps(self.rng.bit_generator.state)
-            f.attrs["names"] = json.dumps(self.names)
-            f.attrs["steps"] = json.dumps(self.steps)
-            f.attrs["epochs"] = json.dumps(self.epochs)
-            f.attrs["elapsed"] = self._elapsed
-            f.create_dataset("W", data=self.W)
-            for name in ("V", "A", "B", "A_old", "B_old"):
-                f.create_dataset(name, data=np.stack(getattr(self, name)))
-            history = f.create_group("history")
-            for key, values in self.history.items():
-                history.create_dataset(key, data=np.asarray(values, dtype=np.float64))
+    def get_state(self) -> dict:
+        """Everything training needs to go on, as plain values (copies): ``settings`` (the
+        constructor's numbers), ``rng_state``, ``names``, ``steps``, ``epochs``, ``elapsed``,
+        ``W``, per-dataset stacks ``V``, ``A``, ``B``, ``A_old``, ``B_old`` (datasets first) and
+        ``history``. :meth:`from_state` rebuilds the model; training then resumes exactly."""
+        state = {
+            "settings": {
+                "k": self.k,
+                "lambda_": self.lambda_,
+                "batch_size": self.batch_size,
+                "hals_iter": self.hals_iter,
+                "chunk_size": self.chunk_size,
+            },
+            "rng_state": self.rng.bit_generator.state,
+            "names": list(self.names),
+            "steps": list(self.steps),
+            "epochs": list(self.epochs),
+            "elapsed": self.elapsed,
+            "W": self.W.copy(),
+            "history": {key: list(values) for key, values in self.history.items()},
+        }
+        for name in self._LISTS:
+            state[name] = np.stack(getattr(self, name))
+        return state
 
     @classmethod
-    def load(cls, path: str | Path) -> OnlineINMF:
-        """Read a state written by :meth:`save`; refuses other or truncated files clearly."""
-        import json
-
-        import h5py
-
-        try:
-            f = h5py.File(path, "r")
-        except OSError as error:
-            raise ValueError(
-                f"Cannot read an online iNMF model from {str(path)!r}: {error}."
-            ) from None
-        with f:
-            if f.attrs.get("format") != _FORMAT:
-                raise ValueError(f"{str(path)!r} is not an online iNMF model saved by scintegrate.")
-            try:
-                settings = json.loads(f.attrs["settings"])
-                rng = np.random.default_rng()
-                rng.bit_generator.state = json.loads(f.attrs["rng_state"])
-                model = cls(rng=rng, **settings)
-                model.names = json.loads(f.attrs["names"])
-                model.steps = json.loads(f.attrs["steps"])
-                model.epochs = json.loads(f.attrs["epochs"])
-                model._elapsed = float(f.attrs["elapsed"])
-                model.W = f["W"][()]
-                for name in ("V", "A", "B", "A_old", "B_old"):
-                    setattr(model, name, list(f[name][()]))
-                for key in model.history:
-                    model.history[key] = list(f["history"][key][()])
-            except (KeyError, OSError) as error:
-                raise ValueError(
-                    f"The online iNMF model in {str(path)!r} is incomplete or damaged ({error})."
-                ) from None
-        n = len(model.names)
-        if any(len(getattr(model, a)) != n for a in ("V", "A", "B", "steps", "epochs")):
-            raise ValueError(f"The online iNMF model in {str(path)!r} is inconsistent.")
+    def from_state(cls, state: dict) -> OnlineINMF:
+        """The model of a :meth:`get_state` dictionary; refuses an inconsistent one
+        (``KeyError`` for a missing entry, ``ValueError`` for mismatched sizes)."""
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["rng_state"]
+        model = cls(rng=rng, **state["settings"])
+        model.names = [str(name) for name in state["names"]]
+        model.steps = [int(step) for step in state["steps"]]
+        model.epochs = [int(epoch) for epoch in state["epochs"]]
+        model.elapsed = float(state["elapsed"])
+        model.W = np.asarray(state["W"])
+        for name in cls._LISTS:
+            setattr(model, name, list(state[name]))
+        for key in model.history:
+            model.history[key] = list(state["history"][key])
+        n, (m, k) = len(model.names), model.W.shape
+        shapes = {"V": (m, k), "A": (k, k), "B": (m, k), "A_old": (k, k), "B_old": (m, k)}
+        consistent = k == model.k and len(model.steps) == len(model.epochs) == n
+        for name, shape in shapes.items():
+            values = getattr(model, name)
+            consistent &= len(values) == n and all(v.shape == shape for v in values)
+        if not consistent:
+            raise ValueError("the model's factors, statistics and datasets do not match")
         return model
 
 

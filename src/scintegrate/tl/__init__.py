@@ -4,7 +4,8 @@ from ._etm import ETMModel, etm
 from ._inmf import inmf
 from ._mmdma import mmdma
 from ._nmf import nmf
-from ._online_inmf import OnlineINMFModel, online_inmf
+from ._online_inmf import online_inmf
+from ._online_inmf_model import OnlineINMFModel
 from ._scjmt import scjmt
 
 __all__ = [

@@ -1,8 +1,9 @@
-"""Inputs of online iNMF as row sources: AnnData in memory or backed, h5ad paths, lists of them.
+"""User inputs as row sources: AnnData in memory or backed, h5ad paths, lists or dicts of them.
 
-Everything here turns what the user passed into one :class:`~scintegrate._core._sources.RowSource`
-per dataset, restricted to the model's genes and, for raw counts, LIGER-normalised and scaled on
-the fly from statistics gathered in one streaming pass. Nothing reads a whole matrix into memory.
+Everything here turns what the user passed into one
+:class:`~scintegrate._core._row_sources.RowSource` per dataset, restricted to the model's genes
+and, for raw counts, LIGER-normalised and scaled on the fly from statistics gathered in one
+streaming pass. Nothing reads a whole matrix into memory. Used by ``tl.online_inmf`` and its model.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
 
-from .._core._sources import H5Rows, MemoryRows, RowSource, csr_group, write_csr_blocks
+from .._core._row_sources import H5Rows, MemoryRows, RowSource, csr_group, write_csr_blocks
 from .._core.liger import liger_variable_genes
 from .._logging import logger
-from .._utils._validation import get_matrix, get_obs_labels
+from ._validation import get_matrix, matrix_label, obs_batch_codes
 
-_DEFAULT_LAYER = "liger_scaled"
-_DEFAULT_MASK = "liger_highly_variable"
+# what pp.liger_preprocess writes: the scaled layer and the variable-gene column
+LIGER_LAYER = "liger_scaled"
+LIGER_MASK = "liger_highly_variable"
 _STATS_BLOCK = 4096  # cells per block of the statistics pass (its transient memory)
 
 
@@ -41,7 +42,8 @@ class Dataset:
     stats: dict | None = field(default=None, repr=False)
 
 
-def _read_h5ad_frame(file, key: str) -> pd.DataFrame:
+def read_h5ad_frame(file, key: str) -> pd.DataFrame:
+    """The data frame ``key`` (``"obs"`` or ``"var"``) of an open h5ad file."""
     from anndata.io import read_elem
 
     try:
@@ -73,9 +75,9 @@ def _matrix_key(layer: str | None) -> str:
 
 def _from_path(path, name: str, layer: str | None) -> Dataset:
     f = _open_h5ad(path)
-    var = _read_h5ad_frame(f, "var")
+    var = read_h5ad_frame(f, "var")
     key = _matrix_key(layer)
-    counts = layer == _DEFAULT_LAYER and key not in f
+    counts = layer == LIGER_LAYER and key not in f
     if counts:
         key = "X"
     try:
@@ -95,25 +97,24 @@ def _from_path(path, name: str, layer: str | None) -> Dataset:
     )
 
 
-def _from_anndata(adata: AnnData, name: str, layer: str | None, cells=None) -> Dataset:
+def from_anndata(adata: AnnData, name: str, layer: str | None, cells=None) -> Dataset:
+    """One dataset of an AnnData (in memory or backed: then its CSR ``.X`` is read from the
+    file), ``cells`` selecting rows; with the default ``layer`` absent, ``.X`` as raw counts."""
     obs = adata.obs if cells is None else adata.obs.iloc[cells]
-    counts = layer == _DEFAULT_LAYER and layer not in adata.layers
+    counts = layer == LIGER_LAYER and layer not in adata.layers
     if counts:
         layer = None
     if adata.isbacked and layer is None:
-        X = adata.X
-        group = getattr(X, "group", None)
-        if group is None or X.format != "csr":
+        if getattr(adata.X, "format", None) != "csr":
             raise ValueError(
                 f"The backed matrix of {adata.filename!r} is not CSR; online iNMF reads backed "
                 "data as CSR. Rewrite it with a CSR .X, or load it into memory."
             )
-        source = H5Rows(group, cells=cells)
+        source = H5Rows(adata.file["X"], cells=cells)
         where = f"{str(adata.filename)!r}['X']"
     else:
-        X = get_matrix(adata, layer)
-        source = MemoryRows(sp.csr_matrix(X) if not sp.issparse(X) else X, cells=cells)
-        where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+        source = MemoryRows(get_matrix(adata, layer), cells=cells)
+        where = matrix_label(layer)
     return Dataset(name, adata.var_names, source, obs, where, var=adata.var, counts=counts)
 
 
@@ -126,15 +127,10 @@ def collect_datasets(data, *, batch_key: str | None, layer: str | None) -> list[
                 "Pass batch_key, the adata.obs column naming each cell's dataset (or pass a list "
                 "of AnnData objects / h5ad paths, one per dataset)."
             )
-        labels = get_obs_labels(data, batch_key, param="batch_key")
-        if pd.isna(labels).any():
-            raise ValueError(
-                f"adata.obs[{batch_key!r}] has missing values; every cell must belong to a dataset."
-            )
-        codes, uniques = pd.factorize(labels, sort=True)
+        codes, names = obs_batch_codes(data, batch_key, param="batch_key")
         return [
-            _from_anndata(data, str(name), layer, np.flatnonzero(codes == code))
-            for code, name in enumerate(uniques)
+            from_anndata(data, name, layer, np.flatnonzero(codes == code))
+            for code, name in enumerate(names)
         ]
     if isinstance(data, str | Path):
         data = [data]
@@ -163,7 +159,7 @@ def collect_datasets(data, *, batch_key: str | None, layer: str | None) -> list[
     try:
         for name, entry in items:
             if isinstance(entry, AnnData):
-                datasets.append(_from_anndata(entry, name, layer))
+                datasets.append(from_anndata(entry, name, layer))
             elif isinstance(entry, str | Path):
                 datasets.append(_from_path(entry, name, layer))
             else:
@@ -236,14 +232,14 @@ def select_genes(datasets: list[Dataset], mask_var, preprocess: bool) -> pd.Inde
             genes = pd.Index([])
             for d in have:
                 genes = genes.union(d.var_names[d.var[mask_var].to_numpy(bool)], sort=False)
-        elif mask_var == _DEFAULT_MASK and preprocess:
+        elif mask_var == LIGER_MASK and preprocess:
             genes = pd.Index([])
             for d in datasets:
                 s = d.stats
                 mask = liger_variable_genes(s["mean"], s["var"], s["inv_umi_mean"], s["n_cells"])
                 genes = genes.union(d.var_names[mask], sort=False)
             logger.info("LIGER variable genes over %d datasets: %d", len(datasets), len(genes))
-        elif mask_var == _DEFAULT_MASK:
+        elif mask_var == LIGER_MASK:
             genes = datasets[0].var_names
         else:
             raise ValueError(
@@ -265,18 +261,18 @@ def select_genes(datasets: list[Dataset], mask_var, preprocess: bool) -> pd.Inde
     return pd.Index(genes)
 
 
-def gene_positions(dataset: Dataset, genes: pd.Index) -> np.ndarray:
-    """Columns of ``genes`` in the dataset; refuses genes the dataset does not have."""
-    if not dataset.var_names.is_unique:
+def gene_positions(var_names: pd.Index, genes: pd.Index, *, name: str) -> np.ndarray:
+    """Columns of ``genes`` in ``var_names`` (of the dataset ``name``); refuses genes missing."""
+    if not var_names.is_unique:
         raise ValueError(
-            f"Dataset {dataset.name!r} has duplicated gene names; run var_names_make_unique()."
+            f"Dataset {name!r} has duplicated gene names; run var_names_make_unique()."
         )
-    positions = dataset.var_names.get_indexer(genes)
+    positions = var_names.get_indexer(genes)
     missing = genes[positions < 0]
     if len(missing):
         shown = ", ".join(map(str, missing[:5]))
         raise ValueError(
-            f"Dataset {dataset.name!r} lacks {len(missing)} of the {len(genes)} genes the model "
+            f"Dataset {name!r} lacks {len(missing)} of the {len(genes)} genes the model "
             f"uses ({shown}{', ...' if len(missing) > 5 else ''}). Every dataset must measure "
             "the model's genes (gene names in var_names; their order may differ)."
         )
@@ -287,8 +283,7 @@ def prepare(dataset: Dataset, genes: pd.Index, preprocess: bool) -> RowSource:
     """The dataset's rows restricted to ``genes``, LIGER-scaled on the fly when ``preprocess``."""
     source = dataset.source
     source.where = f"{dataset.where} (dataset {dataset.name!r})"
-    source.genes = gene_positions(dataset, genes)
-    source._map = None
+    source.genes = gene_positions(dataset.var_names, genes, name=dataset.name)
     if preprocess:
         s = dataset.stats
         rms = np.sqrt(s["sum_sq"][source.genes] / (s["n_cells"] - 1))
@@ -306,6 +301,16 @@ def write_scaled(source: RowSource, path: Path, block_size: int) -> H5Rows:
     return H5Rows(h5py.File(path, "r")["X"], owns_file=True)
 
 
+def dataset_obs(dataset: Dataset) -> pd.DataFrame:
+    """A copy of the dataset's ``obs`` (read from its file when it came from a path)."""
+    if dataset.obs is not None:
+        return dataset.obs.copy()
+    import h5py
+
+    with h5py.File(dataset.path, "r") as f:
+        return read_h5ad_frame(f, "obs")
+
+
 def close_all(datasets, sources=()) -> None:
     """Close the files the datasets' sources opened (never a backed AnnData's own file)."""
     for source in [d.source for d in datasets if d.source is not None] + list(sources):
@@ -313,6 +318,7 @@ def close_all(datasets, sources=()) -> None:
 
 
 def check_writable_directory(directory) -> Path:
+    """``write_scaled``: an existing directory this process can write to."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ValueError(f"write_scaled={str(directory)!r} is not an existing directory.")

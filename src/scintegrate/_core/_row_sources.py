@@ -1,4 +1,4 @@
-"""Row sources for online iNMF: the cells of one dataset, in memory or in an HDF5 CSR matrix.
+"""Row sources: the cells of one dataset as CSR row blocks, from memory or an HDF5 CSR matrix.
 
 A source hands out mini-batches of rows as float64 CSR blocks restricted to the model's genes,
 optionally normalised on the fly (LIGER's library-size normalisation and per-gene scaling). An
@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 from numba import njit
+
+from ._sparse import as_csr
 
 
 @njit(cache=True)
@@ -73,10 +75,21 @@ class RowSource:
     n_columns: int
 
     def __init__(self, genes: np.ndarray | None, inv_rms: np.ndarray | None) -> None:
-        self.genes = None if genes is None else np.asarray(genes, dtype=np.int64)
+        self._map: np.ndarray | None = None
+        self.genes = genes
         self.inv_rms = None if inv_rms is None else np.asarray(inv_rms, dtype=np.float64)
         self.read_seconds = 0.0  # time spent reading and decoding, for the benchmarks
         self.where = "the data"  # for messages
+
+    @property
+    def genes(self) -> np.ndarray | None:
+        """Stored columns of the model's genes, in the model's order (``None``: all columns)."""
+        return self._genes
+
+    @genes.setter
+    def genes(self, genes: np.ndarray | None) -> None:
+        self._genes = None if genes is None else np.asarray(genes, dtype=np.int64)
+        self._map = None  # the column map follows the genes
 
     @property
     def n_genes(self) -> int:
@@ -138,7 +151,7 @@ class RowSource:
         )
 
     def _column_map(self) -> np.ndarray:
-        if getattr(self, "_map", None) is None:
+        if self._map is None:
             if self.genes is None:
                 self._map = np.arange(self.n_columns, dtype=np.int64)
             else:
@@ -160,7 +173,7 @@ class MemoryRows(RowSource):
         inv_rms: np.ndarray | None = None,
     ) -> None:
         super().__init__(genes, inv_rms)
-        self.X = sp.csr_matrix(X) if not isinstance(X, sp.csr_matrix) else X
+        self.X = as_csr(X)
         self.cells = None if cells is None else np.asarray(cells, dtype=np.int64)
         self.n_cells = self.X.shape[0] if cells is None else len(self.cells)
         self.n_columns = self.X.shape[1]
@@ -227,8 +240,8 @@ class H5Rows(RowSource):
 
 def csr_group(file, key: str):
     """The HDF5 group of a CSR matrix at ``key`` (``"X"`` or ``"layers/<name>"``) of an open
-    h5ad file, with clear errors for anything else."""
-    name = file.filename
+    h5ad file (an h5py File, or its root group), with clear errors for anything else."""
+    name = file.file.filename
     if key not in file:
         raise ValueError(f"{name!r} has no matrix {key!r}.")
     group = file[key]
