@@ -55,15 +55,15 @@ def _ours_model(args):
 
 
 def _ours_train(args):
-    from scintegrate.tl import _online_inmf as online
-    from scintegrate.tl import _online_inmf_data as io
+    from scintegrate.tl import _online_inmf_model as online
+    from scintegrate._utils import _row_inputs as io
 
     files = dict(zip(args.names, args.files, strict=True))
     with Measurement() as m:
-        datasets = io.collect_datasets(files, batch_key=None, layer=io._DEFAULT_LAYER)
+        datasets = io.collect_datasets(files, batch_key=None, layer=io.LIGER_LAYER)
         for d in datasets:
             d.stats = io.streaming_stats(d)
-        genes = io.select_genes(datasets, io._DEFAULT_MASK, True)
+        genes = io.select_genes(datasets, io.LIGER_MASK, True)
         model = online.new_model(
             args.k,
             lambda_=args.lambda_,
@@ -71,10 +71,10 @@ def _ours_train(args):
             hals_iter=1,
             chunk_size=1000,
             random_state=args.seed,
-            genes=genes,
+            var_names=genes,
         )
-        sources = model._prepare(datasets, None, None)
-        model._train(datasets, sources, args.epochs)
+        sources = online.prepare_sources(model, datasets, None, None)
+        online.train(model, datasets, sources, args.epochs)
     out = m.as_dict()
     out["n_cells"] = int(sum(s.n_cells for s in sources))
     return out
@@ -83,7 +83,7 @@ def _ours_train(args):
 def _scaled_sources(paths, n_genes):
     import h5py
 
-    from scintegrate._core._sources import H5Rows
+    from scintegrate._core._row_sources import H5Rows
 
     return [H5Rows(h5py.File(p, "r")["X"]) for p in paths]
 

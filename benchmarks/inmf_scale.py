@@ -85,7 +85,7 @@ def write_h5ad(path: Path, blocks, n_cells: int, genes: np.ndarray, prefix: str)
     import pandas as pd
     from anndata.io import write_elem
 
-    from scintegrate._core._sources import write_csr_blocks
+    from scintegrate._core._row_sources import write_csr_blocks
 
     tmp = path.with_suffix(".tmp")
     with h5py.File(tmp, "w") as f:
@@ -146,7 +146,7 @@ def heldout_objective(factors: Path, scaled_heldout, names) -> float:
     """Objective (1) of the held-out cells with W and V_i fixed (same evaluation for all)."""
     import h5py
 
-    from scintegrate._core._sources import H5Rows
+    from scintegrate._core._row_sources import H5Rows
     from scintegrate._core.online_inmf import OnlineINMF
 
     saved = np.load(factors)
@@ -163,7 +163,7 @@ def scaled_copies(names, files, heldout, folder: Path):
     """The LIGER-scaled CSR files both implementations read in the like-for-like run (our
     streaming statistics, variable genes and scaling; held-out cells scaled like their
     dataset)."""
-    from scintegrate.tl import _online_inmf_data as io
+    from scintegrate._utils import _row_inputs as io
 
     out = [folder / f"{n}.scaled.h5" for n in names]
     out_held = [folder / f"{n}_heldout.scaled.h5" for n in names]
@@ -172,7 +172,7 @@ def scaled_copies(names, files, heldout, folder: Path):
     datasets = io.collect_datasets(dict(zip(names, files, strict=True)), batch_key=None, layer=None)
     for d in datasets:
         d.stats = io.streaming_stats(d)
-    genes = io.select_genes(datasets, io._DEFAULT_MASK, True)
+    genes = io.select_genes(datasets, io.LIGER_MASK, True)
     held = io.collect_datasets(dict(zip(names, heldout, strict=True)), batch_key=None, layer=None)
     for d, h, p, q in zip(datasets, held, out, out_held, strict=True):
         source = io.prepare(d, genes, preprocess=True)

@@ -127,7 +127,7 @@ def collect_datasets(data, *, batch_key: str | None, layer: str | None) -> list[
                 "Pass batch_key, the adata.obs column naming each cell's dataset (or pass a list "
                 "of AnnData objects / h5ad paths, one per dataset)."
             )
-        codes, names = obs_batch_codes(data, batch_key, param="batch_key")
+        codes, names = obs_batch_codes(data, batch_key, param="batch_key", order="sorted")
         return [
             from_anndata(data, name, layer, np.flatnonzero(codes == code))
             for code, name in enumerate(names)

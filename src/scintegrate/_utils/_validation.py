@@ -149,14 +149,21 @@ def check_number(
     raise ValueError(f"{param} must be a finite number{within}, got {value!r}.")
 
 
-def batch_codes(values: Any, *, what: str = "batch labels") -> tuple[np.ndarray, np.ndarray]:
+def batch_codes(
+    values: Any, *, what: str = "batch labels", order: str = "categories"
+) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes ``0..B-1`` and batch names (strings) of per-cell batch labels.
 
-    The one encoding of batches, datasets and modalities used by every tool. Categorical labels
-    (a categorical Series or ``pd.Categorical``) keep the order of their observed categories;
-    other labels are sorted. Missing labels, and labels that differ only in type, are refused.
+    The one encoding of batches, datasets and modalities used by every tool. With
+    ``order="categories"``, categorical labels (a categorical Series or ``pd.Categorical``)
+    keep the order of their observed categories and other labels are sorted; with
+    ``order="sorted"`` all labels are sorted (the order ``tl.inmf``, ``tl.online_inmf`` and
+    ``tl.etm`` have always used, kept so that their results reproduce). Missing labels, and
+    labels that differ only in type, are refused.
     """
-    if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):
+    if order not in ("categories", "sorted"):
+        raise ValueError(f"order must be 'categories' or 'sorted', got {order!r}.")
+    if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype) and order == "categories":
         values = pd.Series(values)
     else:
         values = pd.Series(np.asarray(values, dtype=object))
@@ -179,8 +186,8 @@ def batch_codes(values: Any, *, what: str = "batch labels") -> tuple[np.ndarray,
 
 
 def obs_batch_codes(
-    adata: AnnData, batch_key: str, *, param: str = "batch_key"
+    adata: AnnData, batch_key: str, *, param: str = "batch_key", order: str = "categories"
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`batch_codes` of ``adata.obs[batch_key]``, with an error naming ``param``."""
     get_obs_labels(adata, batch_key, param=param)
-    return batch_codes(adata.obs[batch_key], what=f"adata.obs[{batch_key!r}]")
+    return batch_codes(adata.obs[batch_key], what=f"adata.obs[{batch_key!r}]", order=order)

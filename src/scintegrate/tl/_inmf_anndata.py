@@ -113,7 +113,7 @@ def split_datasets(
     check_adata(adata)
     if not isinstance(batch_key, str):
         raise ValueError(f"batch_key must be the name of an adata.obs column, got {batch_key!r}.")
-    codes, batches = obs_batch_codes(adata, batch_key, param="batch_key")
+    codes, batches = obs_batch_codes(adata, batch_key, param="batch_key", order="sorted")
     if layer == LIGER_LAYER and layer not in adata.layers:
         raise ValueError(
             f"adata.layers[{layer!r}] not found. Run scintegrate.pp.liger_preprocess(adata, "
