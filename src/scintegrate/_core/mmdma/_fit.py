@@ -38,8 +38,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ._adam import Adam
-from ._progress import progress_bar
+from .._adam import Adam
+from .._progress import progress_bar
 
 FORMULATIONS = ("primal", "dual")
 BACKENDS = ("auto", "torch", "keops")
