@@ -128,42 +128,50 @@ def _symmetry_search(
     both = torch.cat([wx, wy])
     median = median_bandwidth(both[torch.randperm(len(both), generator=gen)[:512]])
 
-    def scorer(wx: torch.Tensor, wy: torch.Tensor, bandwidth: float):
-        n, m = len(wx), len(wy)
-        fixed = _kernel_total(wx, wx, bandwidth) / n**2 + _kernel_total(wy, wy, bandwidth) / m**2
-
-        def mmd_after(q: torch.Tensor) -> float:
-            # an orthogonal q leaves the second embedding's own kernel sum unchanged
-            return fixed - 2.0 * _kernel_total(wx, wy @ q.float(), bandwidth) / (n * m)
-
-        return mmd_after
-
     # the coarse ranking on at most `coarse_cells` cells, the refinement on all (<= max_cells)
     sub_x = torch.randperm(len(wx), generator=gen)[:coarse_cells]
     sub_y = torch.randperm(len(wy), generator=gen)[:coarse_cells]
-    coarse = scorer(wx[sub_x], wy[sub_y], factor * median)
-    fine = scorer(wx, wy, fine_factor * median)
+    coarse = _scorer(wx[sub_x], wy[sub_y], factor * median)
+    fine = _scorer(wx, wy, fine_factor * median)
     grid, spacing = _symmetry_grid(k, n_angles)
     ranked = sorted(grid, key=lambda c: coarse(_orthogonal_map(c[0], c[1], k)))[:shortlist]
     best = margin * fine(torch.eye(k, dtype=torch.float64))
     best_q = None
     for kind, angles in ranked:
-        angles = list(angles)
-        value = fine(_orthogonal_map(kind, angles, k))
-        step = spacing / 2
-        for _ in range(5 if angles else 0):
-            # pattern search: move one angle by +-step while that helps, then halve the step
-            for i in range(len(angles)):
-                for sign in (1.0, -1.0):
-                    trial = list(angles)
-                    trial[i] += sign * step
-                    trial_value = fine(_orthogonal_map(kind, trial, k))
-                    if trial_value < value:
-                        angles, value = trial, trial_value
-            step /= 2
+        angles, value = _refine(fine, kind, list(angles), k, spacing)
         if value < best:
             best, best_q = value, _orthogonal_map(kind, angles, k)
     if best_q is None:
         return None
     inner = whiten_y @ best_q @ _sym_power(uy, 0.5)
     return torch.eye(d, dtype=torch.float64) - basis @ basis.T + basis @ inner @ basis.T
+
+
+def _scorer(wx: torch.Tensor, wy: torch.Tensor, bandwidth: float):
+    """``q -> MMD²(wx, wy q)`` for orthogonal maps ``q``, with ``bandwidth``."""
+    n, m = len(wx), len(wy)
+    fixed = _kernel_total(wx, wx, bandwidth) / n**2 + _kernel_total(wy, wy, bandwidth) / m**2
+
+    def mmd_after(q: torch.Tensor) -> float:
+        # an orthogonal q leaves the second embedding's own kernel sum unchanged
+        return fixed - 2.0 * _kernel_total(wx, wy @ q.float(), bandwidth) / (n * m)
+
+    return mmd_after
+
+
+def _refine(score, kind: str, angles: list[float], k: int, spacing: float):
+    """Pattern search on the angles of one candidate: move one angle by +-step while that
+    lowers ``score``, then halve the step (5 rounds from half the grid spacing); returns the
+    angles and their score."""
+    value = score(_orthogonal_map(kind, angles, k))
+    step = spacing / 2
+    for _ in range(5 if angles else 0):
+        for i in range(len(angles)):
+            for sign in (1.0, -1.0):
+                trial = list(angles)
+                trial[i] += sign * step
+                trial_value = score(_orthogonal_map(kind, trial, k))
+                if trial_value < value:
+                    angles, value = trial, trial_value
+        step /= 2
+    return angles, value
