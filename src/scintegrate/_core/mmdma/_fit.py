@@ -107,7 +107,7 @@ def fit_mmdma(
     progress: bool = False,
     block_size: int | None = None,
 ) -> MMDMAResult:
-    """Learn the two maps of MMD-MA by Adam; see the module docstring for the objective.
+    """Learn the two maps of MMD-MA by Adam; the objective is in the package docstring.
 
     ``bandwidth="median"`` sets the kernel bandwidth, at every step, to the median distance
     between the embeddings of a fixed random sample of ``median_sample`` cells of each modality
