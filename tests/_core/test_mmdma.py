@@ -97,6 +97,38 @@ def test_distortion_routes_agree_with_dense_and_sparse_input():
     assert sparse_terms["loss"] == pytest.approx(float(ref), rel=1e-9)
 
 
+@pytest.mark.parametrize("n_features", [12, 300], ids=["gram", "cells"])
+@pytest.mark.parametrize("formulation", ["primal", "dual"])
+def test_modality_reads_sparse_input_from_a_private_canonical_copy(n_features, formulation):
+    """Unsorted indices and a duplicate entry: the caller's arrays stay as they were (issue 18)
+    and the modality is that of the canonical matrix."""
+    clean = sp.random(40, n_features, density=0.2, random_state=7, format="csr", dtype=np.float32)
+    n = clean.indptr[1]
+    assert n >= 2
+    indices, data = clean.indices.copy(), clean.data.copy()
+    indices[:n], data[:n] = indices[n - 1 :: -1].copy(), data[n - 1 :: -1].copy()
+    half = data[:1] / 2
+    indptr = clean.indptr.copy()
+    indptr[1:] += 1
+    messy = sp.csr_matrix(
+        (np.concatenate([half, half, data[1:]]), np.concatenate([indices[:1], indices]), indptr),
+        shape=clean.shape,
+    )
+    before = [a.copy() for a in (messy.data, messy.indices, messy.indptr)]
+    got = M._Modality(messy, formulation, torch.float64, "cpu")
+    ref = M._Modality(clean, formulation, torch.float64, "cpu")
+    for now, then in zip((messy.data, messy.indices, messy.indptr), before, strict=True):
+        np.testing.assert_array_equal(now, then, strict=True)
+    expected = "dual" if formulation == "dual" else ("cells" if n_features > 12 else "gram")
+    assert got.route == ref.route == expected
+    assert got.gram_sq == ref.gram_sq
+    rows = got.n if formulation == "dual" else n_features
+    w = torch.from_numpy(np.random.default_rng(0).normal(size=(rows, 2)))
+    torch.testing.assert_close(got.embed(w), ref.embed(w), rtol=0, atol=0)
+    if formulation == "primal":
+        assert got.X_host is not messy and got.X_host.has_canonical_format
+
+
 def test_primal_and_dual_give_the_same_loss_for_matching_parameters():
     rng = np.random.default_rng(5)
     X = rng.normal(size=(30, 40))

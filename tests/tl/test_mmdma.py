@@ -182,6 +182,109 @@ def test_anndata_pair_use_rep_and_dual(branch):
     )
 
 
+QUICK = {"max_epochs": 3, "n_dims": 3}
+
+
+def test_a_call_on_use_rep_removes_the_maps_of_a_call_on_the_features(branch):
+    """Issue 18: the second call kept the first one's varm["mmdma_W"]."""
+    for m in ("rna", "atac"):
+        branch[m].obsm["X_pca"] = branch[m].X[:, :5] * 1.0
+    si.tl.mmdma(branch, **QUICK)
+    assert "mmdma_W" in branch["rna"].varm
+    si.tl.mmdma(branch, use_rep="X_pca", **QUICK)
+    for m in ("rna", "atac"):
+        assert "mmdma_W" not in branch[m].varm
+        assert branch[m].obsm["X_mmdma"].shape == (200, 3)
+        assert branch.uns["mmdma"][f"W_{m}"].shape == (5, 3)
+
+
+def test_a_primal_call_removes_the_alphas_of_a_dual_call_and_other_keys_stay(branch):
+    """Issue 18: the second call kept the first one's obsm["mmdma_alpha"]."""
+    si.tl.mmdma(branch, key_added="other", formulation="dual", **QUICK)
+    si.tl.mmdma(branch, formulation="dual", **QUICK)
+    assert "mmdma_alpha" in branch["rna"].obsm
+    si.tl.mmdma(branch, **QUICK)
+    for m in ("rna", "atac"):
+        assert "mmdma_alpha" not in branch[m].obsm
+        assert "mmdma_W" in branch[m].varm
+        assert {"other_alpha", "X_other"} <= set(branch[m].obsm)
+    assert "X_other" in branch.obsm and "other" in branch.uns
+
+
+def test_a_second_call_on_a_pair_of_anndata_replaces_the_slots_in_each(branch):
+    rna, atac = branch["rna"].copy(), branch["atac"].copy()
+    for a in (rna, atac):
+        a.obsm["X_pca"] = a.X[:, :5] * 1.0
+    si.tl.mmdma((rna, atac), formulation="dual", **QUICK)
+    si.tl.mmdma((rna, atac), use_rep="X_pca", **QUICK)
+    for a in (rna, atac):
+        assert "mmdma_alpha" not in a.obsm and "mmdma_W" not in a.varm
+        assert {"W_rna", "W_atac", "params", "history"} <= set(a.uns["mmdma"])
+
+
+def _noncanonical(X, *, duplicates: bool):
+    """A CSR/CSC matrix with the same values as ``X`` whose first row (column) stores its
+    entries in reverse order and, with ``duplicates``, its first entry as two halves."""
+    n = X.indptr[1]
+    indices, data, indptr = X.indices.copy(), X.data.copy(), X.indptr.copy()
+    indices[:n], data[:n] = indices[n - 1 :: -1].copy(), data[n - 1 :: -1].copy()
+    if duplicates:
+        half = data[:1] / 2
+        data = np.concatenate([half, half, data[1:]])
+        indices = np.concatenate([indices[:1], indices])
+        indptr[1:] += 1
+    out = type(X)((data, indices, indptr), shape=X.shape)
+    assert not out.has_canonical_format
+    return out
+
+
+def _stored(X) -> list[np.ndarray]:
+    return [X.data.copy(), X.indices.copy(), X.indptr.copy()]
+
+
+def _assert_unchanged(X, before: list[np.ndarray]) -> None:
+    for now, then in zip((X.data, X.indices, X.indptr), before, strict=True):
+        assert now.dtype == then.dtype
+        np.testing.assert_array_equal(now, then, strict=True)
+
+
+@pytest.mark.parametrize("formulation", ["primal", "dual"])
+@pytest.mark.parametrize("duplicates", [False, True], ids=["unsorted", "duplicates"])
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unsorted_or_duplicate_sparse_input_is_left_unchanged(dtype, fmt, duplicates, formulation):
+    """Issue 18: a float32 CSR with unsorted or duplicate indices was sorted (and shrunk) in
+    place. The user's arrays stay as they were, bit for bit, and the result is that of the
+    same matrix in canonical form."""
+    clean = sp.csr_matrix(np.arange(1, 121, dtype=dtype).reshape(40, 3)).asformat(fmt)
+    messy = _noncanonical(clean, duplicates=duplicates)
+    before = _stored(messy)
+    other = ad.AnnData(np.random.default_rng(0).normal(size=(30, 4)))
+    kw = {"n_dims": 2, "max_epochs": 2, "backend": "torch", "formulation": formulation}
+    got = si.tl.mmdma([ad.AnnData(messy), other], copy=True, **kw)
+    _assert_unchanged(messy, before)
+    ref = si.tl.mmdma([ad.AnnData(clean), other], copy=True, **kw)
+    np.testing.assert_array_equal(got[0].obsm["X_mmdma"], ref[0].obsm["X_mmdma"])
+    np.testing.assert_array_equal(got[1].obsm["X_mmdma"], ref[1].obsm["X_mmdma"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sparse_input_unchanged_on_the_cells_route_with_minibatches_and_pca(dtype):
+    """Many features (no Gram matrix), mini-batch rows and the sparse SVD of init='pca' read
+    the matrix too."""
+    X = sp.random(60, 40, density=0.1, random_state=0, format="csr", dtype=dtype)
+    X = X[np.asarray(X.getnnz(axis=1) >= 2).nonzero()[0]]
+    messy = _noncanonical(X, duplicates=True)
+    before = _stored(messy)
+    other = ad.AnnData(np.random.default_rng(1).normal(size=(50, 6)))
+    kw = {"n_dims": 3, "max_epochs": 2, "backend": "torch", "batch_size": 16, "init": "pca"}
+    got = si.tl.mmdma([ad.AnnData(messy), other], copy=True, **kw)
+    _assert_unchanged(messy, before)
+    assert got[0].uns["mmdma"]["params"]["init"] == "pca"
+    ref = si.tl.mmdma([ad.AnnData(X), other], copy=True, **kw)
+    np.testing.assert_array_equal(got[0].obsm["X_mmdma"], ref[0].obsm["X_mmdma"])
+
+
 def test_bad_input(branch):
     with pytest.raises(ValueError, match=r"Modality 'prot' is not in mdata\.mod"):
         si.tl.mmdma(branch, mods=("rna", "prot"))
@@ -207,7 +310,7 @@ def test_bad_input(branch):
         si.tl.mmdma(branch, select="best")
     with pytest.raises(ValueError, match="bandwidth must be"):
         si.tl.mmdma(branch, bandwidth="scott")
-    with pytest.raises(ValueError, match="lambda_penalty must be a non-negative"):
+    with pytest.raises(ValueError, match="lambda_penalty must be a finite number >= 0"):
         si.tl.mmdma(branch, lambda_penalty=-1)
     with pytest.raises(ValueError, match="formulation='kernel' is not supported"):
         si.tl.mmdma(branch, formulation="kernel")

@@ -10,142 +10,27 @@ import scipy.sparse as sp
 from anndata import AnnData
 from mudata import MuData
 
-from .._core.mmdma import BACKENDS, FORMULATIONS, fit_mmdma, resolve_backend
+from .._core.mmdma import BACKENDS, FORMULATIONS, MMDMAResult, fit_mmdma, resolve_backend
 from .._docs import doc_params
 from .._logging import logger
 from .._settings import settings
 from .._utils._device import resolve_device
 from .._utils._random import get_rng
-from .._utils._slots import history_frame, record_params
+from .._utils._slots import history_frame, record_params, write_slots
 from .._utils._validation import (
     check_bool,
     check_finite,
     check_in,
     check_key,
+    check_number,
     check_positive_int,
     get_matrix,
+    matrix_label,
 )
 
-# the symmetry search (coarse stage) and select="narrow_mmd" use a kernel this many times
-# narrower than the trained one
-_SELECT_FACTOR = 0.25
 # the dual holds an n x n kernel matrix per modality
 _DUAL_MAX_CELLS = 50_000
-
-
-def _per_mod(value, mods: Sequence[str], *, param: str) -> list:
-    """A str/None for both modalities, or a mapping modality -> value."""
-    if isinstance(value, Mapping):
-        missing = [m for m in mods if m not in value]
-        if missing:
-            raise ValueError(f"{param} is a mapping but has no entry for modality {missing[0]!r}.")
-        return [value[m] for m in mods]
-    return [value, value]
-
-
-def _check_number(value, *, param: str, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        raise ValueError(f"{param} must be a number, got {value!r}.")
-    if not np.isfinite(value) or value < 0 or (positive and value == 0):
-        kind = "positive" if positive else "non-negative"
-        raise ValueError(f"{param} must be a {kind} finite number, got {value!r}.")
-    return float(value)
-
-
-def _get_modalities(mdata, mods) -> tuple[list[AnnData], list[str], bool]:
-    """The two AnnData objects to integrate, their names, and whether the input is a MuData."""
-    if isinstance(mdata, MuData):
-        if isinstance(mods, str) or len(mods) != 2 or len(set(mods)) != 2:
-            raise ValueError(f"mods must name two different modalities, got {mods!r}.")
-        available = ", ".join(map(repr, mdata.mod.keys())) or "none"
-        for m in mods:
-            if m not in mdata.mod:
-                raise ValueError(
-                    f"Modality {m!r} is not in mdata.mod (available: {available}); pass "
-                    "mods=(first, second) naming two of them."
-                )
-        return [mdata.mod[m] for m in mods], [str(m) for m in mods], True
-    if (
-        isinstance(mdata, list | tuple)
-        and len(mdata) == 2
-        and all(isinstance(a, AnnData) for a in mdata)
-    ):
-        if isinstance(mods, str) or len(mods) != 2 or len(set(mods)) != 2:
-            raise ValueError(f"mods must be two different names, got {mods!r}.")
-        return list(mdata), [str(m) for m in mods], False
-    raise TypeError(
-        f"mdata must be a MuData with two modalities or a pair (adata_x, adata_y) of AnnData, "
-        f"got {type(mdata).__name__}."
-    )
-
-
-def _get_data(adata: AnnData, mod: str, layer, use_rep):
-    """The cells x features matrix of one modality, validated (never copied or modified)."""
-    if adata.n_obs == 0 or adata.n_vars == 0:
-        raise ValueError(
-            f"Modality {mod!r} is empty ({adata.n_obs} cells x {adata.n_vars} features)."
-        )
-    if use_rep is not None:
-        if layer is not None:
-            raise ValueError("Pass either layer or use_rep, not both.")
-        if use_rep not in adata.obsm:
-            keys = ", ".join(map(repr, adata.obsm.keys())) or "none"
-            raise ValueError(
-                f"use_rep={use_rep!r} is not in mdata[{mod!r}].obsm (keys: {keys}); compute it "
-                "first (e.g. sc.pp.pca) or pass use_rep=None to use the features."
-            )
-        X = adata.obsm[use_rep]
-        X = X.to_numpy() if hasattr(X, "to_numpy") else X
-        where = f"mdata[{mod!r}].obsm[{use_rep!r}]"
-    else:
-        X = get_matrix(adata, layer)
-        where = f"mdata[{mod!r}]" + (".X" if layer is None else f".layers[{layer!r}]")
-    if not sp.issparse(X):
-        X = np.asarray(X)
-    if X.ndim != 2 or X.shape[0] != adata.n_obs or X.shape[1] == 0:
-        raise ValueError(f"{where} must be a cells x features matrix, got shape {X.shape}.")
-    check_finite(X, what=where)
-    return X, where
-
-
-def _check_init(init, data: list, n_dims: int, formulation: str) -> list[np.ndarray]:
-    """Starting maps given as a pair of arrays: finite, not all zero, of the trained shapes."""
-    primal = formulation == "primal"
-    names, what = (("W_x", "W_y"), "features") if primal else (("a_x", "a_y"), "cells")
-    maps = []
-    for name, w, X in zip(names, init, data, strict=True):
-        w = np.asarray(w, dtype=np.float64)
-        rows = X.shape[1] if primal else X.shape[0]
-        if w.shape != (rows, n_dims):
-            raise ValueError(
-                f"init {name} must have shape ({rows}, {n_dims}) ({what} x n_dims for "
-                f"formulation={formulation!r}), got {w.shape}."
-            )
-        check_finite(w, what=f"init {name}")
-        if not np.any(w):
-            raise ValueError(f"init {name} is all zeros; the fit cannot move from it.")
-        maps.append(w)
-    return maps
-
-
-def _joint_embedding(mdata: MuData, mods: list[str], Z: list[np.ndarray]) -> np.ndarray:
-    """Rows of ``mdata.obs``: each modality's cells get their embedding, other cells NaN.
-
-    A cell present in both modalities (same obs name) gets the mean of its two embeddings.
-    """
-    d = Z[0].shape[1]
-    total = np.zeros((mdata.n_obs, d))
-    count = np.zeros(mdata.n_obs)
-    for m, z in zip(mods, Z, strict=True):
-        # obsmap[m][i]: 1-based row of mdata's cell i in modality m, 0 when absent
-        positions = np.asarray(mdata.obsmap[m]).ravel().astype(np.int64)
-        present = positions > 0
-        total[present] += z[positions[present] - 1]
-        count[present] += 1
-    out = np.full((mdata.n_obs, d), np.nan)
-    embedded = count > 0
-    out[embedded] = total[embedded] / count[embedded, None]
-    return out
+_INITS = ("random", "uniform", "pca")
 
 
 @doc_params
@@ -285,31 +170,33 @@ def mmdma(
     Returns
     -------
     ``None``, or with ``copy=True`` the modified copy (a MuData, or a list of the two AnnData).
-    Writes, with ``key = key_added``:
+    Writes the slots below, after removing every slot an earlier call with the same
+    ``key_added`` wrote:
 
-    ``mdata.obsm[f"X_<key>"]``
+    ``mdata.obsm[f"X_{key_added}"]``
         The joint embedding, one row per cell of ``mdata.obs``: each modality's cells get their
         own embedding (a cell present in both gets the mean of its two), other cells NaN.
         Not written for a pair of AnnData.
-    ``mdata[mod].obsm[f"X_<key>"]``
+    ``mdata[mod].obsm[f"X_{key_added}"]``
         Each modality's embedding ``Z`` (n_obs x n_dims).
-    ``mdata[mod].varm[f"<key>_W"]``
+    ``mdata[mod].varm[f"{key_added}_W"]``
         The map ``W`` (n_vars x n_dims), ``Z = X W`` (in the dual ``W = Xᵀα``). With ``use_rep``
-        it is stored as ``mdata.uns[key]["W_<mod>"]`` instead.
-    ``mdata[mod].obsm[f"<key>_alpha"]``
+        it is stored as ``mdata.uns[key_added][f"W_{mod}"]`` instead.
+    ``mdata[mod].obsm[f"{key_added}_alpha"]``
         Dual only: the dual coefficients ``α`` (n_obs x n_dims).
-    ``mdata.uns[key]["params"]``
+    ``mdata.uns[key_added]["params"]``
         Every argument that affected the result, the resolved device and backend, the package
         version.
-    ``mdata.uns[key]["history"]``
+    ``mdata.uns[key_added]["history"]``
         DataFrame, one row per epoch of the kept restart: ``loss``, ``mmd``, ``penalty``,
         ``distortion``, ``bandwidth``, ``time`` (s since the start).
-    ``mdata.uns[key]["restart_losses"]``, ``["restart_scores"]``, ``["restart_symmetry"]``, ``["best_restart"]``, ``["loss"]``, ``["bandwidth"]``
+    ``mdata.uns[key_added]["restart_losses"]``, ``["restart_scores"]``, ``["restart_symmetry"]``, ``["best_restart"]``, ``["loss"]``, ``["bandwidth"]``
         Final loss of every restart, what they were ranked by (``select``), whether the
         symmetry search changed its second map, the index of the kept one, its final loss and
         bandwidth.
 
-    With a pair of AnnData, each one gets its ``obsm``/``varm`` slots and a copy of ``uns[key]``.
+    With a pair of AnnData, each one gets its ``obsm``/``varm`` slots and a copy of
+    ``uns[key_added]``.
 
     Examples
     --------
@@ -322,31 +209,21 @@ def mmdma(
     n_dims = check_positive_int(n_dims, param="n_dims")
     check_in(formulation, FORMULATIONS, param="formulation")
     check_in(backend, BACKENDS, param="backend")
-    lambda_penalty = _check_number(lambda_penalty, param="lambda_penalty")
-    lambda_distortion = _check_number(lambda_distortion, param="lambda_distortion")
+    lambda_penalty = check_number(lambda_penalty, param="lambda_penalty", minimum=0)
+    lambda_distortion = check_number(lambda_distortion, param="lambda_distortion", minimum=0)
     if isinstance(bandwidth, str):
         if bandwidth != "median":
             raise ValueError(f"bandwidth must be 'median' or a positive number, got {bandwidth!r}.")
     else:
-        bandwidth = _check_number(bandwidth, param="bandwidth", positive=True)
+        bandwidth = check_number(bandwidth, param="bandwidth", minimum=0, exclusive_minimum=True)
     max_epochs = check_positive_int(max_epochs, param="max_epochs")
-    lr = _check_number(lr, param="lr", positive=True)
+    lr = check_number(lr, param="lr", minimum=0, exclusive_minimum=True)
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, param="batch_size", minimum=2)
     n_restarts = check_positive_int(n_restarts, param="n_restarts")
     check_in(select, ("loss", "narrow_mmd"), param="select")
     symmetry_search = check_bool(symmetry_search, param="symmetry_search")
-    if isinstance(init, str):
-        check_in(init, ("random", "uniform", "pca"), param="init")
-    elif isinstance(init, Mapping) or not isinstance(init, Sequence) or len(init) != 2:
-        raise ValueError(
-            "init must be 'random', 'uniform', 'pca' or a pair of arrays (W_x, W_y), got "
-            f"{type(init).__name__}."
-        )
-    elif n_restarts > 1:
-        raise ValueError(
-            "init given as arrays starts every restart from the same maps; use n_restarts=1."
-        )
+    _check_init_kind(init, n_restarts)
     unbiased = check_bool(unbiased, param="unbiased")
     key_added = check_key(key_added)
     adatas, mods, is_mudata = _get_modalities(mdata, mods)
@@ -354,24 +231,13 @@ def mmdma(
         raise ValueError(f"key_added={key_added!r} equals a modality name; choose another key.")
     layers = _per_mod(layer, mods, param="layer")
     reps = _per_mod(use_rep, mods, param="use_rep")
-    data = []
-    for adata, m, lay, rep in zip(adatas, mods, layers, reps, strict=True):
-        X, where = _get_data(adata, m, lay, rep)
-        if n_dims > X.shape[1]:
-            raise ValueError(
-                f"n_dims={n_dims} is larger than the number of features of {where} "
-                f"({X.shape[1]}); choose n_dims <= {X.shape[1]}."
-            )
-        if X.shape[0] < 2:
-            raise ValueError(f"Modality {m!r} has {X.shape[0]} cell; MMD-MA needs at least 2.")
-        if formulation == "dual" and X.shape[0] > _DUAL_MAX_CELLS:
-            raise ValueError(
-                f"formulation='dual' holds an n x n matrix, too large for the {X.shape[0]} cells "
-                f"of modality {m!r}; use formulation='primal'."
-            )
-        data.append(X)
+    data = [
+        _get_data(adata, m, lay, rep, n_dims=n_dims, formulation=formulation)
+        for adata, m, lay, rep in zip(adatas, mods, layers, reps, strict=True)
+    ]
     if not isinstance(init, str):
         init = _check_init(init, data, n_dims, formulation)
+    rng = get_rng(random_state)
     resolved_device = resolve_device(device)
     resolved_backend = resolve_backend(backend, resolved_device)
 
@@ -389,12 +255,11 @@ def mmdma(
         batch_size=batch_size,
         n_restarts=n_restarts,
         select=select,
-        select_factor=_SELECT_FACTOR,
         symmetry_search=symmetry_search,
         init=init,
         unbiased=unbiased,
         device=resolved_device,
-        rng=get_rng(random_state),
+        rng=rng,
         progress=settings.progress_bar,
     )
     logger.info(
@@ -407,9 +272,6 @@ def mmdma(
         n_restarts,
     )
 
-    if copy:
-        mdata = mdata.copy() if is_mudata else [a.copy() for a in adatas]
-        adatas = [mdata.mod[m] for m in mods] if is_mudata else mdata
     params = {
         "n_dims": n_dims,
         "mods": list(mods),
@@ -432,6 +294,150 @@ def mmdma(
         "device": resolved_device,
         "random_state": random_state if isinstance(random_state, int) else None,
     }
+    if copy:
+        mdata = mdata.copy() if is_mudata else [a.copy() for a in adatas]
+    _write_results(mdata, mods, data, reps, result, params, key_added=key_added)
+    return mdata if copy else None
+
+
+def _check_init_kind(init, n_restarts: int) -> None:
+    """``init`` names a kind of start, or is a pair (checked later against the data)."""
+    if isinstance(init, str):
+        check_in(init, _INITS, param="init")
+    elif isinstance(init, Mapping) or not isinstance(init, Sequence) or len(init) != 2:
+        raise ValueError(
+            "init must be 'random', 'uniform', 'pca' or a pair of arrays (W_x, W_y), got "
+            f"{type(init).__name__}."
+        )
+    elif n_restarts > 1:
+        raise ValueError(
+            "init given as arrays starts every restart from the same maps; use n_restarts=1."
+        )
+
+
+def _per_mod(value, mods: Sequence[str], *, param: str) -> list:
+    """A str/None for both modalities, or a mapping modality -> value."""
+    if isinstance(value, Mapping):
+        missing = [m for m in mods if m not in value]
+        if missing:
+            raise ValueError(f"{param} is a mapping but has no entry for modality {missing[0]!r}.")
+        return [value[m] for m in mods]
+    return [value, value]
+
+
+def _get_modalities(mdata, mods) -> tuple[list[AnnData], list[str], bool]:
+    """The two AnnData objects to integrate, their names, and whether the input is a MuData."""
+    if isinstance(mdata, MuData):
+        if isinstance(mods, str) or len(mods) != 2 or len(set(mods)) != 2:
+            raise ValueError(f"mods must name two different modalities, got {mods!r}.")
+        available = ", ".join(map(repr, mdata.mod.keys())) or "none"
+        for m in mods:
+            if m not in mdata.mod:
+                raise ValueError(
+                    f"Modality {m!r} is not in mdata.mod (available: {available}); pass "
+                    "mods=(first, second) naming two of them."
+                )
+        return [mdata.mod[m] for m in mods], [str(m) for m in mods], True
+    if (
+        isinstance(mdata, list | tuple)
+        and len(mdata) == 2
+        and all(isinstance(a, AnnData) for a in mdata)
+    ):
+        if isinstance(mods, str) or len(mods) != 2 or len(set(mods)) != 2:
+            raise ValueError(f"mods must be two different names, got {mods!r}.")
+        return list(mdata), [str(m) for m in mods], False
+    raise TypeError(
+        f"mdata must be a MuData with two modalities or a pair (adata_x, adata_y) of AnnData, "
+        f"got {type(mdata).__name__}."
+    )
+
+
+def _get_data(adata: AnnData, mod: str, layer, use_rep, *, n_dims: int, formulation: str):
+    """The cells x features matrix of one modality, validated (never copied or modified)."""
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ValueError(
+            f"Modality {mod!r} is empty ({adata.n_obs} cells x {adata.n_vars} features)."
+        )
+    if use_rep is not None:
+        if layer is not None:
+            raise ValueError("Pass either layer or use_rep, not both.")
+        if use_rep not in adata.obsm:
+            keys = ", ".join(map(repr, adata.obsm.keys())) or "none"
+            raise ValueError(
+                f"use_rep={use_rep!r} is not in mdata[{mod!r}].obsm (keys: {keys}); compute it "
+                "first (e.g. sc.pp.pca) or pass use_rep=None to use the features."
+            )
+        X = adata.obsm[use_rep]
+        X = X.to_numpy() if hasattr(X, "to_numpy") else X
+        where = f"mdata[{mod!r}].obsm[{use_rep!r}]"
+    else:
+        X = get_matrix(adata, layer)
+        where = matrix_label(layer, prefix=f"mdata[{mod!r}]")
+    if not sp.issparse(X):
+        X = np.asarray(X)
+    if X.ndim != 2 or X.shape[0] != adata.n_obs or X.shape[1] == 0:
+        raise ValueError(f"{where} must be a cells x features matrix, got shape {X.shape}.")
+    check_finite(X, what=where)
+    if n_dims > X.shape[1]:
+        raise ValueError(
+            f"n_dims={n_dims} is larger than the number of features of {where} "
+            f"({X.shape[1]}); choose n_dims <= {X.shape[1]}."
+        )
+    if X.shape[0] < 2:
+        raise ValueError(f"Modality {mod!r} has {X.shape[0]} cell; MMD-MA needs at least 2.")
+    if formulation == "dual" and X.shape[0] > _DUAL_MAX_CELLS:
+        raise ValueError(
+            f"formulation='dual' holds an n x n matrix, too large for the {X.shape[0]} cells "
+            f"of modality {mod!r}; use formulation='primal'."
+        )
+    return X
+
+
+def _check_init(init, data: list, n_dims: int, formulation: str) -> list[np.ndarray]:
+    """Starting maps given as a pair of arrays: finite, not all zero, of the trained shapes."""
+    primal = formulation == "primal"
+    names, what = (("W_x", "W_y"), "features") if primal else (("a_x", "a_y"), "cells")
+    maps = []
+    for name, w, X in zip(names, init, data, strict=True):
+        w = np.asarray(w, dtype=np.float64)
+        rows = X.shape[1] if primal else X.shape[0]
+        if w.shape != (rows, n_dims):
+            raise ValueError(
+                f"init {name} must have shape ({rows}, {n_dims}) ({what} x n_dims for "
+                f"formulation={formulation!r}), got {w.shape}."
+            )
+        check_finite(w, what=f"init {name}")
+        if not np.any(w):
+            raise ValueError(f"init {name} is all zeros; the fit cannot move from it.")
+        maps.append(w)
+    return maps
+
+
+def _joint_embedding(mdata: MuData, mods: list[str], Z: list[np.ndarray]) -> np.ndarray:
+    """Rows of ``mdata.obs``: each modality's cells get their embedding, other cells NaN.
+
+    A cell present in both modalities (same obs name) gets the mean of its two embeddings.
+    """
+    d = Z[0].shape[1]
+    total = np.zeros((mdata.n_obs, d))
+    count = np.zeros(mdata.n_obs)
+    for m, z in zip(mods, Z, strict=True):
+        # obsmap[m][i]: 1-based row of mdata's cell i in modality m, 0 when absent
+        positions = np.asarray(mdata.obsmap[m]).ravel().astype(np.int64)
+        present = positions > 0
+        total[present] += z[positions[present] - 1]
+        count[present] += 1
+    out = np.full((mdata.n_obs, d), np.nan)
+    embedded = count > 0
+    out[embedded] = total[embedded] / count[embedded, None]
+    return out
+
+
+def _write_results(
+    mdata, mods: list[str], data: list, reps: list, result: MMDMAResult, params: dict, *, key_added
+) -> None:
+    """Write the slots of the Returns section (replacing an earlier call's), into a MuData or
+    into each AnnData of a pair."""
     uns = {
         "params": record_params(params),
         "history": history_frame(result.history),
@@ -442,25 +448,23 @@ def mmdma(
         "loss": float(result.loss),
         "bandwidth": float(result.bandwidth),
     }
-    for adata, m, X, rep, Z, w in zip(
-        adatas, mods, data, reps, result.embeddings, result.weights, strict=True
-    ):
-        adata.obsm[f"X_{key_added}"] = Z
-        if formulation == "dual":
-            adata.obsm[f"{key_added}_alpha"] = w
+    slots = {}
+    for m, X, rep, Z, w in zip(mods, data, reps, result.embeddings, result.weights, strict=True):
+        obsm = {f"X_{key_added}": Z}
+        if params["formulation"] == "dual":
+            obsm[f"{key_added}_alpha"] = w
             W = np.asarray(X.T @ w)  # Z = X X^T alpha = X W
         else:
             W = w
         if rep is None:
-            adata.varm[f"{key_added}_W"] = W
+            slots[m] = {"obsm": obsm, "varm": {f"{key_added}_W": W}}
         else:
+            slots[m] = {"obsm": obsm}
             uns[f"W_{m}"] = W
-    if is_mudata:
-        mdata.obsm[f"X_{key_added}"] = _joint_embedding(mdata, mods, result.embeddings)
-        mdata.uns[key_added] = uns
+    if isinstance(mdata, MuData):
+        joint = _joint_embedding(mdata, mods, result.embeddings)
+        write_slots(mdata, key_added, uns=uns, obsm={f"X_{key_added}": joint}, modalities=slots)
     else:
-        for adata in adatas:
-            adata.uns[key_added] = {
-                k: (v.copy() if hasattr(v, "copy") else v) for k, v in uns.items()
-            }
-    return mdata if copy else None
+        for adata, m in zip(mdata, mods, strict=True):
+            own = {k: (v.copy() if hasattr(v, "copy") else v) for k, v in uns.items()}
+            write_slots(adata, key_added, uns=own, **slots[m])
