@@ -55,8 +55,8 @@ def _ours_model(args):
 
 
 def _ours_train(args):
-    from scintegrate.tl import _online_inmf_model as online
     from scintegrate._utils import _row_inputs as io
+    from scintegrate.tl import _online_inmf_model as online
 
     files = dict(zip(args.names, args.files, strict=True))
     with Measurement() as m:
