@@ -84,8 +84,8 @@ class _Sparse:
     """One data matrix on the device: CSR of X and of Xᵀ, and the constants of the error."""
 
     def __init__(self, X, device, dtype):
-        X = as_csr(X, dtype=np.float64)  # float64 CSR input is shared, never modified ...
-        if not X.has_canonical_format:  # ... so scipy may not sort it in place (X.sum() does)
+        X = as_csr(X, dtype=np.float64)  # float64 CSR input is shared, never modified:
+        if not X.has_canonical_format:  # scipy's X.sum() would sort it in place
             X = as_csr(X, canonical=True)
         self.shape = X.shape
         n, p = X.shape

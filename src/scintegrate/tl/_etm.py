@@ -225,8 +225,8 @@ class ETMModel:
         X = get_matrix(adata, layer)
         X = X[:, self._genes(adata)]
         _check_counts(X, matrix_label(layer))
-        data = CSRData(X, None, self.device, next(self.module.parameters()).dtype)
-        theta, mu = self.module.embed(data, chunk_size=batch_size)
+        counts = CSRData(X, None, self.device, next(self.module.parameters()).dtype)
+        theta, mu = self.module.embed(counts, chunk_size=batch_size)
         return mu if return_delta else theta
 
     def get_latent_representation(
