@@ -96,7 +96,9 @@ def test_fits_do_not_import_torch_dynamo():
 
         rng = np.random.default_rng(0)
         X = rng.poisson(1.0, size=(60, 30)).astype(float) + np.eye(60, 30)
-        fit_etm(X, 3, emb_dim=4, hidden_sizes=(8,), max_epochs=2, random_state=rng)
+        fit_etm(X, 3, emb_dim=4, hidden_sizes=(8,), dropout=0.1, max_epochs=2, batch_size=2000,
+                lr=5e-3, lr_decay=6e-5, kl_weight=1.0, kl_warmup=1 / 3, grad_clip=50.0,
+                eval_every=10, random_state=rng)
         m = si.datasets.simulate_rna_atac(n_rna=60, n_atac=60, n_types=2, n_genes=40,
                                           n_extra_regions=10, random_state=0)
         si.tl.scjmt(m, n_shared=2, max_iter=2, n_restarts=1, smooth=False)

@@ -1,4 +1,4 @@
-"""scETM: the likelihood and its gradients, training, slots, reproducibility, the model object."""
+"""tl.etm and ETMModel: slots, reproducibility, the model object, bad input."""
 
 from __future__ import annotations
 
@@ -10,14 +10,6 @@ import torch
 from anndata import AnnData, read_h5ad
 
 import scintegrate as si
-from scintegrate._core.etm import (
-    BufferPool,
-    CSRData,
-    ETMModule,
-    _MultinomialNLL,
-    fit_etm,
-    kl_schedule,
-)
 
 SMALL = {"emb_dim": 16, "hidden_sizes": (32,), "max_epochs": 4}
 
@@ -42,192 +34,6 @@ def cortex():
     adata = adata[np.asarray(adata.X.sum(axis=1)).ravel() > 0].copy()
     adata.obs["library"] = adata.obs["library"].astype(str).astype("category")
     return adata
-
-
-def _counts(rng, n=12, g=9, density=0.5):
-    X = rng.poisson(2.0, size=(n, g)) * (rng.random((n, g)) < density)
-    X[:, 0] += 1  # no empty cell
-    return X.astype(np.float64)
-
-
-# --------------------------------------------------------------------------------------------
-# the likelihood and its gradients
-# --------------------------------------------------------------------------------------------
-
-
-def test_multinomial_nll_matches_dense_reference():
-    rng = np.random.default_rng(0)
-    X = _counts(rng)
-    codes = rng.integers(0, 3, X.shape[0])
-    data = CSRData(sp.csr_matrix(X), codes, "cpu", torch.float64)
-    batch = data.batch_of(None)
-    theta = torch.softmax(torch.randn(X.shape[0], 4, dtype=torch.float64), 1)
-    beta = torch.randn(4, X.shape[1], dtype=torch.float64) * 3
-    bias = torch.randn(3, X.shape[1], dtype=torch.float64)
-    rows = batch.cells  # the mini-batch orders cells by batch
-    got = _MultinomialNLL.apply(theta, beta, bias, batch, BufferPool())
-    logits = theta @ beta + bias[torch.as_tensor(codes[rows])]
-    want = -(torch.as_tensor(X[rows]) * torch.log_softmax(logits, 1)).sum(1)
-    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-10)
-
-
-def test_multinomial_nll_reused_buffer_gives_the_same_gradients():
-    """The pooled logits buffer is overwritten by backward; reuse must not leak between steps."""
-    rng = np.random.default_rng(3)
-    X = _counts(rng, n=9, g=20)
-    data = CSRData(sp.csr_matrix(X), rng.integers(0, 2, 9), "cpu", torch.float64)
-    batch = data.batch_of(None)
-    pool = BufferPool()
-    grads = []
-    for scale in (1.0, 3.0, 1.0):  # the third step reuses the buffer left by the second
-        theta = torch.softmax(
-            scale
-            * torch.randn(9, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)),
-            1,
-        ).requires_grad_()
-        beta = torch.randn(
-            3, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
-        ).requires_grad_()
-        # an extra forward without backward in between must not corrupt the pending one
-        nll = _MultinomialNLL.apply(theta, beta, None, batch, pool)
-        _MultinomialNLL.apply(theta.detach(), beta.detach() * 2, None, batch, pool)
-        nll.sum().backward()
-        grads.append((nll.detach(), theta.grad, beta.grad))
-    fresh_theta = grads[0]
-    for got, want in zip(grads[2], fresh_theta, strict=True):
-        torch.testing.assert_close(got, want, rtol=0, atol=0)
-    assert not torch.equal(grads[1][1], grads[0][1])
-
-
-def test_multinomial_nll_gradcheck():
-    rng = np.random.default_rng(1)
-    X = _counts(rng, n=7, g=6)
-    data = CSRData(sp.csr_matrix(X), rng.integers(0, 2, 7), "cpu", torch.float64)
-    batch = data.batch_of(None)
-    theta = torch.softmax(torch.randn(7, 3, dtype=torch.float64), 1).requires_grad_()
-    beta = torch.randn(3, 6, dtype=torch.float64).requires_grad_()
-    bias = torch.randn(2, 6, dtype=torch.float64).requires_grad_()
-    pool = BufferPool()  # shared across gradcheck's calls: reuse is exercised
-    assert torch.autograd.gradcheck(
-        lambda t, b, c: _MultinomialNLL.apply(t, b, c, batch, pool), (theta, beta, bias)
-    )
-
-
-def test_loss_gradients_match_finite_differences():
-    """Every parameter of a tiny model (float64), central differences on sampled entries."""
-    rng = np.random.default_rng(2)
-    X = _counts(rng, n=10, g=8)
-    data = CSRData(sp.csr_matrix(X), rng.integers(0, 2, 10), "cpu", torch.float64)
-    batch = data.batch_of(None)
-    module = ETMModule(
-        8,
-        3,
-        2,
-        emb_dim=4,
-        hidden_sizes=(5, 4),
-        dropout=0.2,
-        fixed_emb=rng.random((2, 8)),
-        generator=torch.Generator().manual_seed(0),
-        dtype=torch.float64,
-    )
-
-    def loss():
-        nll, kl = module.loss_terms(batch, generator=torch.Generator().manual_seed(3))
-        return (nll + 0.7 * kl).sum()
-
-    module.zero_grad()
-    loss().backward()
-    checked = 0
-    for name, param in module.named_parameters():
-        flat = param.data.view(-1)
-        grad = param.grad.view(-1)
-        for i in rng.choice(flat.numel(), min(2, flat.numel()), replace=False):
-            old = flat[i].item()
-            with torch.no_grad():
-                flat[i] = old + 1e-6
-                up = loss().item()
-                flat[i] = old - 1e-6
-                down = loss().item()
-                flat[i] = old
-            numeric = (up - down) / 2e-6
-            assert grad[i].item() == pytest.approx(numeric, rel=1e-5, abs=1e-6), name
-            checked += 1
-    assert checked >= 20
-
-
-def test_minibatch_gathers_the_right_cells():
-    rng = np.random.default_rng(3)
-    X = _counts(rng, n=30, g=7, density=0.3)
-    codes = rng.integers(0, 4, 30)
-    data = CSRData(sp.csr_matrix(X), codes, "cpu", torch.float64)
-    cells = rng.choice(30, 11, replace=False)
-    batch = data.batch_of(cells)
-    assert sorted(batch.cells) == sorted(cells)
-    assert np.all(np.diff(codes[batch.cells]) >= 0)  # grouped by batch
-    dense = np.zeros((11, 7))
-    dense[batch.rows.numpy(), batch.indices.numpy()] = batch.counts.numpy()
-    np.testing.assert_array_equal(dense, X[batch.cells])
-    np.testing.assert_allclose(batch.transposed().to_dense().numpy().T.sum(1), 1.0)
-    for code, start, end in batch.groups:
-        assert np.all(codes[batch.cells[start:end]] == code)
-
-
-def test_minibatch_positions_in_32_and_64_bits_agree(monkeypatch):
-    # 64-bit positions are used only for blocks of more than 2^31 cells x genes; force them
-    from scintegrate._core import etm
-
-    rng = np.random.default_rng(5)
-    X = sp.csr_matrix(_counts(rng, n=40, g=9, density=0.3))
-    codes = rng.integers(0, 3, 40)
-    cells = rng.choice(40, 17, replace=False)
-    theta = torch.softmax(torch.randn(17, 4, dtype=torch.float64), 1).requires_grad_()
-    beta = torch.randn(4, 9, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(3, 9, dtype=torch.float64, requires_grad=True)
-    results = []
-    for like in (etm._INT32_LIKE, etm._INT64_LIKE):
-        monkeypatch.setattr(etm, "_INT32_LIKE", like)
-        batch = CSRData(X, codes, "cpu", torch.float64).batch_of(cells)
-        assert (
-            batch.indices.dtype
-            == batch.flat.dtype
-            == batch.t_col.dtype
-            == torch.from_numpy(like).dtype
-        )
-        nll = _MultinomialNLL.apply(theta, beta, bias, batch, BufferPool())
-        grads = torch.autograd.grad(nll.sum(), (theta, beta, bias))
-        results.append((nll.detach(), *grads))
-    for a, b in zip(*results, strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
-
-
-def test_kl_schedule():
-    assert kl_schedule(0, 30, 1.0, 1 / 3) == 0.0
-    assert kl_schedule(5, 30, 1.0, 1 / 3) == pytest.approx(0.5)
-    assert kl_schedule(10, 30, 2.0, 1 / 3) == 2.0
-    assert kl_schedule(0, 30, 0.3, 0.0) == 0.3
-
-
-def test_fit_reports_steps_and_stops_early():
-    rng = np.random.default_rng(4)
-    X = sp.csr_matrix(_counts(rng, n=50, g=12))
-    result = fit_etm(
-        X, 3, emb_dim=4, hidden_sizes=(8,), max_epochs=6, batch_size=20, random_state=rng
-    )
-    assert result.n_steps == 6 * 2 and result.n_epochs == 6
-    assert result.theta.shape == (50, 3)
-    np.testing.assert_allclose(result.theta.sum(1), 1.0)
-    stopped = fit_etm(
-        X,
-        3,
-        emb_dim=4,
-        hidden_sizes=(8,),
-        max_epochs=30,
-        lr=1e-9,
-        early_stopping_patience=2,
-        early_stopping_tol=0.5,
-        random_state=np.random.default_rng(0),
-    )
-    assert stopped.stopped_early and stopped.n_epochs < 30
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,6 +68,29 @@ def test_slots_params_and_history(cortex):
     assert adata.obsm["X_topics"].shape == (adata.n_obs, 3)
     assert "topics_batch_bias" not in adata.varm
     assert len(adata.uns["topics"]["batches"]) == 0
+
+
+def test_rerun_without_batch_key_drops_the_batch_intercepts(cortex):
+    """Issue 18: a second call with the same key leaves no slot of the first behind."""
+    adata = cortex.copy()
+    si.tl.etm(adata, 3, batch_key="library", **SMALL)
+    assert "etm_batch_bias" in adata.varm
+    si.tl.etm(adata, 3, **SMALL)
+    assert "etm_batch_bias" not in adata.varm
+    assert {"X_etm", "etm_delta"} <= set(adata.obsm) and "etm_beta" in adata.varm
+    assert len(adata.uns["etm"]["batches"]) == 0
+    # another key's slots are left alone
+    si.tl.etm(adata, 3, batch_key="library", key_added="other", **SMALL)
+    si.tl.etm(adata, 3, **SMALL)
+    assert "other_batch_bias" in adata.varm
+
+
+def test_batches_keep_their_categorical_order():
+    adata = _tiny()
+    adata.obs["batch"] = pd.Categorical(adata.obs["batch"], categories=["b", "a", "unused"])
+    si.tl.etm(adata, 2, batch_key="batch", emb_dim=4, hidden_sizes=(8,), max_epochs=1)
+    assert list(adata.uns["etm"]["batches"]) == ["b", "a"]
+    assert adata.varm["etm_batch_bias"].shape == (adata.n_vars, 2)
 
 
 def test_copy_and_return_model(cortex):
@@ -306,22 +135,62 @@ def test_h5ad_round_trip(cortex, tmp_path):
 def test_model_embeds_new_cells_and_save_load(cortex, tmp_path):
     adata = cortex.copy()
     model = si.tl.etm(adata, 4, batch_key="library", return_model=True, **SMALL)
-    theta = model.get_latent_representation(adata)
+    theta = model.transform(adata)
     np.testing.assert_allclose(theta, adata.obsm["X_etm"], rtol=0, atol=1e-12)
     # genes matched by name: shuffled columns embed the same
     order = np.random.default_rng(0).permutation(adata.n_vars)
-    np.testing.assert_allclose(
-        model.get_latent_representation(adata[:, order].copy()), theta, rtol=0, atol=1e-6
-    )
+    np.testing.assert_allclose(model.transform(adata[:, order].copy()), theta, rtol=0, atol=1e-6)
     model.save(tmp_path / "model.pt")
     loaded = si.tl.ETMModel.load(tmp_path / "model.pt", device="cpu")
-    np.testing.assert_array_equal(loaded.get_latent_representation(adata), theta)
-    delta = loaded.get_latent_representation(adata, return_delta=True)
+    np.testing.assert_array_equal(loaded.transform(adata), theta)
+    delta = loaded.transform(adata, return_delta=True)
     np.testing.assert_allclose(delta, adata.obsm["etm_delta"], rtol=0, atol=1e-12)
     assert loaded.batches == ["09A", "09B", "09C"] and loaded.batch_key == "library"
-    with pytest.raises(ValueError, match=r"not an scETM model|Cannot read"):
-        (tmp_path / "junk.pt").write_bytes(b"not a model")
-        si.tl.ETMModel.load(tmp_path / "junk.pt")
+    assert loaded.n_components == model.n_components == 4
+    assert loaded.var_names.equals(adata.var_names) and loaded.var_names.equals(model.var_names)
+    pd.testing.assert_frame_equal(model.history, adata.uns["etm"]["history"])
+    pd.testing.assert_frame_equal(loaded.history, model.history)
+
+
+def test_model_vocabulary_and_deprecated_aliases(cortex):
+    adata = cortex.copy()
+    model = si.tl.etm(adata, 3, return_model=True, **SMALL)
+    assert isinstance(model.n_components, int) and model.n_components == 3
+    assert isinstance(model.var_names, pd.Index) and len(model.var_names) == adata.n_vars
+    assert list(model.history["epoch"]) == [1, 2, 3, 4]
+    with pytest.warns(FutureWarning, match=r"n_topics is deprecated.*n_components"):
+        assert model.n_topics == 3
+    with pytest.warns(
+        FutureWarning, match=r"get_latent_representation\(\) is deprecated.*transform"
+    ):
+        old = model.get_latent_representation(adata[:40], return_delta=True)
+    np.testing.assert_array_equal(old, model.transform(adata[:40], return_delta=True))
+
+
+def test_save_and_load_refuse_clearly(cortex, tmp_path):
+    adata = cortex.copy()
+    model = si.tl.etm(adata, 3, return_model=True, **SMALL)
+    with pytest.raises(ValueError, match=r"folder .* does not exist"):
+        model.save(tmp_path / "missing" / "model.pt")
+    model.save(tmp_path / "model.pt")
+    content = (tmp_path / "model.pt").read_bytes()
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    (tmp_path / "cut.pt").write_bytes(content[: len(content) // 2])
+    torch.save({"format": "something else"}, tmp_path / "foreign.pt")
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    torch.save({**saved, "format_version": 99}, tmp_path / "newer.pt")
+    torch.save({k: v for k, v in saved.items() if k != "state_dict"}, tmp_path / "partial.pt")
+    for name, match in [
+        ("junk.pt", "Cannot read an scETM model"),
+        ("cut.pt", "Cannot read an scETM model"),
+        ("absent.pt", "Cannot read an scETM model"),
+        ("foreign.pt", "not an scETM model written by ETMModel.save"),
+        ("newer.pt", "format version 99.*Upgrade scintegrate"),
+        ("partial.pt", "incomplete or damaged"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            si.tl.ETMModel.load(tmp_path / name, device="cpu")
+    assert saved["scintegrate_version"] == si.__version__
 
 
 def test_embedding_refuses_unseen_batch_and_missing_genes(cortex):
@@ -330,10 +199,10 @@ def test_embedding_refuses_unseen_batch_and_missing_genes(cortex):
     new = adata[:50].copy()
     new.obs["library"] = "09Z"
     with pytest.raises(ValueError, match="not trained on: '09Z'"):
-        model.get_latent_representation(new)
+        model.transform(new)
     with pytest.raises(ValueError, match="lacks 1 of the model's"):
-        model.get_latent_representation(adata[:, 1:].copy())
-    assert model.get_latent_representation(new, batch_key=None).shape == (50, 3)
+        model.transform(adata[:, 1:].copy())
+    assert model.transform(new, batch_key=None).shape == (50, 3)
 
 
 def test_fixed_gene_embedding(cortex):
@@ -377,8 +246,11 @@ def test_elbo_improves_and_topics_find_cell_types(cortex):
 # --------------------------------------------------------------------------------------------
 
 
-def _tiny(X=None):
-    X = _counts(np.random.default_rng(5), n=20, g=6) if X is None else X
+def _tiny():
+    rng = np.random.default_rng(5)
+    X = rng.poisson(2.0, size=(20, 6)) * (rng.random((20, 6)) < 0.5)
+    X[:, 0] += 1  # no empty cell
+    X = X.astype(np.float64)
     adata = AnnData(sp.csr_matrix(X))
     adata.obs["batch"] = ["a", "b"] * 10
     return adata
@@ -433,9 +305,7 @@ def test_cuda_training_and_embedding(cortex, tmp_path):
     model = si.tl.etm(adata, 3, batch_key="library", device="cuda", return_model=True, **SMALL)
     assert adata.uns["etm"]["params"]["device"].startswith("cuda")
     assert model.device.startswith("cuda")
-    np.testing.assert_allclose(
-        model.get_latent_representation(adata), adata.obsm["X_etm"], atol=1e-6
-    )
+    np.testing.assert_allclose(model.transform(adata), adata.obsm["X_etm"], atol=1e-6)
     model.save(tmp_path / "m.pt")
     cpu = si.tl.ETMModel.load(tmp_path / "m.pt", device="cpu")
-    np.testing.assert_allclose(cpu.get_latent_representation(adata), adata.obsm["X_etm"], atol=1e-4)
+    np.testing.assert_allclose(cpu.transform(adata), adata.obsm["X_etm"], atol=1e-4)

@@ -27,6 +27,7 @@ def test_writes_documented_slots(cortex_small):
     assert isinstance(history, pd.DataFrame)
     assert list(history.columns) == ["iteration", "loss", "time"]
     assert history["iteration"].tolist() == list(range(params["n_iter"] + 1))
+    assert set(adata.uns["nmf"]["slots"]) == {"obsm:X_nmf", "varm:nmf_W"}
 
 
 def test_custom_key_and_kl_history(cortex_small):
@@ -171,6 +172,8 @@ def _with_X(adata, X):
         (lambda a: a, {"init": (np.ones((3, 3)), np.ones((3, 3)))}, "init H has shape"),
         (lambda a: a, {"max_iter": 0}, "max_iter must be"),
         (lambda a: a, {"tol": -1.0}, "tol must be"),
+        (lambda a: a, {"tol": np.inf}, "tol must be a finite number >= 0"),
+        (lambda a: a, {"tol": "0.1"}, "tol must be a finite number >= 0"),
         (lambda a: a, {"key_added": "a/b"}, "without '/'"),
         (lambda a: a, {"device": "tpu"}, "device='tpu' is not supported"),
         (lambda a: _with_X(a, sp.csr_matrix(a.shape)), {}, "all zeros"),

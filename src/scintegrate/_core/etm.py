@@ -30,13 +30,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from numba import njit
 from torch import nn
 from torch.nn import functional as F
 
 from ._adam import Adam
+from ._progress import progress_bar
+from ._sparse import as_csr
 
 LOGVAR_CLAMP = 10.0  # scETM clamps log sigma to [-10, 10]; we clamp the log-variance the same
 
@@ -97,10 +98,9 @@ class CSRData:
     """
 
     def __init__(self, X, batch_codes: np.ndarray | None, device: str, dtype: torch.dtype):
-        X = sp.csr_matrix(X, dtype=np.float64)  # a copy of dense input only; CSR is shared
+        X = as_csr(X, dtype=np.float64)  # float64 CSR input is shared, never modified
         if not X.has_canonical_format:
-            X = X.copy()
-            X.sum_duplicates()
+            X = as_csr(X, canonical=True)  # a private copy, duplicates summed
         self.X = X
         self.n_obs, self.n_vars = X.shape
         self.device = device
@@ -414,9 +414,9 @@ class ETMModule(nn.Module):
         n_topics: int,
         n_batches: int = 1,
         *,
-        emb_dim: int = 400,
-        hidden_sizes: Sequence[int] = (128,),
-        dropout: float = 0.1,
+        emb_dim: int,
+        hidden_sizes: Sequence[int],
+        dropout: float,
         fixed_emb: np.ndarray | None = None,
         generator: torch.Generator | None = None,
         dtype: torch.dtype = torch.float32,
@@ -556,21 +556,21 @@ def fit_etm(
     *,
     batch_codes: np.ndarray | None = None,
     n_batches: int = 1,
-    emb_dim: int = 400,
-    hidden_sizes: Sequence[int] = (128,),
-    dropout: float = 0.1,
+    emb_dim: int,
+    hidden_sizes: Sequence[int],
+    dropout: float,
     fixed_emb: np.ndarray | None = None,
-    max_epochs: int = 200,
-    batch_size: int = 2000,
-    lr: float = 5e-3,
-    lr_decay: float = 6e-5,
-    kl_weight: float = 1.0,
-    kl_warmup: float = 1 / 3,
-    grad_clip: float = 50.0,
+    max_epochs: int,
+    batch_size: int,
+    lr: float,
+    lr_decay: float,
+    kl_weight: float,
+    kl_warmup: float,
+    grad_clip: float | None,
     early_stopping_patience: int | None = None,
     early_stopping_tol: float = 1e-4,
     callback: Callable[[np.ndarray], dict] | None = None,
-    eval_every: int = 10,
+    eval_every: int,
     random_state: np.random.Generator,
     device: str = "cpu",
     dtype: torch.dtype = torch.float32,
@@ -587,6 +587,8 @@ def fit_etm(
     last, excluded from the time. With ``early_stopping_patience``, training stops when the
     epoch loss has not improved by a relative ``early_stopping_tol`` for that many epochs
     (only once the KL warm-up is over, since the loss changes definition during it).
+
+    The hyperparameters have no defaults here: :func:`scintegrate.tl.etm` declares them, once.
     """
     rng = random_state
     noise = Noise(rng, device)
@@ -619,8 +621,6 @@ def fit_etm(
     elapsed = 0.0
     step = 0
     module.train()
-    from ._progress import progress_bar
-
     # mini-batches are gathered in this thread: a prefetch thread was measured 1.4x slower per
     # step on 2 cores (40 vs 28 ms), its Python parts holding the GIL while the training thread
     # waits for it between operations

@@ -43,6 +43,8 @@ import scipy.sparse as sp
 import torch
 
 from ._adam import Adam
+from ._progress import progress_bar
+from ._sparse import as_csr
 
 WEIGHT_NAMES = ("rna", "atac", "sigma", "features", "private", "orthogonality")
 DEFAULT_WEIGHTS = {
@@ -82,7 +84,9 @@ class _Sparse:
     """One data matrix on the device: CSR of X and of Xᵀ, and the constants of the error."""
 
     def __init__(self, X, device, dtype):
-        X = sp.csr_matrix(X, dtype=np.float64)
+        X = as_csr(X, dtype=np.float64)  # float64 CSR input is shared, never modified:
+        if not X.has_canonical_format:  # scipy's X.sum() would sort it in place
+            X = as_csr(X, canonical=True)
         self.shape = X.shape
         n, p = X.shape
         total = float(X.sum())
@@ -91,14 +95,14 @@ class _Sparse:
         # total variance ||X - mean||², floored so that a constant matrix does not divide by 0
         self.scale = max(sq - total**2 / (n * p), 1e-12 * max(sq, 1.0))
         self.X = _to_torch_csr(X, device, dtype)
-        self.Xt = _to_torch_csr(sp.csr_matrix(X.T), device, dtype)
+        self.Xt = _to_torch_csr(as_csr(X.T), device, dtype)
         self.row_sum = torch.as_tensor(np.asarray(X.sum(1)).ravel(), device=device, dtype=dtype)
         self.col_sum = torch.as_tensor(np.asarray(X.sum(0)).ravel(), device=device, dtype=dtype)
 
 
 def _to_torch_csr(X: sp.csr_matrix, device, dtype) -> torch.Tensor:
-    X = sp.csr_matrix(X)
-    X.sort_indices()
+    if not X.has_sorted_indices:
+        X = as_csr(X, canonical=True)  # sorted in a private copy: the caller's X stays as it is
     return torch.sparse_csr_tensor(
         torch.as_tensor(X.indptr, dtype=torch.int64),
         torch.as_tensor(X.indices, dtype=torch.int64),
@@ -119,7 +123,7 @@ def _to_torch_coo(X, device, dtype) -> torch.Tensor:
 
 def _row_normalised(A) -> sp.csr_matrix:
     """Gene activity rows normalised to sum 1 (as the authors do); empty rows stay 0."""
-    A = sp.csr_matrix(A, dtype=np.float64)
+    A = as_csr(A, dtype=np.float64)
     rows = np.asarray(A.sum(1)).ravel()
     return sp.csr_matrix(sp.diags(np.where(rows > 0, 1.0 / np.where(rows > 0, rows, 1), 0)) @ A)
 
@@ -344,7 +348,7 @@ def _embedding(X, kind: str, n_components: int, seed: int) -> np.ndarray:
     LSI weighting, which removes the sequencing-depth axis that dominates binary ATAC data)."""
     from sklearn.decomposition import TruncatedSVD
 
-    X = sp.csr_matrix(X, dtype=np.float64, copy=True)
+    X = as_csr(X, dtype=np.float64)  # read only: the TF-IDF below builds a new matrix
     if kind == "atac" and (X.data >= 0).all():  # (preprocess=False may pass signed values)
         rows = np.asarray(X.sum(1)).ravel()
         idf = np.log1p(X.shape[0] / np.maximum(np.asarray(X.sum(0)).ravel(), 1e-12))
@@ -385,10 +389,8 @@ def match_labels(
         return np.asarray((onehot @ X).todense() if sp.issparse(X) else onehot @ X) / sizes[:, None]
 
     A = _row_normalised(A)
-    rna = means(sp.csr_matrix(G, dtype=np.float64), labels_rna)
-    atac = np.asarray(
-        sp.csr_matrix(means(sp.csr_matrix(R, dtype=np.float64), labels_atac)) @ A.T.todense()
-    )
+    rna = means(as_csr(G, dtype=np.float64), labels_rna)
+    atac = np.asarray(as_csr(means(as_csr(R, dtype=np.float64), labels_atac)) @ A.T.todense())
     rna -= rna.mean(0)
     atac -= atac.mean(0)
     pairs = _assign(_centred_corr(rna, atac), min(n_shared, len(rna), len(atac)))
@@ -415,6 +417,8 @@ def _fit_once(
     progress=None,
     blocks: tuple = BLOCKS,
 ) -> tuple[dict, dict, int]:
+    """Block-wise Adam updates of ``blocks`` for ``max_iter`` iterations; ``progress`` is the
+    caller's bar (advanced once per iteration) or ``None``."""
     for name in blocks:
         P[name].requires_grad_(True)
     objective.update_biases(P)
@@ -471,30 +475,32 @@ def fit_scjmt(
     n_shared: int,
     n_rna_only: int = 0,
     n_atac_only: int = 0,
-    n_feature_clusters: int | None = None,
+    n_feature_clusters: int,
     weights: dict | None = None,
-    max_iter: int = 100,
-    inner_steps: int = 5,
-    lr: float = 0.1,
-    tol: float = 1e-6,
-    n_restarts: int = 3,
-    center_couplings: bool = False,
-    init: str = "matched",
+    max_iter: int,
+    inner_steps: int,
+    lr: float,
+    tol: float,
+    n_restarts: int,
+    center_couplings: bool,
+    init: str,
     warm_fraction: float = 0.25,
     device: str = "cpu",
     dtype=torch.float32,
-    rng: np.random.Generator | None = None,
-    progress=None,
+    rng: np.random.Generator,
+    progress: bool = False,
 ) -> SCJMTResult:
     """Fit scJMT to RNA ``G`` (cells x genes), ATAC ``R`` (cells x regions) and gene activity
     ``A`` (genes x regions); the restart with the lowest final objective is returned.
 
     ``init="matched"`` starts from per-modality k-means clusters matched through ``A`` and
     updates only the association and feature factors for the first ``warm_fraction`` of
-    ``max_iter`` (see the module docstring); ``init="random"`` is the paper's N(0, 1) start."""
-    rng = np.random.default_rng(0) if rng is None else rng
+    ``max_iter`` (see the module docstring); ``init="random"`` is the paper's N(0, 1) start.
+    ``weights`` missing from the mapping take :data:`DEFAULT_WEIGHTS`. The hyperparameters have
+    no defaults here: :func:`scintegrate.tl.scjmt` declares them, once. ``progress`` shows a bar
+    over the ``n_restarts * max_iter`` iterations."""
     K = n_shared + n_rna_only + n_atac_only
-    M = 4 * K if n_feature_clusters is None else n_feature_clusters
+    M = n_feature_clusters
     w = {**DEFAULT_WEIGHTS, **(weights or {})}
     problem = Problem(G, R, A, device=device, dtype=dtype)
     objective = Objective(problem, n_shared, n_rna_only, n_atac_only, w, center_couplings)
@@ -512,7 +518,10 @@ def fit_scjmt(
             "init": init,
             "warm_fraction": warm_fraction,
         }
-        best = _restarts(objective, problem, (K, M), rng, progress, (G, R, A), settings)
+        with progress_bar(
+            total=max_iter * n_restarts, desc="scJMT", unit="it", disable=not progress
+        ) as bar:
+            best = _restarts(objective, problem, (K, M), rng, bar, (G, R, A), settings)
     finally:
         torch.set_num_threads(threads)
     loss, terms, P, history, n_iter, losses = best

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,15 +17,18 @@ from .._logging import logger
 from .._settings import settings
 from .._utils._device import resolve_device
 from .._utils._random import get_rng
-from .._utils._slots import history_frame, record_params
+from .._utils._slots import history_frame, record_params, write_slots
 from .._utils._tracking import label_tracker
 from .._utils._validation import (
     check_adata,
     check_finite_nonnegative,
     check_key,
+    check_number,
     check_positive_int,
     get_matrix,
     get_obs_labels,
+    matrix_label,
+    obs_batch_codes,
 )
 
 if TYPE_CHECKING:  # torch is imported only when a model is trained or loaded
@@ -62,30 +66,6 @@ def _check_counts(X, where: str) -> None:
         )
 
 
-def _check_number(value, *, param: str, low: float, high: float | None = None, open_low=False):
-    ok = isinstance(value, int | float | np.number) and not isinstance(value, bool)
-    ok = ok and np.isfinite(value) and (value > low if open_low else value >= low)
-    ok = ok and (high is None or value <= high)
-    if not ok:
-        bound = f"> {low}" if open_low else f">= {low}"
-        if high is not None:
-            bound += f" and <= {high}"
-        raise ValueError(f"{param} must be a finite number {bound}, got {value!r}.")
-    return float(value)
-
-
-def _batch_codes(adata: AnnData, batch_key: str | None) -> tuple[np.ndarray | None, list[str]]:
-    if batch_key is None:
-        return None, []
-    values = get_obs_labels(adata, batch_key, param="batch_key")
-    if pd.isna(values).any():
-        raise ValueError(
-            f"adata.obs[{batch_key!r}] has missing values; fill them or subset the cells."
-        )
-    categories = pd.Categorical(values.astype(str))
-    return categories.codes.astype(np.int64), [str(c) for c in categories.categories]
-
-
 def _fixed_embedding(adata: AnnData, fixed_gene_emb: str | None) -> np.ndarray | None:
     if fixed_gene_emb is None:
         return None
@@ -114,12 +94,16 @@ def _fixed_embedding(adata: AnnData, fixed_gene_emb: str | None) -> np.ndarray |
 class ETMModel:
     """A trained scETM that embeds new cells; returned by ``tl.etm(..., return_model=True)``.
 
+    Speaks the words of every model of the package: :meth:`transform` embeds cells,
+    :meth:`save` and :meth:`load` write and read one file, :attr:`n_components`,
+    :attr:`var_names` and :attr:`history` describe it.
+
     Attributes
     ----------
     module
         The torch module (encoder and decoder).
     var_names
-        Genes of the training data, in the model's order.
+        Genes of the training data, in the model's order (a :class:`pandas.Index`).
     batches
         Batch categories seen in training (empty without ``batch_key``).
     batch_key, layer
@@ -138,6 +122,7 @@ class ETMModel:
         layer: str | None,
         params: dict[str, Any],
         config: dict[str, Any],
+        history: dict[str, list] | None = None,
     ):
         self.module = module
         self.var_names = pd.Index([str(v) for v in var_names])
@@ -146,10 +131,11 @@ class ETMModel:
         self.layer = layer
         self.params = params
         self._config = config
+        self._history = {} if history is None else {k: list(v) for k, v in history.items()}
 
     def __repr__(self) -> str:
         return (
-            f"ETMModel({self._config['n_topics']} topics, {len(self.var_names)} genes, "
+            f"ETMModel({self.n_components} topics, {len(self.var_names)} genes, "
             f"{len(self.batches)} batches, device={self.device!r})"
         )
 
@@ -158,8 +144,20 @@ class ETMModel:
         return str(next(self.module.parameters()).device)
 
     @property
-    def n_topics(self) -> int:
+    def n_components(self) -> int:
+        """Number of topics K."""
         return self._config["n_topics"]
+
+    @property
+    def n_topics(self) -> int:
+        """Deprecated alias of :attr:`n_components`."""
+        _deprecated("n_topics", "n_components")
+        return self.n_components
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """Training history, one row per epoch, as in ``uns[key_added]["history"]``."""
+        return history_frame(self._history)
 
     def _genes(self, adata: AnnData) -> np.ndarray:
         """Columns of ``adata`` in the model's gene order."""
@@ -178,24 +176,25 @@ class ETMModel:
             )
         return positions
 
-    def get_latent_representation(
+    def transform(
         self,
-        adata: AnnData,
+        data: AnnData,
         *,
         layer: str | None = "training",
         batch_key: str | None = "training",
         return_delta: bool = False,
         batch_size: int = 10_000,
     ) -> np.ndarray:
-        """Topic mixtures ``theta`` (cells x topics) of the cells of ``adata``, without training.
+        """Topic mixtures ``theta`` (cells x topics) of the cells of ``data``, without training.
 
         The encoder is run in evaluation mode (``theta = softmax(mu)``, no sampling), so the
         result is deterministic and, for the training cells, equals ``obsm["X_etm"]``.
 
         Parameters
         ----------
-        adata
-            Cells to embed, with raw counts for (at least) the training genes, matched by name.
+        data
+            AnnData of the cells to embed, with raw counts for (at least) the training genes,
+            matched by name.
         layer
             Where the counts are; ``"training"`` uses the layer of training.
         batch_key
@@ -209,7 +208,7 @@ class ETMModel:
         """
         from .._core.etm import CSRData
 
-        check_adata(adata)
+        adata = check_adata(data)
         layer = self.layer if layer == "training" else layer
         batch_key = self.batch_key if batch_key == "training" else batch_key
         batch_size = check_positive_int(batch_size, param="batch_size")
@@ -225,35 +224,70 @@ class ETMModel:
                 )
         X = get_matrix(adata, layer)
         X = X[:, self._genes(adata)]
-        where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-        _check_counts(X, where)
-        data = CSRData(X, None, self.device, next(self.module.parameters()).dtype)
-        theta, mu = self.module.embed(data, chunk_size=batch_size)
+        _check_counts(X, matrix_label(layer))
+        counts = CSRData(X, None, self.device, next(self.module.parameters()).dtype)
+        theta, mu = self.module.embed(counts, chunk_size=batch_size)
         return mu if return_delta else theta
 
+    def get_latent_representation(
+        self,
+        adata: AnnData,
+        *,
+        layer: str | None = "training",
+        batch_key: str | None = "training",
+        return_delta: bool = False,
+        batch_size: int = 10_000,
+    ) -> np.ndarray:
+        """Deprecated alias of :meth:`transform` (same arguments, same result)."""
+        _deprecated("get_latent_representation()", "transform()")
+        return self.transform(
+            adata,
+            layer=layer,
+            batch_key=batch_key,
+            return_delta=return_delta,
+            batch_size=batch_size,
+        )
+
     def save(self, path: str | Path) -> None:
-        """Write the model (weights, genes, batches, parameters) to one file (torch format)."""
+        """Write the model (weights, genes, batches, parameters, history) to one file.
+
+        The file (torch format) records the package version; :meth:`load` reads it back.
+        """
         import torch
 
+        from .._version import __version__
+
+        path = Path(path)
+        if not path.parent.is_dir():
+            raise ValueError(
+                f"Cannot write the model to {str(path)!r}: the folder {str(path.parent)!r} does "
+                "not exist."
+            )
         state = {k: v.detach().cpu() for k, v in self.module.state_dict().items()}
-        torch.save(
-            {
-                "format": _FORMAT,
-                "format_version": _FORMAT_VERSION,
-                "config": self._config,
-                "state_dict": state,
-                "var_names": list(self.var_names),
-                "batches": list(self.batches),
-                "batch_key": self.batch_key,
-                "layer": self.layer,
-                "params": _plain(self.params),
-            },
-            path,
-        )
+        content = {
+            "format": _FORMAT,
+            "format_version": _FORMAT_VERSION,
+            "scintegrate_version": __version__,
+            "config": self._config,
+            "state_dict": state,
+            "var_names": list(self.var_names),
+            "batches": list(self.batches),
+            "batch_key": self.batch_key,
+            "layer": self.layer,
+            "params": _plain(self.params),
+            "history": _plain(self._history),
+        }
+        try:
+            torch.save(content, path)
+        except (OSError, RuntimeError) as error:
+            raise ValueError(f"Cannot write the model to {str(path)!r}: {error}.") from None
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "auto") -> ETMModel:
-        """Read a model written by :meth:`save` onto ``device`` (``"auto"``: CUDA if present)."""
+        """Read a model written by :meth:`save` onto ``device`` (``"auto"``: CUDA if present).
+
+        A file that is not such a model, or is damaged, gives a ValueError.
+        """
         import torch
 
         from .._core.etm import ETMModule
@@ -265,36 +299,62 @@ class ETMModel:
             raise ValueError(f"Cannot read an scETM model from {str(path)!r}: {error}") from None
         if not isinstance(saved, dict) or saved.get("format") != _FORMAT:
             raise ValueError(f"{str(path)!r} is not an scETM model written by ETMModel.save.")
-        config = saved["config"]
-        state = saved["state_dict"]
-        fixed = state.get("rho_fixed")
-        module = ETMModule(
-            config["n_genes"],
-            config["n_topics"],
-            config["n_batches"],
-            emb_dim=config["emb_dim"],
-            hidden_sizes=config["hidden_sizes"],
-            dropout=config["dropout"],
-            fixed_emb=None if fixed is None else fixed.numpy(),
-            dtype=state["alpha"].dtype,
-        )
-        module.load_state_dict(state)
+        version = saved.get("format_version")
+        if not isinstance(version, int) or version > _FORMAT_VERSION:
+            raise ValueError(
+                f"{str(path)!r} holds an scETM model of format version {version!r}, written by "
+                f"scintegrate {saved.get('scintegrate_version', 'unknown')}; this version reads "
+                f"format version {_FORMAT_VERSION} and older. Upgrade scintegrate to read it."
+            )
+        try:
+            config = saved["config"]
+            state = saved["state_dict"]
+            fixed = state.get("rho_fixed")
+            module = ETMModule(
+                config["n_genes"],
+                config["n_topics"],
+                config["n_batches"],
+                emb_dim=config["emb_dim"],
+                hidden_sizes=config["hidden_sizes"],
+                dropout=config["dropout"],
+                fixed_emb=None if fixed is None else fixed.numpy(),
+                dtype=state["alpha"].dtype,
+            )
+            module.load_state_dict(state)
+            model = cls(
+                module,
+                saved["var_names"],
+                saved["batches"],
+                batch_key=saved["batch_key"],
+                layer=saved["layer"],
+                params=saved["params"],
+                config=config,
+                history=saved.get("history"),  # files written before it was saved lack it
+            )
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as error:
+            raise ValueError(
+                f"The scETM model in {str(path)!r} is incomplete or damaged ({error})."
+            ) from None
+        if len(model.var_names) != config["n_genes"]:
+            raise ValueError(f"The scETM model in {str(path)!r} is inconsistent (genes).")
         module.to(device).eval()
-        return cls(
-            module,
-            saved["var_names"],
-            saved["batches"],
-            batch_key=saved["batch_key"],
-            layer=saved["layer"],
-            params=saved["params"],
-            config=config,
-        )
+        return model
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(
+        f"ETMModel.{old} is deprecated and will be removed; use ETMModel.{new} instead.",
+        FutureWarning,
+        stacklevel=3,
+    )
 
 
 def _plain(value):
-    """Params as plain Python values (torch.load(weights_only=True) refuses numpy objects)."""
+    """Plain Python values (torch.load(weights_only=True) refuses numpy objects)."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
@@ -436,7 +496,9 @@ def etm(
         ``history``: a DataFrame with one row per epoch, ``epoch``, ``loss`` (negative ELBO per
         cell with the epoch's KL weight), ``reconstruction`` (NLL per cell), ``kl`` (per cell),
         ``kl_weight``, ``lr``, ``time`` (seconds of training since the start), and ``ari``,
-        ``nmi`` with ``labels_key`` (NaN between evaluations).
+        ``nmi`` with ``labels_key`` (NaN between evaluations); ``slots`` names the slots
+        written, which a later call with the same ``key_added`` removes first (so a run without
+        ``batch_key`` leaves no batch intercepts of an earlier run).
 
     Examples
     --------
@@ -457,29 +519,28 @@ def etm(
             f"hidden_sizes must be a non-empty sequence of layer widths, got {hidden_sizes!r}."
         )
     hidden_sizes = [check_positive_int(h, param="hidden_sizes") for h in hidden_sizes]
-    dropout = _check_number(dropout, param="dropout", low=0, high=0.99)
+    dropout = check_number(dropout, param="dropout", minimum=0, maximum=0.99)
     max_epochs = check_positive_int(max_epochs, param="max_epochs")
     batch_size = check_positive_int(batch_size, param="batch_size", minimum=2)
-    lr = _check_number(lr, param="lr", low=0, open_low=True)
-    lr_decay = _check_number(lr_decay, param="lr_decay", low=0)
-    kl_weight = _check_number(kl_weight, param="kl_weight", low=0)
-    kl_warmup = _check_number(kl_warmup, param="kl_warmup", low=0, high=1)
+    lr = check_number(lr, param="lr", minimum=0, exclusive_minimum=True)
+    lr_decay = check_number(lr_decay, param="lr_decay", minimum=0)
+    kl_weight = check_number(kl_weight, param="kl_weight", minimum=0)
+    kl_warmup = check_number(kl_warmup, param="kl_warmup", minimum=0, maximum=1)
     if grad_clip is not None:
-        grad_clip = _check_number(grad_clip, param="grad_clip", low=0, open_low=True)
+        grad_clip = check_number(grad_clip, param="grad_clip", minimum=0, exclusive_minimum=True)
     if early_stopping_patience is not None:
         early_stopping_patience = check_positive_int(
             early_stopping_patience, param="early_stopping_patience"
         )
     eval_every = check_positive_int(eval_every, param="eval_every")
-    resolution = _check_number(resolution, param="resolution", low=0, open_low=True)
+    resolution = check_number(resolution, param="resolution", minimum=0, exclusive_minimum=True)
     resolved_device = resolve_device(device)
     rng = get_rng(random_state)
     X = get_matrix(adata, layer)
-    where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-    _check_counts(X, where)
+    _check_counts(X, matrix_label(layer))
     if adata.n_obs < 2:
         raise ValueError("scETM needs at least 2 cells (batch normalisation in the encoder).")
-    codes, batches = _batch_codes(adata, batch_key)
+    codes, batches = (None, []) if batch_key is None else obs_batch_codes(adata, batch_key)
     fixed = _fixed_embedding(adata, fixed_gene_emb)
     if emb_dim == 0 and fixed is None:
         raise ValueError("emb_dim=0 needs fixed_gene_emb (the gene embeddings would be empty).")
@@ -548,20 +609,23 @@ def etm(
         }
     )
     alpha, rho, beta, bias = _decoder_arrays(module)
+    varm = {f"{key_added}_rho": rho.T, f"{key_added}_beta": beta.T}
+    if bias is not None:
+        varm[f"{key_added}_batch_bias"] = bias.T
 
     adata = adata.copy() if copy else adata
-    adata.obsm[f"X_{key_added}"] = result.theta
-    adata.obsm[f"{key_added}_delta"] = result.mu
-    adata.varm[f"{key_added}_rho"] = rho.T
-    adata.varm[f"{key_added}_beta"] = beta.T
-    if bias is not None:
-        adata.varm[f"{key_added}_batch_bias"] = bias.T
-    adata.uns[key_added] = {
-        "params": params,
-        "alpha": alpha,
-        "batches": np.asarray(batches, dtype=object),
-        "history": history_frame(history),
-    }
+    write_slots(
+        adata,
+        key_added,
+        obsm={f"X_{key_added}": result.theta, f"{key_added}_delta": result.mu},
+        varm=varm,
+        uns={
+            "params": params,
+            "alpha": alpha,
+            "batches": np.asarray(batches, dtype=object),
+            "history": history_frame(history),
+        },
+    )
     if not return_model:
         return adata if copy else None
     config = {
@@ -581,6 +645,7 @@ def etm(
         layer=layer,
         params=dict(params),
         config=config,
+        history=history,
     )
     return (adata, model) if copy else model
 

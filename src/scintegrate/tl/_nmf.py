@@ -14,15 +14,17 @@ from .._logging import logger
 from .._settings import settings
 from .._utils._device import resolve_device
 from .._utils._random import get_rng
-from .._utils._slots import history_frame, record_params
+from .._utils._slots import history_frame, record_params, write_slots
 from .._utils._tracking import label_tracker
 from .._utils._validation import (
     check_adata,
     check_finite_nonnegative,
     check_in,
     check_key,
+    check_number,
     check_positive_int,
     get_matrix,
+    matrix_label,
 )
 
 
@@ -117,6 +119,8 @@ def nmf(
         ``Σ(x log μ - μ) / (n m)`` without the ``log x!`` term), ``time`` (seconds of training
         since the start, including initialisation), and ``ari`` and ``nmi`` when ``labels_key``
         is given (NaN between evaluations).
+    ``adata.uns[key_added]["slots"]``
+        The slots written, which a later call with the same ``key_added`` removes first.
 
     Examples
     --------
@@ -138,8 +142,7 @@ def nmf(
         )
     max_iter = check_positive_int(max_iter, param="max_iter")
     track_every = check_positive_int(track_every, param="track_every")
-    if not np.isfinite(tol) or tol < 0:
-        raise ValueError(f"tol must be a non-negative number, got {tol!r}.")
+    check_number(tol, param="tol", minimum=0)
     resolved_device = resolve_device(device)
     if resolved_device != "cpu":
         raise ValueError(
@@ -147,10 +150,10 @@ def nmf(
             "pass device='cpu'."
         )
     X = get_matrix(adata, layer)
-    where = ".X" if layer is None else f".layers[{layer!r}]"
+    where = matrix_label(layer)
     check_finite_nonnegative(
         X,
-        what=f"adata{where}",
+        what=where,
         fix="NMF needs non-negative data: pass raw counts (or a non-negative normalisation), "
         "not log-scaled or centred values; see the layer argument.",
     )
@@ -163,7 +166,7 @@ def nmf(
         )
     nnz = X.nnz if sp.issparse(X) else int(np.count_nonzero(X))
     if nnz == 0:
-        raise ValueError(f"adata{where} is all zeros; there is nothing to factorise.")
+        raise ValueError(f"{where} is all zeros; there is nothing to factorise.")
     if isinstance(init, str):
         check_in(init, INITS, param="init")
         init_param = init
@@ -207,29 +210,33 @@ def nmf(
     )
 
     adata = adata.copy() if copy else adata
-    adata.obsm[f"X_{key_added}"] = result.H
-    adata.varm[f"{key_added}_W"] = result.W
-    adata.uns[key_added] = {
-        "params": record_params(
-            {
-                "n_components": n_components,
-                "layer": layer,
-                "objective": objective,
-                "solver": solver,
-                "max_iter": max_iter,
-                "tol": tol,
-                "init": init_param,
-                "labels_key": labels_key,
-                "track_every": track_every if labels_key is not None else None,
-                "resolution": resolution if labels_key is not None else None,
-                "random_state": random_state if isinstance(random_state, int) else None,
-                "device": resolved_device,
-                "n_iter": result.n_iter,
-                "converged": result.converged,
-            }
-        ),
-        "history": history_frame(result.history),
-    }
+    write_slots(
+        adata,
+        key_added,
+        obsm={f"X_{key_added}": result.H},
+        varm={f"{key_added}_W": result.W},
+        uns={
+            "params": record_params(
+                {
+                    "n_components": n_components,
+                    "layer": layer,
+                    "objective": objective,
+                    "solver": solver,
+                    "max_iter": max_iter,
+                    "tol": tol,
+                    "init": init_param,
+                    "labels_key": labels_key,
+                    "track_every": track_every if labels_key is not None else None,
+                    "resolution": resolution if labels_key is not None else None,
+                    "random_state": random_state if isinstance(random_state, int) else None,
+                    "device": resolved_device,
+                    "n_iter": result.n_iter,
+                    "converged": result.converged,
+                }
+            ),
+            "history": history_frame(result.history),
+        },
+    )
     return adata if copy else None
 
 

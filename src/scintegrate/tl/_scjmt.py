@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from .._core._sparse import as_csr
 from .._core.scjmt import DEFAULT_WEIGHTS, fit_scjmt, mnn_smooth
 from .._docs import doc_params
 from .._logging import logger
+from .._settings import settings
 from .._utils._device import resolve_device
-from .._utils._progress import progress_bar
 from .._utils._random import get_rng
-from .._utils._slots import h5ad_safe, history_frame, record_params
-from .._utils._validation import check_finite_nonnegative, check_key, check_positive_int, get_matrix
+from .._utils._slots import h5ad_safe, history_frame, record_params, write_slots
+from .._utils._validation import (
+    check_finite,
+    check_finite_nonnegative,
+    check_in,
+    check_key,
+    check_number,
+    check_positive_int,
+    get_matrix,
+)
+
+if TYPE_CHECKING:
+    from mudata import MuData
 
 
 def _modalities(mdata, mods) -> tuple[AnnData, AnnData]:
@@ -128,8 +141,7 @@ def _match_genes(links: sp.csr_matrix, names: pd.Index, rna: AnnData) -> sp.csr_
 def _preprocess(X, kind: str):
     """RNA: library-size normalised to the median total, log1p, divided by the maximum (values
     in [0, 1]); ATAC: binarised. Sparse stays sparse; ``X`` itself is not modified."""
-    X = sp.csr_matrix(X, dtype=np.float64, copy=True)
-    X.eliminate_zeros()
+    X = as_csr(X, dtype=np.float64, canonical=True)  # a private copy, explicit zeros removed
     if kind == "atac":
         X.data[:] = 1.0
         return X
@@ -152,10 +164,8 @@ def _check_weights(weights) -> dict:
         raise ValueError(
             f"Unknown weights {sorted(unknown)}; the terms are {', '.join(DEFAULT_WEIGHTS)}."
         )
-    for k, v in weights.items():
-        if isinstance(v, bool) or not isinstance(v, int | float | np.number) or not v >= 0:
-            raise ValueError(f"weights[{k!r}] must be a non-negative number, got {v!r}.")
-    return {**DEFAULT_WEIGHTS, **{k: float(v) for k, v in weights.items()}}
+    checked = {k: check_number(v, param=f"weights[{k!r}]", minimum=0) for k, v in weights.items()}
+    return {**DEFAULT_WEIGHTS, **checked}
 
 
 def _cluster_sizes(n_clusters, n_shared, n_rna_only, n_atac_only) -> tuple[int, int, int, int]:
@@ -217,7 +227,7 @@ def scjmt(
     random_state: int | np.random.Generator | None = 0,
     key_added: str = "scjmt",
     copy: bool = False,
-):
+) -> MuData | None:
     """scJMT: joint matrix tri-factorization of unpaired scRNA-seq and scATAC-seq.
 
     Objective (3) of Zhang et al. (2021). The RNA matrix ``G`` (RNA cells x genes) and the ATAC
@@ -323,23 +333,25 @@ def scjmt(
     -------
     ``None``, or the modified copy of ``mdata`` when ``copy=True``. Written:
 
-    ``mdata.obsm[f"X_<key_added>"]``
+    ``mdata.obsm[f"X_{key_added}"]``
         Cell factors (n_obs x n_clusters): ``C_2`` for RNA cells, ``C_1`` (smoothed when
         ``smooth``) for ATAC cells; NaN rows for cells in neither modality.
-    ``mdata.obsm[f"<key_added>_C"]``
+    ``mdata.obsm[f"{key_added}_C"]``
         The fitted cell factors before smoothing.
-    ``mdata.obs[f"<key_added>_clusters"]``
-        Categorical cluster of every cell, the argmax of ``X_<key_added>`` (NaN outside the two
+    ``mdata.obs[f"{key_added}_clusters"]``
+        Categorical cluster of every cell, the argmax of ``X_{key_added}`` (NaN outside the two
         modalities).
-    ``mdata[rna].varm[f"<key_added>_C_g"]``, ``mdata[atac].varm[f"<key_added>_C_r"]``
+    ``mdata[rna].varm[f"{key_added}_C_g"]``, ``mdata[atac].varm[f"{key_added}_C_r"]``
         Gene and region factors (features x n_feature_clusters, simplex rows).
-    ``mdata[rna].var[f"<key_added>_clusters"]``, ``mdata[atac].var[f"<key_added>_clusters"]``
+    ``mdata[rna].var[f"{key_added}_clusters"]``, ``mdata[atac].var[f"{key_added}_clusters"]``
         Gene and region clusters (argmax), categorical.
     ``mdata.uns[key_added]``
         ``Sigma_g`` and ``Sigma_r`` (n_clusters x n_feature_clusters), ``cluster_roles``
         (``"shared"``, ``"rna_only"`` or ``"atac_only"`` per cell cluster), ``objective`` and
         its ``terms``, ``restart_objectives``, ``params`` (every argument, package version,
-        device) and ``history`` (a DataFrame every 10 iterations: objective, its terms, seconds).
+        device), ``history`` (a DataFrame every 10 iterations: objective, its terms, seconds)
+        and ``slots`` (the slots written, which a later call with the same ``key_added``
+        removes first).
     """
     import torch
 
@@ -355,13 +367,9 @@ def scjmt(
     inner_steps = check_positive_int(inner_steps, param="inner_steps")
     n_restarts = check_positive_int(n_restarts, param="n_restarts")
     n_neighbors = check_positive_int(n_neighbors, param="n_neighbors")
-    for value, name in ((lr, "lr"), (tol, "tol")):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-            raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
-    if lr == 0:
-        raise ValueError("lr must be positive.")
-    if init not in ("matched", "random"):
-        raise ValueError(f"init must be 'matched' or 'random', got {init!r}.")
+    lr = check_number(lr, param="lr", minimum=0, exclusive_minimum=True)
+    tol = check_number(tol, param="tol", minimum=0)
+    check_in(init, ("matched", "random"), param="init")
     resolved = resolve_device(device)
     rng = get_rng(random_state)
     A = _gene_activity(gene_activity, rna, atac)
@@ -375,39 +383,32 @@ def scjmt(
             )
             X = _preprocess(X, kind)
         else:
-            values = X.data if sp.issparse(X) else np.asarray(X)
-            if not np.isfinite(values).all():
-                raise ValueError(f"mdata[{m!r}].X contains NaN or infinite values.")
+            check_finite(X, what=f"mdata[{m!r}].X")
         if not (np.asarray(abs(X).sum(1)).ravel() > 0).any():
             raise ValueError(f"Every cell of modality {m!r} is empty.")
         matrices.append(X)
 
-    if copy:
-        mdata = mdata.copy()
-        rna, atac = mdata.mod[mods[0]], mdata.mod[mods[1]]
-
-    with progress_bar(total=max_iter * n_restarts, desc="scJMT", unit="it") as bar:
-        result = fit_scjmt(
-            matrices[0],
-            matrices[1],
-            A,
-            n_shared=n_shared,
-            n_rna_only=n_rna_only,
-            n_atac_only=n_atac_only,
-            n_feature_clusters=M,
-            weights=w,
-            max_iter=max_iter,
-            inner_steps=inner_steps,
-            lr=float(lr),
-            tol=float(tol),
-            n_restarts=n_restarts,
-            center_couplings=bool(center_couplings),
-            init=init,
-            device=resolved,
-            dtype=torch.float32,
-            rng=rng,
-            progress=bar,
-        )
+    result = fit_scjmt(
+        matrices[0],
+        matrices[1],
+        A,
+        n_shared=n_shared,
+        n_rna_only=n_rna_only,
+        n_atac_only=n_atac_only,
+        n_feature_clusters=M,
+        weights=w,
+        max_iter=max_iter,
+        inner_steps=inner_steps,
+        lr=lr,
+        tol=tol,
+        n_restarts=n_restarts,
+        center_couplings=bool(center_couplings),
+        init=init,
+        device=resolved,
+        dtype=torch.float32,
+        rng=rng,
+        progress=settings.progress_bar,
+    )
 
     c_atac = result.C_atac
     if smooth:
@@ -419,20 +420,23 @@ def scjmt(
     raw = np.full((mdata.n_obs, n_clusters), np.nan)
     embedding[rows_rna], raw[rows_rna] = result.C_rna, result.C_rna
     embedding[rows_atac], raw[rows_atac] = c_atac, result.C_atac
-    mdata.obsm[f"X_{key_added}"] = embedding
-    mdata.obsm[f"{key_added}_C"] = raw
     categories = [str(i) for i in range(n_clusters)]
     labels = np.full(mdata.n_obs, None, dtype=object)
     embedded = ~np.isnan(embedding).any(axis=1)
     labels[embedded] = np.argmax(embedding[embedded], axis=1).astype(str)
-    mdata.obs[f"{key_added}_clusters"] = pd.Categorical(labels, categories=categories)
 
     feature_categories = [str(i) for i in range(M)]
-    for ad, factor, part in ((rna, result.C_g, "C_g"), (atac, result.C_r, "C_r")):
-        ad.varm[f"{key_added}_{part}"] = factor
-        ad.var[f"{key_added}_clusters"] = pd.Categorical(
-            np.argmax(factor, axis=1).astype(str), categories=feature_categories
-        )
+    modalities = {
+        mod: {
+            "varm": {f"{key_added}_{part}": factor},
+            "var": {
+                f"{key_added}_clusters": pd.Categorical(
+                    np.argmax(factor, axis=1).astype(str), categories=feature_categories
+                )
+            },
+        }
+        for mod, factor, part in ((mods[0], result.C_g, "C_g"), (mods[1], result.C_r, "C_r"))
+    }
 
     roles = ["shared"] * n_shared + ["rna_only"] * n_rna_only + ["atac_only"] * n_atac_only
     params = {
@@ -449,8 +453,8 @@ def scjmt(
         "preprocess": preprocess,
         "max_iter": max_iter,
         "inner_steps": inner_steps,
-        "lr": float(lr),
-        "tol": float(tol),
+        "lr": lr,
+        "tol": tol,
         "n_restarts": n_restarts,
         "smooth": smooth,
         "n_neighbors": n_neighbors,
@@ -458,14 +462,22 @@ def scjmt(
         "random_state": random_state if isinstance(random_state, int) else None,
         "n_iter": result.n_iter,
     }
-    mdata.uns[key_added] = {
-        "Sigma_g": result.Sigma_g,
-        "Sigma_r": result.Sigma_r,
-        "cluster_roles": np.asarray(roles, dtype=object),
-        "objective": float(result.loss),
-        "terms": h5ad_safe(result.terms),
-        "restart_objectives": np.asarray(result.restart_losses),
-        "params": record_params(params),
-        "history": history_frame(result.history),
-    }
+    mdata = mdata.copy() if copy else mdata
+    write_slots(
+        mdata,
+        key_added,
+        obsm={f"X_{key_added}": embedding, f"{key_added}_C": raw},
+        obs={f"{key_added}_clusters": pd.Categorical(labels, categories=categories)},
+        modalities=modalities,
+        uns={
+            "Sigma_g": result.Sigma_g,
+            "Sigma_r": result.Sigma_r,
+            "cluster_roles": np.asarray(roles, dtype=object),
+            "objective": float(result.loss),
+            "terms": h5ad_safe(result.terms),
+            "restart_objectives": np.asarray(result.restart_losses),
+            "params": record_params(params),
+            "history": history_frame(result.history),
+        },
+    )
     return mdata if copy else None
