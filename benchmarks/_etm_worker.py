@@ -52,6 +52,15 @@ def run_ours(X, batch, args):
             batch_size=args.batch_size,
             kl_weight=args.kl_weight if args.kl_weight is not None else 1.0,
             random_state=np.random.default_rng(args.seed),
+            # the core takes every hyperparameter; these are the values of earlier runs
+            emb_dim=400,
+            hidden_sizes=(128,),
+            dropout=0.1,
+            lr=5e-3,
+            lr_decay=6e-5,
+            kl_warmup=1 / 3,
+            grad_clip=50.0,
+            eval_every=10,
         )
     return m, result.n_steps, result.theta, result.mu, {"torch": torch.__version__}
 

@@ -540,7 +540,9 @@ def etm(
     _check_counts(X, matrix_label(layer))
     if adata.n_obs < 2:
         raise ValueError("scETM needs at least 2 cells (batch normalisation in the encoder).")
-    codes, batches = (None, []) if batch_key is None else obs_batch_codes(adata, batch_key)
+    codes, batches = (
+        (None, []) if batch_key is None else obs_batch_codes(adata, batch_key, order="sorted")
+    )
     fixed = _fixed_embedding(adata, fixed_gene_emb)
     if emb_dim == 0 and fixed is None:
         raise ValueError("emb_dim=0 needs fixed_gene_emb (the gene embeddings would be empty).")
