@@ -269,6 +269,7 @@ def _tiny():
         ),
         (None, {"batch_key": "nope"}, "batch_key='nope' is not a column"),
         (None, {"n_topics": 1}, "n_topics must be an integer >= 2"),
+        (None, {"n_topics": 10**9}, "larger than the number of genes"),
         (None, {"layer": "counts"}, "Layer 'counts' not found"),
         (None, {"labels_key": "nope"}, "labels_key='nope' is not a column"),
         (None, {"fixed_gene_emb": "nope"}, "fixed_gene_emb='nope' is not a key"),

@@ -298,3 +298,16 @@ def test_backed_file_gets_the_second_call(counts, genes, tmp_path):
     np.testing.assert_array_equal(back.obsm["X_inmf"], second)
     assert back.uns["inmf"]["params"]["max_epochs"] == 1
     assert set(back.uns["inmf"]["slots"]) == {"obsm:X_inmf", "varm:inmf_W", "varm:inmf_V"}
+
+
+def test_dense_float16_is_read_as_float32():
+    from _public_calls import preprocessed
+
+    half, single = preprocessed(), preprocessed()
+    half.layers["liger_scaled"] = half.layers["liger_scaled"].toarray().astype(np.float16)
+    single.layers["liger_scaled"] = half.layers["liger_scaled"].astype(np.float32)
+    kwargs = {"batch_key": "library", "max_epochs": 1, "copy": True, "return_model": True}
+    out_half, model = si.tl.online_inmf(half, 3, **kwargs)
+    out_single, _ = si.tl.online_inmf(single, 3, **kwargs)
+    np.testing.assert_array_equal(out_half.obsm["X_inmf"], out_single.obsm["X_inmf"])
+    np.testing.assert_array_equal(model.transform(half), model.transform(single))

@@ -156,6 +156,18 @@ def test_bad_input():
         si.tl.scjmt(m, 3, gene_activity="nope", **FAST)
     with pytest.raises(ValueError, match="larger than n_clusters"):
         si.tl.scjmt(m, 3, n_shared=4, **FAST)
+    with pytest.raises(
+        ValueError, match="n_clusters=1000000000 is larger than the number of cells"
+    ):
+        si.tl.scjmt(m, 10**9, **FAST)
+    with pytest.raises(ValueError, match="n_feature_clusters=1000 is larger"):
+        si.tl.scjmt(m, 3, n_feature_clusters=1000, **FAST)
+    duplicated = m.copy()
+    names = duplicated["rna"].obs_names.to_numpy().copy()
+    names[1] = names[0]
+    duplicated["rna"].obs_names = names
+    with pytest.raises(ValueError, match="duplicated cell names"):
+        si.tl.scjmt(duplicated, 3, **FAST)
     with pytest.raises(ValueError, match="must equal"):
         si.tl.scjmt(m, 3, n_shared=2, n_rna_only=2, **FAST)
     with pytest.raises(ValueError, match="init='kmeans' is not supported"):

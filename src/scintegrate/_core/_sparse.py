@@ -19,12 +19,15 @@ def as_csr(X, *, dtype=None, canonical: bool = False) -> sp.csr_matrix:
     X
         Dense array or any scipy sparse matrix/array.
     dtype
-        Value dtype of the result (``None`` keeps the input's).
+        Value dtype of the result (``None`` keeps the input's; dense float16, which
+        scipy.sparse cannot hold, becomes float32).
     canonical
         Return a private copy with duplicates summed, explicit zeros removed and indices sorted,
         as the compiled kernels expect. Without it, CSR input of the requested dtype is returned
         as it is (no copy: read it, never write to it).
     """
+    if dtype is None and not sp.issparse(X) and np.asarray(X).dtype == np.float16:
+        dtype = np.float32  # scipy.sparse has no float16; float32 holds every float16 exactly
     if canonical:
         csr = sp.csr_matrix(X, dtype=dtype, copy=True)
         # copy=True copies the values, but a format conversion may hand back index arrays that

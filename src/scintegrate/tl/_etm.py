@@ -540,6 +540,12 @@ def etm(
     _check_counts(X, matrix_label(layer))
     if adata.n_obs < 2:
         raise ValueError("scETM needs at least 2 cells (batch normalisation in the encoder).")
+    if n_topics > adata.n_vars:
+        # each topic is a distribution over genes: more topics than genes cannot be told apart
+        raise ValueError(
+            f"n_topics={n_topics} is larger than the number of genes ({adata.n_vars}); "
+            "choose fewer topics."
+        )
     codes, batches = (
         (None, []) if batch_key is None else obs_batch_codes(adata, batch_key, order="sorted")
     )

@@ -362,6 +362,18 @@ def scjmt(
     )
     M = 4 * n_clusters if n_feature_clusters is None else n_feature_clusters
     M = check_positive_int(M, param="n_feature_clusters")
+    largest = min(rna.n_obs, atac.n_obs)
+    if n_clusters > largest:
+        raise ValueError(
+            f"n_clusters={n_clusters} is larger than the number of cells of the smaller modality "
+            f"({largest}); choose fewer clusters."
+        )
+    features = min(rna.n_vars, atac.n_vars)
+    if M > features:
+        raise ValueError(
+            f"n_feature_clusters={M} is larger than the number of features of the smaller "
+            f"modality ({features}); choose fewer (by default 4 x n_clusters)."
+        )
     w = _check_weights(weights)
     max_iter = check_positive_int(max_iter, param="max_iter")
     inner_steps = check_positive_int(inner_steps, param="inner_steps")
@@ -387,6 +399,17 @@ def scjmt(
         if not (np.asarray(abs(X).sum(1)).ravel() > 0).any():
             raise ValueError(f"Every cell of modality {m!r} is empty.")
         matrices.append(X)
+    for m, ad in ((mods[0], rna), (mods[1], atac)):
+        if not ad.obs_names.is_unique:
+            raise ValueError(
+                f"mdata[{m!r}] has duplicated cell names; make them unique first "
+                "(mdata[mod].obs_names_make_unique(), then mdata.update())."
+            )
+    if not mdata.obs_names.is_unique:
+        raise ValueError(
+            "mdata.obs_names has duplicated cell names; make them unique first "
+            "(mdata.obs_names_make_unique(), then mdata.update())."
+        )
 
     result = fit_scjmt(
         matrices[0],
