@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from ._clustering import adjusted_rand_index, leiden_clusters, normalized_mutual_info
 from ._validation import get_obs_labels
 
 
@@ -26,14 +27,9 @@ def label_tracker(
             f"adata.obs[{labels_key!r}] has missing values; fill them (e.g. 'unknown') or "
             "subset the cells before tracking the ARI."
         )
-    from ..metrics._clustering import (
-        adjusted_rand_index,
-        leiden_clusters,
-        normalized_mutual_info,
-    )
 
     def track(embedding: np.ndarray) -> dict[str, float]:
-        clusters = leiden_clusters(embedding, resolution=resolution, metric=metric, random_state=0)
+        clusters = leiden_clusters(embedding, [resolution], metric=metric, random_state=0)[0]
         return {
             "ari": adjusted_rand_index(labels, clusters),
             "nmi": normalized_mutual_info(labels, clusters),
