@@ -9,7 +9,7 @@ import pandas as pd
 from anndata import AnnData
 
 from ._clustering import adjusted_rand_index, leiden_clusters, normalized_mutual_info
-from ._validation import get_obs_labels
+from ._validation import check_number, get_obs_labels
 
 
 def label_tracker(
@@ -17,11 +17,13 @@ def label_tracker(
 ) -> Callable[[np.ndarray], dict[str, float]] | None:
     """A function embedding -> ``{"ari", "nmi"}`` of its Leiden clusters; None without labels.
 
-    The labels are validated here (before training), so a bad ``labels_key`` fails early.
+    The labels and the resolution are validated here (before training), so a bad
+    ``labels_key`` or ``resolution`` fails early.
     """
     if labels_key is None:
         return None
     labels = get_obs_labels(adata, labels_key)
+    check_number(resolution, param="resolution", minimum=0, exclusive_minimum=True)
     if pd.isna(labels).any():
         raise ValueError(
             f"adata.obs[{labels_key!r}] has missing values; fill them (e.g. 'unknown') or "
