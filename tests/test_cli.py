@@ -1,23 +1,11 @@
-"""Bundled data and the command line."""
+"""The command line."""
 
 from __future__ import annotations
 
 import anndata as ad
-import numpy as np
-import scipy.sparse as sp
 
 import scintegrate as si
 from scintegrate.cli import main
-
-
-def test_bundled_dataset(cortex):
-    assert cortex.shape == (10309, 1677)
-    assert sp.issparse(cortex.X)
-    data = cortex.X.data
-    assert (data >= 0).all() and np.array_equal(data, np.round(data))
-    assert cortex.obs["cell_type"].nunique() == 15
-    assert cortex.obs["library"].nunique() == 12
-    assert cortex.obs_names.is_unique and cortex.var_names.is_unique
 
 
 def test_cli_nmf(cortex_small, tmp_path):

@@ -99,6 +99,30 @@ def test_alignment_bad_input(embedding, batches, kwargs, message):
         si.metrics.alignment_score(embedding, batches=batches, **kwargs)
 
 
+def test_alignment_refuses_batches_of_one_cell():
+    # two cells used to score 2.0: with one cell per batch no neighbour can be of its own batch
+    with pytest.raises(ValueError, match="'a' has a single cell"):
+        si.metrics.alignment_score(np.array([[0.0], [1.0]]), batches=["a", "b"])
+    with pytest.raises(ValueError, match="'c' has a single cell"):
+        si.metrics.alignment_score(np.zeros((5, 2)), batches=["a", "a", "b", "b", "c"])
+
+
+def test_alignment_caps_k_below_the_smallest_batch(caplog):
+    rng = np.random.default_rng(5)
+    batches = np.array(["big"] * 100 + ["small"] * 6)
+    embedding = rng.normal(size=(106, 2))
+    embedding[batches == "small"] += 100.0
+    # separated batches score 0: k is lowered from 10 to 5, the neighbours a cell of the
+    # smallest batch can have in its own batch (with k = 10 they scored 1.0, "mixed")
+    with caplog.at_level("WARNING", logger="scintegrate"):
+        got = si.metrics.alignment_score(embedding, batches=batches)
+    assert got == 0.0
+    assert "uses 5 neighbours instead of 10" in caplog.text
+    assert si.metrics.alignment_score(embedding, batches=batches, n_neighbors=5) == 0.0
+    with pytest.raises(ValueError, match=r"n_neighbors=6 is too large.*<= 5"):
+        si.metrics.alignment_score(embedding, batches=batches, n_neighbors=6)
+
+
 def test_alignment_anndata_needs_use_rep(cortex_small):
     with pytest.raises(ValueError, match="Pass use_rep"):
         si.metrics.alignment_score(cortex_small, batches="library")

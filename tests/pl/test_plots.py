@@ -52,6 +52,55 @@ def test_umap_and_tsne(fitted):
     assert ax is not None and fitted.obsm["X_nmf_tsne"].shape == (fitted.n_obs, 2)
 
 
+def _slots(adata):
+    return (set(adata.obsm), set(adata.obsp), set(adata.uns), set(adata.obs.columns))
+
+
+@pytest.mark.parametrize("plot", [si.pl.umap, si.pl.tsne])
+@pytest.mark.parametrize("color", ["nope", ["cell_type", "nope"]])
+def test_bad_color_is_refused_before_anything_is_written(fitted, plot, color):
+    # pl.umap used to raise scanpy's KeyError after writing obsm, obsp and uns entries
+    before = _slots(fitted)
+    with pytest.raises(ValueError, match=r"color='nope' is neither a column of adata\.obs"):
+        plot(fitted, "nmf", color=color, show=False)
+    assert _slots(fitted) == before
+
+
+def test_umap_matches_scanpy_and_a_second_call_replaces_its_slots(fitted):
+    import scanpy as sc
+
+    si.pl.umap(fitted, "nmf", n_neighbors=10, show=False)
+    # the same graph and coordinates as scanpy run on the object itself
+    ref = fitted.copy()
+    sc.pp.neighbors(
+        ref,
+        n_neighbors=10,
+        use_rep="X_nmf",
+        metric="cosine",
+        random_state=0,
+        key_added="ref",
+        transformer="sklearn",
+    )
+    sc.tl.umap(ref, neighbors_key="ref", random_state=0, key_added="X_ref")
+    np.testing.assert_array_equal(fitted.obsm["X_nmf_umap"], ref.obsm["X_ref"])
+    conn = fitted.obsp["nmf_neighbors_connectivities"]
+    assert abs(conn - ref.obsp["ref_connectivities"]).max() == 0
+    assert fitted.uns["nmf_neighbors"]["connectivities_key"] == "nmf_neighbors_connectivities"
+    assert fitted.uns["nmf_neighbors"]["params"]["n_neighbors"] == 10
+    assert set(fitted.uns["X_nmf_umap"]["slots"]) == {"obsm:X_nmf_umap"}
+    # genes (also through .raw and gene_symbols) are valid colours
+    fitted.var["symbol"] = [f"S{name}" for name in fitted.var_names]
+    fitted.raw = fitted.copy()
+    gene = fitted.var_names[0]
+    si.pl.umap(fitted, "nmf", color=[gene, "cell_type"], show=False)
+    si.pl.umap(fitted, "nmf", color=f"S{gene}", gene_symbols="symbol", use_raw=False, show=False)
+    si.pl.umap(fitted, "nmf", color=gene, use_raw=True, show=False)
+    # recompute with other options replaces the graph
+    si.pl.umap(fitted, "nmf", n_neighbors=5, recompute=True, show=False)
+    assert fitted.uns["nmf_neighbors"]["params"]["n_neighbors"] == 5
+    assert (fitted.obsp["nmf_neighbors_distances"] > 0).sum(1).max() <= 4
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
@@ -61,6 +110,12 @@ def test_umap_and_tsne(fitted):
         (lambda a: si.pl.factor_heatmap(a, "nmf", groupby="celltype"), "not a column"),
         (lambda a: si.pl.top_features(a, "etm"), "has none of"),
         (lambda a: si.pl.umap(a, "etm"), "no 'X_etm'"),
+        (lambda a: si.pl.top_features(a, "nmf", n_top=True), "n_top must be an integer >= 1"),
+        (lambda a: si.pl.factor_heatmap(a, "nmf", groupby="cell_type", vmax=-1), "vmax must be"),
+        (lambda a: si.pl.umap(a, "nmf", n_neighbors=1), "n_neighbors must be an integer >= 2"),
+        (lambda a: si.pl.umap(a, "nmf", random_state=-1), "random_state must be"),
+        (lambda a: si.pl.tsne(a, "nmf", perplexity=0), "perplexity must be a finite number > 0"),
+        (lambda a: si.pl.tsne(a, "nmf", recompute="yes"), "recompute must be True or False"),
     ],
 )
 def test_plot_errors(fitted, call, message):

@@ -218,6 +218,54 @@ def test_bundled_links_reproduce_bundled_gene_activity():
     assert list(out.var_names) == list(reference.var_names)
 
 
+def test_user_links_and_counts_are_not_modified():
+    atac = _atac(PEAKS)
+    atac.X.indices[:2] = atac.X.indices[1::-1].copy()  # unsorted counts
+    atac.X.has_sorted_indices = False
+    counts = (atac.X.data.copy(), atac.X.indices.copy(), atac.X.indptr.copy())
+    links = sp.csr_matrix(
+        (np.array([1.0, 2.0, 3.0], np.float32), np.array([3, 0, 1]), np.array([0, 2, 3])),
+        shape=(2, len(PEAKS)),
+    )  # unsorted indices in row 0, float32: scipy would share its arrays
+    before = (links.data.copy(), links.indices.copy(), links.indptr.copy())
+    out = si.pp.gene_activity(atac, links=links, genes=["A", "B"])
+    for now, then in zip((links.data, links.indices, links.indptr), before, strict=True):
+        np.testing.assert_array_equal(now, then)
+    for now, then in zip((atac.X.data, atac.X.indices, atac.X.indptr), counts, strict=True):
+        np.testing.assert_array_equal(now, then)
+    expected = atac.X.toarray() @ links.toarray().T
+    np.testing.assert_allclose(out.X.toarray(), expected, rtol=1e-6)
+
+
+def test_second_call_replaces_the_first_calls_slots():
+    atac = _atac(PEAKS)
+    si.pp.gene_activity(atac, annotation=ANNOT)
+    assert set(atac.uns["gene_activity"]["slots"]) == {
+        "varm:gene_activity",
+        "var:gene_activity_n_genes",
+    }
+    si.pp.gene_activity(atac, annotation=ANNOT, genes=["B", "A"])
+    assert atac.varm["gene_activity"].shape == (len(PEAKS), 2)
+    assert list(atac.uns["gene_activity"]["genes"]) == ["B", "A"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"decay": "a"}, "decay must be a finite number > 0"),
+        ({"decay": 0}, "decay must be a finite number > 0"),
+        ({"upstream": -1}, "upstream must be an integer >= 0"),
+        ({"downstream": 2.5}, "downstream must be an integer >= 0"),
+        ({"max_distance": True}, "max_distance must be an integer >= 0"),
+    ],
+)
+def test_bad_numbers(kwargs, message):
+    atac = _atac(PEAKS)
+    with pytest.raises(ValueError, match=message):
+        si.pp.gene_activity(atac, annotation=ANNOT, **kwargs)
+    assert "gene_activity" not in atac.uns and "gene_activity" not in atac.varm
+
+
 def test_bad_input(tmp_path):
     with pytest.raises(ValueError, match="chrX-12"):
         si.pp.gene_activity(_atac(["chr1_1_100", "chrX-12"]), annotation=ANNOT)

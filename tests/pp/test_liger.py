@@ -225,7 +225,9 @@ def _missing_batch(adata):
         (_tiny_batch, {}, "'lonely' .* fewer than 2 cells"),
         (_missing_batch, {}, "1 missing values"),
         (lambda a: a, {"combine": "intersect"}, "combine='intersect' is not supported"),
-        (lambda a: a, {"alpha_thresh": 0.0}, r"alpha_thresh must be in \(0, 1\]"),
+        (lambda a: a, {"alpha_thresh": 0.0}, "alpha_thresh must be a finite number > 0 and <= 1"),
+        (lambda a: a, {"alpha_thresh": 1.5}, "alpha_thresh must be a finite number > 0 and <= 1"),
+        (lambda a: a, {"var_thresh": True}, "var_thresh must be a finite number"),
         (lambda a: a, {"var_thresh": np.nan}, "var_thresh must be a finite number"),
         (lambda a: a, {"n_genes": 0}, "n_genes must be an integer"),
         (lambda a: a, {"layer": "counts"}, "Layer 'counts' not found"),
@@ -239,6 +241,14 @@ def test_bad_input_raises_clear_error(cortex_small, mutate, kwargs, message):
     with pytest.raises(ValueError, match=message):
         si.pp.liger_preprocess(adata, **kwargs)
     assert "liger_scaled" not in adata.layers and KEY not in adata.var and KEY not in adata.uns
+
+
+def test_second_call_replaces_the_first_calls_slots(cortex_small):
+    si.pp.liger_preprocess(cortex_small, batch_key="library", layer_added="first")
+    assert "layers:first" in set(cortex_small.uns[KEY]["slots"])
+    si.pp.liger_preprocess(cortex_small, batch_key="library", layer_added="second")
+    assert "first" not in cortex_small.layers and "second" in cortex_small.layers
+    assert cortex_small.uns[KEY]["params"]["layer_added"] == "second"
 
 
 def test_layer_added_must_not_overwrite_input(cortex_small):

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import scintegrate as si
-from scintegrate._core.quantile import knn_vote, max_factor_clusters, quantile_norm
+from scintegrate._core.quantile_norm import knn_vote, max_factor_clusters, quantile_norm
 
 SCALE = np.array([3.0, 0.5, 1.5, 2.0])
 SHIFT = np.array([0.05, 0.0, 0.2, 0.1])
@@ -227,6 +227,35 @@ def test_round_trip_h5ad(tmp_path):
     np.testing.assert_array_equal(back.uns["inmf_qn"]["params"]["use_dims"], [0, 1, 2])
 
 
+def test_backed_adata_keeps_results_in_memory_and_says_so(tmp_path, caplog):
+    H, batches, _ = synthetic_factors(sizes=(60, 50), seed=8)
+    path = tmp_path / "qn.h5ad"
+    make_adata(H, batches).write_h5ad(path)
+    before = path.read_bytes()
+    adata = ad.read_h5ad(path, backed="r")
+    with pytest.raises(ValueError, match="copy=True cannot copy an AnnData opened in backed"):
+        si.pp.quantile_norm(adata, batch_key="batch", min_cells=5, copy=True)
+    with caplog.at_level("WARNING", logger="scintegrate"):
+        si.pp.quantile_norm(adata, batch_key="batch", min_cells=5)
+    assert "the file is not changed" in caplog.text and "write_h5ad" in caplog.text
+    in_memory = make_adata(H, batches)
+    si.pp.quantile_norm(in_memory, batch_key="batch", min_cells=5)
+    np.testing.assert_array_equal(adata.obsm["X_inmf_qn"], in_memory.obsm["X_inmf_qn"])
+    adata.file.close()
+    assert path.read_bytes() == before
+
+
+def test_second_call_replaces_the_first_calls_slots():
+    H, batches, _ = synthetic_factors(sizes=(60, 50), seed=9)
+    adata = make_adata(H, batches)
+    si.pp.quantile_norm(adata, batch_key="batch", min_cells=5, key_added="qn")
+    assert set(adata.uns["qn"]["slots"]) == {"obsm:X_qn", "obs:qn_clusters"}
+    first = adata.obsm["X_qn"].copy()
+    si.pp.quantile_norm(adata, batch_key="batch", min_cells=5, key_added="qn", reference="b1")
+    assert adata.uns["qn"]["params"]["reference"] == "b1"
+    assert not np.array_equal(adata.obsm["X_qn"], first)
+
+
 # ------------------------------------------------------------------------------- bad input
 def _single_batch(adata):
     adata.obs["batch"] = "only"
@@ -241,6 +270,11 @@ def _set_rep(value):
         return adata
 
     return mutate
+
+
+def _object_rep(adata):
+    adata.obsm["X_inmf"] = adata.obsm["X_inmf"].astype(object)
+    return adata
 
 
 @pytest.mark.parametrize(
@@ -258,6 +292,7 @@ def _set_rep(value):
         (lambda a: a, {"max_sample": 1}, "max_sample must be an integer >= 2"),
         (lambda a: a, {"n_neighbors": 0}, "n_neighbors must be"),
         (lambda a: a, {"refine_knn": "yes"}, "refine_knn must be True or False"),
+        (_object_rep, {}, "has dtype object; expected real numbers"),
         (lambda a: a, {"key_added": "a/b"}, "without '/'"),
     ],
 )

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from ._validation import get_obs_labels
+from ._clustering import adjusted_rand_index, leiden_clusters, normalized_mutual_info
+from ._validation import check_number, get_obs_labels
 
 
 def label_tracker(
@@ -16,24 +17,21 @@ def label_tracker(
 ) -> Callable[[np.ndarray], dict[str, float]] | None:
     """A function embedding -> ``{"ari", "nmi"}`` of its Leiden clusters; None without labels.
 
-    The labels are validated here (before training), so a bad ``labels_key`` fails early.
+    The labels and the resolution are validated here (before training), so a bad
+    ``labels_key`` or ``resolution`` fails early.
     """
     if labels_key is None:
         return None
     labels = get_obs_labels(adata, labels_key)
+    check_number(resolution, param="resolution", minimum=0, exclusive_minimum=True)
     if pd.isna(labels).any():
         raise ValueError(
             f"adata.obs[{labels_key!r}] has missing values; fill them (e.g. 'unknown') or "
             "subset the cells before tracking the ARI."
         )
-    from ..metrics._clustering import (
-        adjusted_rand_index,
-        leiden_clusters,
-        normalized_mutual_info,
-    )
 
     def track(embedding: np.ndarray) -> dict[str, float]:
-        clusters = leiden_clusters(embedding, resolution=resolution, metric=metric, random_state=0)
+        clusters = leiden_clusters(embedding, [resolution], metric=metric, random_state=0)[0]
         return {
             "ari": adjusted_rand_index(labels, clusters),
             "nmi": normalized_mutual_info(labels, clusters),

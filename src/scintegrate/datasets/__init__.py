@@ -1,13 +1,13 @@
 """Real single-cell data shipped with the package (no downloads at run time), and simulators."""
 
+from ._branch_simulation import branch_simulation
 from ._datasets import (
     snareseq_celllines,
     snareseq_cortex_atac_gene_activity,
     snareseq_cortex_atac_peaks,
     snareseq_cortex_rna,
 )
-from ._simulate import simulate_rna_atac
-from ._simulation import branch_simulation
+from ._rna_atac_simulation import simulate_rna_atac
 
 __all__ = [
     "branch_simulation",

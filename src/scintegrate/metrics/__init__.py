@@ -1,6 +1,11 @@
-"""Metrics of embedding quality: clustering agreement with labels (ARI, NMI), and LIGER's
-integration metrics (alignment, agreement, purity), FOSCTTM, neighbourhood overlap and label
-transfer accuracy across modalities."""
+"""Metrics of embedding quality.
+
+- Agreement of two labellings you have: ``adjusted_rand_index``, ``normalized_mutual_info``.
+- Clustering an embedding (Leiden) and scoring the clusters against labels: ``ari``, ``nmi``,
+  ``cluster_agreement`` (and the clusters themselves: ``leiden_clusters``).
+- LIGER's integration metrics: ``alignment_score``, ``agreement``, ``purity``.
+- Paired modalities: ``foscttm``, ``neighborhood_overlap``, ``label_transfer_accuracy``.
+"""
 
 from ._clustering import (
     adjusted_rand_index,

@@ -1,6 +1,8 @@
-"""Agreement between Leiden clusters of an embedding and known labels.
+"""Agreement between labellings, and between Leiden clusters of an embedding and known labels.
 
-``ari`` and ``nmi`` build a kNN graph of the embedding (scanpy's UMAP connectivities), cluster it
+Two kinds: ``adjusted_rand_index`` and ``normalized_mutual_info`` compare two labellings you
+already have (scikit-learn's scores); ``ari``, ``nmi`` and ``cluster_agreement`` first cluster an
+embedding and then compare. ``ari`` and ``nmi`` build a kNN graph of the embedding (scanpy's UMAP connectivities), cluster it
 with Leiden and compare the clusters with the labels. At a single ``resolution`` the number is an
 honest, label-free clustering scored afterwards. Given several resolutions they report the *best*
 score over them, which peeks at the labels and is optimistic (it is what scETM reports).
@@ -14,26 +16,18 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._utils._validation import get_obs_labels
-
-_EXACT_KNN_MAX_CELLS = 50_000
-
-
-def _contingency(labels_true, labels_pred) -> np.ndarray:
-    true_codes = pd.factorize(np.asarray(labels_true), use_na_sentinel=False)[0]
-    pred_codes = pd.factorize(np.asarray(labels_pred), use_na_sentinel=False)[0]
-    if true_codes.shape != pred_codes.shape:
-        raise ValueError(
-            f"labels_true and labels_pred have different lengths "
-            f"({true_codes.size} and {pred_codes.size})."
-        )
-    table = np.zeros((true_codes.max(initial=-1) + 1, pred_codes.max(initial=-1) + 1))
-    np.add.at(table, (true_codes, pred_codes), 1)
-    return table
+from .._utils import _clustering
+from .._utils._clustering import check_embedding, check_resolutions, check_seed
+from .._utils._validation import check_positive_int
+from ._common import get_embedding, get_labels
 
 
-def adjusted_rand_index(labels_true, labels_pred) -> float:
-    """Adjusted Rand index (Hubert & Arabie 1985) of two labellings of the same cells.
+def adjusted_rand_index(labels_true: Sequence, labels_pred: Sequence) -> float:
+    """Adjusted Rand index of two given labellings of the same cells (no clustering here).
+
+    To cluster an embedding first and score those clusters, use :func:`ari`. This is
+    scikit-learn's :func:`~sklearn.metrics.adjusted_rand_score` (Hubert & Arabie 1985); labels
+    may be of any type, and a missing label (NaN) counts as a label of its own.
 
     Parameters
     ----------
@@ -45,30 +39,18 @@ def adjusted_rand_index(labels_true, labels_pred) -> float:
     Returns
     -------
     The ARI: 1 for identical partitions, about 0 for independent ones, negative below chance.
+    Empty input is refused.
     """
-    table = _contingency(labels_true, labels_pred)
-    n = table.sum()
-
-    def pairs(x):
-        return float(np.sum(x * (x - 1)) / 2)
-
-    index = pairs(table)
-    rows, cols = pairs(table.sum(1)), pairs(table.sum(0))
-    total = n * (n - 1) / 2
-    if total == 0:
-        return 1.0
-    expected = rows * cols / total
-    maximum = (rows + cols) / 2
-    if maximum == expected:  # both partitions trivial (one cluster, or all singletons)
-        return 1.0
-    return float((index - expected) / (maximum - expected))
+    return _clustering.adjusted_rand_index(labels_true, labels_pred)
 
 
-def normalized_mutual_info(labels_true, labels_pred) -> float:
-    """Normalised mutual information of two labellings of the same cells.
+def normalized_mutual_info(labels_true: Sequence, labels_pred: Sequence) -> float:
+    """Normalised mutual information of two given labellings of the same cells (no clustering).
 
-    The mutual information divided by the arithmetic mean of the two entropies (the default of
-    scikit-learn's ``normalized_mutual_info_score``).
+    To cluster an embedding first and score those clusters, use :func:`nmi`. This is
+    scikit-learn's :func:`~sklearn.metrics.normalized_mutual_info_score`: the mutual information
+    divided by the arithmetic mean of the two entropies. A missing label (NaN) counts as a label
+    of its own.
 
     Parameters
     ----------
@@ -79,49 +61,16 @@ def normalized_mutual_info(labels_true, labels_pred) -> float:
 
     Returns
     -------
-    The NMI, between 0 (independent) and 1 (identical partitions).
+    The NMI, between 0 (independent) and 1 (identical partitions). Empty input is refused.
     """
-    table = _contingency(labels_true, labels_pred)
-    n = table.sum()
-    p_true, p_pred = table.sum(1) / n, table.sum(0) / n
-
-    def entropy(p):
-        p = p[p > 0]
-        return float(-np.sum(p * np.log(p)))
-
-    h_true, h_pred = entropy(p_true), entropy(p_pred)
-    if h_true == 0 and h_pred == 0:
-        return 1.0
-    nz = table > 0
-    joint = table[nz] / n
-    mi = float(np.sum(joint * np.log(joint / np.outer(p_true, p_pred)[nz])))
-    return max(mi, 0.0) / ((h_true + h_pred) / 2)
+    return _clustering.normalized_mutual_info(labels_true, labels_pred)
 
 
-def _embedding_and_labels(data, labels, use_rep):
-    if isinstance(data, AnnData):
-        if use_rep is None:
-            raise ValueError("Pass use_rep, the adata.obsm key of the embedding (e.g. 'X_nmf').")
-        if use_rep not in data.obsm:
-            keys = ", ".join(map(repr, data.obsm.keys())) or "none"
-            raise ValueError(f"use_rep={use_rep!r} is not in adata.obsm (keys: {keys}).")
-        embedding = np.asarray(data.obsm[use_rep])
-        if isinstance(labels, str):
-            labels = get_obs_labels(data, labels, param="labels")
-    else:
-        embedding = np.asarray(data)
-    labels = np.asarray(labels)
-    if embedding.ndim != 2:
-        raise ValueError(
-            f"The embedding must be a cells x dimensions array, got shape {embedding.shape}."
-        )
-    if labels.shape[0] != embedding.shape[0]:
-        raise ValueError(
-            f"labels has {labels.shape[0]} entries but the embedding has {embedding.shape[0]} cells."
-        )
-    if not np.isfinite(embedding).all():
-        raise ValueError("The embedding contains NaN or infinite values.")
-    return embedding, labels
+def _check_options(n_neighbors, metric, random_state) -> tuple[int, str, int | None]:
+    n_neighbors = check_positive_int(n_neighbors, param="n_neighbors", minimum=2)
+    if not isinstance(metric, str):
+        raise ValueError(f"metric must be a distance name such as 'euclidean', got {metric!r}.")
+    return n_neighbors, metric, check_seed(random_state)
 
 
 def leiden_clusters(
@@ -130,7 +79,7 @@ def leiden_clusters(
     resolution: float = 1.0,
     n_neighbors: int = 15,
     metric: str = "euclidean",
-    random_state: int = 0,
+    random_state: int | np.random.Generator | None = 0,
 ) -> np.ndarray:
     """Leiden clusters (igraph implementation) of the kNN graph of an embedding.
 
@@ -140,64 +89,33 @@ def leiden_clusters(
     Parameters
     ----------
     embedding
-        Cells x dimensions array.
+        Cells x dimensions array (at least 3 cells).
     resolution
-        Leiden resolution; higher gives more clusters.
+        Leiden resolution, a number > 0; higher gives more clusters.
     n_neighbors
-        Neighbours per cell in the kNN graph.
+        Neighbours per cell in the kNN graph (at least 2; at most the number of cells minus 1
+        are used).
     metric
         Distance of the kNN search, e.g. ``"euclidean"`` or ``"cosine"`` (which ignores the
         overall scale of each cell's row, as suits NMF loadings that grow with sequencing depth).
     random_state
-        Seed of the neighbour search and of Leiden.
+        Seed of the neighbour search and of Leiden (a numpy Generator gives one seed).
 
     Returns
     -------
     Cluster labels as strings, one per cell.
     """
-    return _cluster(np.asarray(embedding), [resolution], n_neighbors, metric, random_state)[0]
-
-
-def knn_transformer_kwargs(n_cells: int) -> dict:
-    """Keyword arguments for :func:`scanpy.pp.neighbors`: exact kNN for small data.
-
-    Exact search is fast enough below the threshold and avoids the numba compile of
-    pynndescent (tens of seconds on first use).
-    """
-    return {"transformer": "sklearn"} if n_cells <= _EXACT_KNN_MAX_CELLS else {}
-
-
-def _cluster(embedding, resolutions, n_neighbors, metric, random_state) -> list[np.ndarray]:
-    import scanpy as sc
-
-    n_cells = embedding.shape[0]
-    if n_cells < 3:
-        raise ValueError(f"Clustering needs at least 3 cells, got {n_cells}.")
-    tmp = AnnData(
-        obsm={"X_emb": np.ascontiguousarray(embedding, dtype=np.float32)},
-        obs=pd.DataFrame(index=np.arange(n_cells).astype(str)),
-    )
-    sc.pp.neighbors(
-        tmp,
-        n_neighbors=min(n_neighbors, n_cells - 1),
-        use_rep="X_emb",
-        metric=metric,
-        random_state=random_state,
-        **knn_transformer_kwargs(n_cells),
-    )
-    out = []
-    for resolution in resolutions:
-        sc.tl.leiden(
-            tmp,
-            resolution=resolution,
-            random_state=random_state,
-            flavor="igraph",
-            n_iterations=2,
-            directed=False,
-            key_added="clusters",
+    embedding = check_embedding(embedding)
+    resolutions = check_resolutions(resolution)
+    if len(resolutions) != 1:
+        raise ValueError(
+            f"leiden_clusters takes one resolution, got {resolution!r}; use "
+            "cluster_agreement for several."
         )
-        out.append(tmp.obs["clusters"].to_numpy().astype(str))
-    return out
+    n_neighbors, metric, seed = _check_options(n_neighbors, metric, random_state)
+    return _clustering.leiden_clusters(
+        embedding, resolutions, n_neighbors=n_neighbors, metric=metric, random_state=seed
+    )[0]
 
 
 def cluster_agreement(
@@ -208,9 +126,11 @@ def cluster_agreement(
     resolution: float | Sequence[float] = 1.0,
     n_neighbors: int = 15,
     metric: str = "euclidean",
-    random_state: int = 0,
+    random_state: int | np.random.Generator | None = 0,
 ) -> pd.DataFrame:
-    """ARI and NMI of Leiden clusters against labels, one row per resolution.
+    """Cluster an embedding (Leiden) and score the clusters against labels: ARI, NMI per resolution.
+
+    The clustering of :func:`ari` and :func:`nmi`, with one row per resolution.
 
     Parameters
     ----------
@@ -222,34 +142,34 @@ def cluster_agreement(
     use_rep
         ``obsm`` key of the embedding when ``data`` is an AnnData.
     resolution
-        One Leiden resolution or several.
+        One Leiden resolution (a number > 0) or several.
     n_neighbors
-        Neighbours per cell in the kNN graph.
+        Neighbours per cell in the kNN graph (at least 2).
     metric
         Distance of the kNN search (``"euclidean"``, ``"cosine"``, ...).
     random_state
-        Seed of the neighbour search and of Leiden.
+        Seed of the neighbour search and of Leiden (a numpy Generator gives one seed).
 
     Returns
     -------
     DataFrame with columns ``resolution``, ``n_clusters``, ``ari``, ``nmi``.
     """
-    embedding, labels = _embedding_and_labels(data, labels, use_rep)
-    resolutions = [float(r) for r in np.atleast_1d(resolution)]
-    rows = []
-    for res, clusters in zip(
-        resolutions,
-        _cluster(embedding, resolutions, n_neighbors, metric, random_state),
-        strict=True,
-    ):
-        rows.append(
-            {
-                "resolution": res,
-                "n_clusters": len(np.unique(clusters)),
-                "ari": adjusted_rand_index(labels, clusters),
-                "nmi": normalized_mutual_info(labels, clusters),
-            }
-        )
+    embedding = get_embedding(data, use_rep)
+    labels = np.asarray(get_labels(data, labels, embedding.shape[0], param="labels"))
+    resolutions = check_resolutions(resolution)
+    n_neighbors, metric, seed = _check_options(n_neighbors, metric, random_state)
+    found = _clustering.leiden_clusters(
+        embedding, resolutions, n_neighbors=n_neighbors, metric=metric, random_state=seed
+    )
+    rows = [
+        {
+            "resolution": res,
+            "n_clusters": len(np.unique(clusters)),
+            "ari": _clustering.adjusted_rand_index(labels, clusters),
+            "nmi": _clustering.normalized_mutual_info(labels, clusters),
+        }
+        for res, clusters in zip(resolutions, found, strict=True)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -261,11 +181,11 @@ def ari(
     resolution: float | Sequence[float] = 1.0,
     n_neighbors: int = 15,
     metric: str = "euclidean",
-    random_state: int = 0,
+    random_state: int | np.random.Generator | None = 0,
 ) -> float:
-    """Adjusted Rand index of Leiden clusters of an embedding against known labels.
+    """Cluster an embedding (Leiden) and score the clusters against labels by the ARI.
 
-    With one ``resolution`` (default 1.0) the clustering never sees the labels. With a sequence of
+    To compare two labellings you already have, use :func:`adjusted_rand_index`. With one ``resolution`` (default 1.0) the clustering never sees the labels. With a sequence of
     resolutions this returns the **best** ARI over them, an optimistic, label-peeking number (the
     convention of scETM's evaluation); say so when you report it. Use
     :func:`cluster_agreement` for the per-resolution table.
@@ -280,13 +200,13 @@ def ari(
     use_rep
         ``obsm`` key of the embedding when ``data`` is an AnnData (for example ``"X_nmf"``).
     resolution
-        A Leiden resolution, or several to report the best of.
+        A Leiden resolution (a number > 0), or several to report the best of.
     n_neighbors
-        Neighbours per cell in the kNN graph.
+        Neighbours per cell in the kNN graph (at least 2).
     metric
         Distance of the kNN search (``"euclidean"``, ``"cosine"``, ...).
     random_state
-        Seed of the neighbour search and of Leiden.
+        Seed of the neighbour search and of Leiden (a numpy Generator gives one seed).
 
     Returns
     -------
@@ -312,11 +232,11 @@ def nmi(
     resolution: float | Sequence[float] = 1.0,
     n_neighbors: int = 15,
     metric: str = "euclidean",
-    random_state: int = 0,
+    random_state: int | np.random.Generator | None = 0,
 ) -> float:
-    """Normalised mutual information of Leiden clusters of an embedding against known labels.
+    """Cluster an embedding (Leiden) and score the clusters against labels by the NMI.
 
-    Same clustering and the same caveat about several resolutions as :func:`ari`.
+    To compare two labellings you already have, use :func:`normalized_mutual_info`. Same clustering and the same caveat about several resolutions as :func:`ari`.
 
     Parameters
     ----------
@@ -328,13 +248,13 @@ def nmi(
     use_rep
         ``obsm`` key of the embedding when ``data`` is an AnnData.
     resolution
-        A Leiden resolution, or several to report the best of.
+        A Leiden resolution (a number > 0), or several to report the best of.
     n_neighbors
-        Neighbours per cell in the kNN graph.
+        Neighbours per cell in the kNN graph (at least 2).
     metric
         Distance of the kNN search (``"euclidean"``, ``"cosine"``, ...).
     random_state
-        Seed of the neighbour search and of Leiden.
+        Seed of the neighbour search and of Leiden (a numpy Generator gives one seed).
 
     Returns
     -------

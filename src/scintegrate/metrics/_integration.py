@@ -14,59 +14,21 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .._logging import logger
+from .._utils._clustering import contingency_table
 from .._utils._random import get_rng
 from .._utils._validation import (
     batch_codes,
     check_finite_nonnegative,
     check_positive_int,
     get_matrix,
+    get_obs_labels,
 )
-from ._clustering import _contingency
+from ._common import get_embedding, get_labels
 
 # iterations of the per-batch NMF of `agreement` (rliger runs 30 ANLS iterations; HALS sweeps
 # are cheaper and converge more slowly, so more of them, stopping at a relative change of 1e-4)
 _AGREEMENT_NMF_MAX_ITER = 100
 _AGREEMENT_NMF_TOL = 1e-4
-
-
-def _embedding(data, use_rep: str | None) -> np.ndarray:
-    if isinstance(data, AnnData):
-        if use_rep is None:
-            raise ValueError(
-                "Pass use_rep, the adata.obsm key of the embedding (e.g. 'X_inmf_qn')."
-            )
-        if use_rep not in data.obsm:
-            keys = ", ".join(map(repr, data.obsm.keys())) or "none"
-            raise ValueError(f"use_rep={use_rep!r} is not in adata.obsm (keys: {keys}).")
-        embedding = np.asarray(data.obsm[use_rep])
-    else:
-        embedding = np.asarray(data)
-    if embedding.ndim != 2:
-        raise ValueError(
-            f"The embedding must be a cells x dimensions array, got shape {embedding.shape}."
-        )
-    if not np.issubdtype(embedding.dtype, np.number) or not np.isfinite(embedding).all():
-        raise ValueError("The embedding contains NaN, infinite or non-numeric values.")
-    return embedding.astype(np.float64, copy=False)
-
-
-def _labels(data, values, n_cells: int, *, param: str) -> np.ndarray | Sequence:
-    """Labels from an obs column name (AnnData input) or a per-cell sequence."""
-    if isinstance(values, str):
-        if not isinstance(data, AnnData):
-            raise ValueError(
-                f"{param}={values!r} is a column name, which needs an AnnData; with an array, "
-                "pass one label per cell."
-            )
-        if values not in data.obs.columns:
-            cols = ", ".join(map(repr, data.obs.columns[:20])) or "none"
-            raise ValueError(f"{param}={values!r} is not a column of adata.obs (columns: {cols}).")
-        values = data.obs[values]
-    if len(values) != n_cells:
-        raise ValueError(
-            f"{param} has {len(values)} entries but the embedding has {n_cells} cells."
-        )
-    return values
 
 
 def _knn(embedding: np.ndarray, k: int) -> np.ndarray:
@@ -90,8 +52,11 @@ def alignment_score(
     without replacement to the size ``n_min`` of the smallest one; with ``N`` batches, each
     sampled cell counts ``x``, how many of its ``k`` nearest sampled neighbours (exact Euclidean,
     itself excluded) come from its own batch, and scores ``1 - (x - k/N) / (k - k/N)``. The
-    result is the mean over the sampled cells: about 1 for perfectly mixed batches, 0 for fully
-    separated ones (it can exceed 1 slightly). The neighbours' batches are those of the sampled
+    result is the mean over the sampled cells: 0 for fully separated batches, about 1 for
+    batches mixed at random (slightly above 1, as a cell is not its own neighbour), and at most
+    ``N / (N - 1)`` when every neighbour comes from another batch. ``k`` is at most
+    ``n_min - 1``, so that fully separated batches can score 0; every batch needs 2 cells. The
+    neighbours' batches are those of the sampled
     cells (rliger 2.x indexes the unsampled labels there, which is wrong whenever the batches
     differ in size; rliger 1.x did it right).
 
@@ -104,8 +69,9 @@ def alignment_score(
     use_rep
         ``obsm`` key of the embedding when ``data`` is an AnnData (e.g. ``"X_inmf_qn"``).
     n_neighbors
-        Neighbours ``k``; by default ``min(max(floor(0.01 n), 10), N n_min - 1)`` with ``n``
-        the number of cells, as rliger. At most ``N n_min - 1``.
+        Neighbours ``k``; by default ``max(floor(0.01 n), 10)`` with ``n`` the number of cells,
+        as rliger, lowered to ``n_min - 1`` (with a warning) for a smaller smallest batch. At
+        most ``n_min - 1``.
     random_state
         Seed of the downsampling.
 
@@ -113,8 +79,8 @@ def alignment_score(
     -------
     The alignment score (mean over the sampled cells).
     """
-    embedding = _embedding(data, use_rep)
-    values = _labels(data, batches, embedding.shape[0], param="batches")
+    embedding = get_embedding(data, use_rep, example="X_inmf_qn").astype(np.float64, copy=False)
+    values = get_labels(data, batches, embedding.shape[0], param="batches")
     codes, names = batch_codes(values, what="batches")
     n_batches = len(names)
     if n_batches < 2:
@@ -123,18 +89,30 @@ def alignment_score(
         )
     sizes = np.bincount(codes, minlength=n_batches)
     n_min = int(sizes.min())
-    n_sampled = n_batches * n_min
-    if n_sampled < 2:
-        raise ValueError("The smallest batch has no cells to compare.")
+    if n_min < 2:
+        raise ValueError(
+            f"Batch {names[int(np.argmin(sizes))]!r} has a single cell. The alignment score needs "
+            "at least 2 cells in every batch, so that a cell's neighbours can come from its own "
+            "batch; remove or merge that batch."
+        )
+    default_k = max(int(np.floor(0.01 * embedding.shape[0])), 10)
     if n_neighbors is None:
-        k = min(max(int(np.floor(0.01 * embedding.shape[0])), 10), n_sampled - 1)
+        k = min(default_k, n_min - 1)
+        if k < default_k:
+            logger.warning(
+                "The smallest batch has %d cells: alignment_score uses %d neighbours instead of "
+                "%d.",
+                n_min,
+                k,
+                default_k,
+            )
     else:
         k = check_positive_int(n_neighbors, param="n_neighbors")
-        if k > n_sampled - 1:
+        if k > n_min - 1:
             raise ValueError(
-                f"n_neighbors={k} is too large: after downsampling every batch to the smallest "
-                f"({n_min} cells) there are {n_sampled} cells; choose n_neighbors <= "
-                f"{n_sampled - 1}."
+                f"n_neighbors={k} is too large: the smallest batch has {n_min} cells, so a cell "
+                f"has at most {n_min - 1} neighbours of its own batch and fully separated batches "
+                f"could not score 0. Choose n_neighbors <= {n_min - 1}."
             )
     rng = get_rng(random_state)
     sampled = np.concatenate(
@@ -187,16 +165,11 @@ def purity(
                     f"{name}={values!r} is a column name; pass adata=... as well, or one label "
                     "per cell."
                 )
-            if values not in adata.obs.columns:
-                cols = ", ".join(map(repr, adata.obs.columns[:20])) or "none"
-                raise ValueError(
-                    f"{name}={values!r} is not a column of adata.obs (columns: {cols})."
-                )
-            values = adata.obs[values].to_numpy()
+            values = get_obs_labels(adata, values, param=name)
         resolved.append(np.asarray(values, dtype=object))
     if resolved[0].size == 0:
         raise ValueError("purity needs at least one cell.")
-    table = _contingency(resolved[0], resolved[1])  # true x predicted
+    table = contingency_table(resolved[0], resolved[1])  # true x predicted
     return float(table.max(axis=0).sum() / table.sum())
 
 
@@ -251,9 +224,9 @@ def agreement(
     -------
     The mean Jaccard index over all cells, between 0 and 1.
     """
-    embedding = _embedding(data, use_rep)
+    embedding = get_embedding(data, use_rep, example="X_inmf_qn").astype(np.float64, copy=False)
     n_cells = embedding.shape[0]
-    values = _labels(data, batches, n_cells, param="batches")
+    values = get_labels(data, batches, n_cells, param="batches")
     codes, names = batch_codes(values, what="batches")
     X = _agreement_matrix(data, X, layer, mask_var, n_cells)
     n_components = check_positive_int(n_components, param="n_components")

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ._integration import _embedding
+from .._utils._validation import check_positive_int
+from ._common import get_array
 
 
 def _fraction_closer(a: np.ndarray, b: np.ndarray, block: int) -> np.ndarray:
@@ -27,8 +28,8 @@ def _fraction_closer(a: np.ndarray, b: np.ndarray, block: int) -> np.ndarray:
 
 
 def _paired(x, y, block_size: int) -> tuple[np.ndarray, np.ndarray]:
-    x = _embedding(x, None)
-    y = _embedding(y, None)
+    x = get_array(x, param="x").astype(np.float64, copy=False)
+    y = get_array(y, param="y").astype(np.float64, copy=False)
     if x.shape != y.shape:
         raise ValueError(
             f"x and y must have the same shape (row i of both is the same cell), got {x.shape} "
@@ -36,8 +37,7 @@ def _paired(x, y, block_size: int) -> tuple[np.ndarray, np.ndarray]:
         )
     if len(x) < 2:
         raise ValueError("Paired metrics need at least 2 paired cells.")
-    if block_size < 1:
-        raise ValueError(f"block_size must be a positive integer, got {block_size}.")
+    check_positive_int(block_size, param="block_size")
     return x, y
 
 
@@ -149,8 +149,8 @@ def label_transfer_accuracy(
     """
     from sklearn.neighbors import KNeighborsClassifier
 
-    x = _embedding(x, None)
-    y = _embedding(y, None)
+    x = get_array(x, param="x").astype(np.float64, copy=False)
+    y = get_array(y, param="y").astype(np.float64, copy=False)
     if x.shape[1] != y.shape[1]:
         raise ValueError(
             f"x and y must have the same number of dimensions, got {x.shape[1]} and {y.shape[1]}."
@@ -164,9 +164,8 @@ def label_transfer_accuracy(
             )
         if pd.isna(labels).any():
             raise ValueError(f"{name} has missing values; drop those cells or fill the labels.")
-    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int | np.integer):
-        raise ValueError(f"n_neighbors must be a positive integer, got {n_neighbors!r}.")
-    if not 1 <= n_neighbors <= min(len(x), len(y)):
+    check_positive_int(n_neighbors, param="n_neighbors")
+    if n_neighbors > min(len(x), len(y)):
         raise ValueError(
             f"n_neighbors={n_neighbors} must be between 1 and the smaller number of cells "
             f"({min(len(x), len(y))})."

@@ -11,7 +11,7 @@ from anndata import AnnData
 from matplotlib.patches import Patch
 
 from .._docs import doc_params
-from .._utils._validation import get_obs_labels
+from .._utils._validation import check_bool, check_number, check_positive_int, get_obs_labels
 from ._common import finish, get_axes, get_cell_factors, get_feature_factors
 
 
@@ -68,6 +68,9 @@ def factor_heatmap(
     The heatmap's Axes (or the Figure when ``return_fig``).
     """
     values = _scale_rows(get_cell_factors(adata, key), normalize)
+    order_factors = check_bool(order_factors, param="order_factors")
+    if vmax is not None:
+        check_number(vmax, param="vmax", minimum=0, exclusive_minimum=True)
     labels = pd.Categorical(get_obs_labels(adata, groupby, param="groupby"))
     order = np.argsort(labels.codes, kind="stable")
     values, codes = values[order], labels.codes[order]
@@ -165,8 +168,9 @@ def top_features(
         raise ValueError(
             f"Feature loadings must be features x factors, got shape {loadings.shape}."
         )
-    if not isinstance(n_top, int | np.integer) or n_top < 1:
-        raise ValueError(f"n_top must be a positive integer, got {n_top!r}.")
+    n_top = check_positive_int(n_top, param="n_top")
+    if vmax is not None:
+        check_number(vmax, param="vmax", minimum=0, exclusive_minimum=True)
     if gene_symbols is not None and gene_symbols not in adata.var.columns:
         raise ValueError(f"gene_symbols={gene_symbols!r} is not a column of adata.var.")
     names = np.asarray(adata.var[gene_symbols] if gene_symbols else adata.var_names).astype(str)

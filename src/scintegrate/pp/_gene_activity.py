@@ -10,6 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from .._core._sparse import as_csr
 from .._core.gene_activity import (
     RULE_DEFAULTS,
     RULES,
@@ -22,13 +23,16 @@ from .._core.gene_activity import (
 )
 from .._docs import doc_params
 from .._logging import logger
-from .._utils._slots import record_params
+from .._utils._slots import record_params, write_slots
 from .._utils._validation import (
     check_adata,
     check_finite_nonnegative,
     check_in,
     check_key,
+    check_number,
+    check_positive_int,
     get_matrix,
+    matrix_label,
 )
 
 _COORD_GUESSES = (
@@ -99,7 +103,8 @@ def _ready_links(links, genes, atac: AnnData) -> tuple[sp.csr_matrix, np.ndarray
                 "GxR.npz, the lines of genes.txt)."
             )
         names = pd.Index(genes).astype(str).to_numpy(dtype=object)
-        matrix = sp.csr_matrix(links, dtype=np.float32)
+        # a private copy: its indices are sorted in place below
+        matrix = as_csr(links, dtype=np.float32, canonical=True)
         if matrix.shape != (len(names), atac.n_vars):
             raise ValueError(
                 f"links has shape {matrix.shape}; expected (genes, peaks) = ({len(names)}, "
@@ -206,6 +211,8 @@ def gene_activity(
     ``uns[key_added]``
         ``genes`` (names of the varm columns) and ``params``.
 
+    These replace every slot that an earlier call with the same ``key_added`` wrote there.
+
     Examples
     --------
     >>> import scintegrate as si
@@ -216,23 +223,17 @@ def gene_activity(
     key_added = check_key(key_added)
     check_in(rule, RULES, param="rule")
     for value, param in ((upstream, "upstream"), (downstream, "downstream")):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0
-        ):
-            raise ValueError(f"{param} must be a non-negative integer or None, got {value!r}.")
-    if not (np.isfinite(decay) and decay > 0):
-        raise ValueError(f"decay must be a positive number of base pairs, got {decay!r}.")
-    if (
-        isinstance(max_distance, bool)
-        or not isinstance(max_distance, int | np.integer)
-        or max_distance < 0
-    ):
-        raise ValueError(f"max_distance must be a non-negative integer, got {max_distance!r}.")
+        if value is not None:
+            check_positive_int(value, param=param, minimum=0)
+    check_number(decay, param="decay", minimum=0, exclusive_minimum=True)
+    check_positive_int(max_distance, param="max_distance", minimum=0)
     if (annotation is None) == (links is None):
         raise ValueError("Give exactly one of annotation= (genes to link peaks to) or links=.")
     X = get_matrix(atac, layer)
     check_finite_nonnegative(
-        X, what="the ATAC counts", fix="Pass peak counts (or a binary matrix)."
+        X,
+        what=f"The ATAC counts {matrix_label(layer)}",
+        fix="Pass peak counts (or a binary matrix).",
     )
 
     if links is not None:
@@ -284,9 +285,7 @@ def gene_activity(
     linked = np.asarray((matrix > 0).sum(axis=0)).ravel()
     if matrix.nnz == 0:
         logger.warning("No peak is linked to any gene; check chromosome names (chr1 vs 1).")
-    activity = sp.csr_matrix(
-        sp.csr_matrix(X, dtype=np.float32) @ matrix.T.tocsc(), dtype=np.float32
-    )
+    activity = sp.csr_matrix(as_csr(X, dtype=np.float32) @ matrix.T.tocsc(), dtype=np.float32)
 
     params = record_params(
         {
@@ -303,14 +302,24 @@ def gene_activity(
             "n_peaks_linked": int(np.sum(linked > 0)),
         }
     )
-    out = AnnData(activity, obs=atac.obs.copy(), var=pd.DataFrame(index=pd.Index(names, dtype=str)))
-    out.uns[key_added] = {
-        "params": params,
-        "links": matrix,
-        "peaks": atac.var_names.to_numpy(dtype=str).astype(object),
-    }
+    out = AnnData(
+        activity,
+        obs=atac.obs.copy(),
+        var=pd.DataFrame(index=pd.Index(names, dtype=str)),
+        uns={
+            key_added: {
+                "params": params,
+                "links": matrix,
+                "peaks": atac.var_names.to_numpy(dtype=str).astype(object),
+            }
+        },
+    )
     if not copy:
-        atac.varm[key_added] = sp.csr_matrix(matrix.T)
-        atac.var[f"{key_added}_n_genes"] = linked.astype(np.int64)
-        atac.uns[key_added] = {"genes": np.asarray(names, dtype=object), "params": dict(params)}
+        write_slots(
+            atac,
+            key_added,
+            varm={key_added: sp.csr_matrix(matrix.T)},
+            var={f"{key_added}_n_genes": linked.astype(np.int64)},
+            uns={"genes": np.asarray(names, dtype=object), "params": dict(params)},
+        )
     return out

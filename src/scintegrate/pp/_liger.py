@@ -22,16 +22,17 @@ from anndata import AnnData
 from .._core.liger import library_sizes, liger_scale, liger_stats, liger_variable_genes
 from .._docs import doc_params
 from .._logging import logger
-from .._utils._slots import record_params
+from .._utils._slots import record_params, write_slots
 from .._utils._validation import (
-    batch_codes,
     check_adata,
     check_finite_nonnegative,
     check_in,
     check_key,
+    check_number,
     check_positive_int,
     get_matrix,
-    get_obs_labels,
+    matrix_label,
+    obs_batch_codes,
 )
 
 COMBINE = ("union", "intersection")
@@ -97,7 +98,8 @@ def liger_preprocess(
 
     Returns
     -------
-    Returns ``None``, or the modified copy when ``copy=True``, and writes:
+    Returns ``None``, or the modified copy when ``copy=True``, and writes (replacing every slot
+    that an earlier call with the same ``key_added`` wrote):
 
     ``adata.layers[layer_added]``
         Normalised and scaled data (n_obs x n_vars), CSR with the input's sparsity pattern for
@@ -136,26 +138,19 @@ def liger_preprocess(
             "Choose another layer_added."
         )
     check_in(combine, COMBINE, param="combine")
-    if not isinstance(var_thresh, int | float | np.number) or not np.isfinite(var_thresh):
-        raise ValueError(f"var_thresh must be a finite number, got {var_thresh!r}.")
-    if (
-        not isinstance(alpha_thresh, int | float | np.number)
-        or not np.isfinite(alpha_thresh)
-        or not 0 < alpha_thresh <= 1
-    ):
-        raise ValueError(f"alpha_thresh must be in (0, 1], got {alpha_thresh!r}.")
+    check_number(var_thresh, param="var_thresh")
+    check_number(alpha_thresh, param="alpha_thresh", minimum=0, maximum=1, exclusive_minimum=True)
     if n_genes is not None:
         n_genes = check_positive_int(n_genes, param="n_genes")
     X = get_matrix(adata, layer)
-    where = ".X" if layer is None else f".layers[{layer!r}]"
+    where = matrix_label(layer)
     check_finite_nonnegative(
         X,
-        what=f"adata{where}",
+        what=where,
         fix="LIGER preprocessing needs raw counts: pass the counts layer, not log-transformed "
         "or centred values (see the layer argument).",
     )
-    get_obs_labels(adata, batch_key, param="batch_key")  # clear error for a missing column
-    codes, names = batch_codes(adata.obs[batch_key], what=f"adata.obs[{batch_key!r}]")
+    codes, names = obs_batch_codes(adata, batch_key)
     n_batches = len(names)
     n_cells = np.bincount(codes, minlength=n_batches)
     totals = library_sizes(X)
@@ -166,14 +161,14 @@ def liger_preprocess(
         if full:
             raise ValueError(
                 f"Batch(es) {', '.join(map(repr, full))} of adata.obs[{batch_key!r}] contain only "
-                f"cells with zero total counts in adata{where}; remove these batches (or pass "
+                f"cells with zero total counts in {where}; remove these batches (or pass "
                 "the raw counts layer)."
             )
         detail = ", ".join(
             f"{names[b]!r}: {per_batch[b]}" for b in range(n_batches) if per_batch[b]
         )
         raise ValueError(
-            f"{int(empty.sum())} cells have zero total counts in adata{where} (per batch: "
+            f"{int(empty.sum())} cells have zero total counts in {where} (per batch: "
             f"{detail}); they cannot be library-size normalised. Remove them first, e.g. "
             "sc.pp.filter_cells(adata, min_counts=1)."
         )
@@ -224,26 +219,32 @@ def liger_preprocess(
     scaled = liger_scale(X, codes, totals, root_mean_sq, out_dtype)
 
     adata = adata.copy() if copy else adata
-    adata.layers[layer_added] = scaled
-    adata.var[key_added] = selected
-    adata.varm[f"{key_added}_mean"] = stats.mean.T.copy()
-    adata.varm[f"{key_added}_var"] = stats.var.T.copy()
-    adata.varm[f"{key_added}_per_batch"] = per_batch
-    adata.uns[key_added] = {
-        "params": record_params(
-            {
-                "batch_key": batch_key,
-                "layer": layer,
-                "var_thresh": var_thresh,
-                "alpha_thresh": alpha_thresh,
-                "n_genes": n_genes,
-                "combine": combine,
-                "layer_added": layer_added,
-            }
-        ),
-        "batches": names,
-        "n_cells": stats.n_cells,
-        "n_selected": per_batch.sum(0).astype(np.int64),
-        "inv_umi_mean": stats.inv_umi_mean,
-    }
+    write_slots(
+        adata,
+        key_added,
+        layers={layer_added: scaled},
+        var={key_added: selected},
+        varm={
+            f"{key_added}_mean": stats.mean.T.copy(),
+            f"{key_added}_var": stats.var.T.copy(),
+            f"{key_added}_per_batch": per_batch,
+        },
+        uns={
+            "params": record_params(
+                {
+                    "batch_key": batch_key,
+                    "layer": layer,
+                    "var_thresh": var_thresh,
+                    "alpha_thresh": alpha_thresh,
+                    "n_genes": n_genes,
+                    "combine": combine,
+                    "layer_added": layer_added,
+                }
+            ),
+            "batches": names,
+            "n_cells": stats.n_cells,
+            "n_selected": per_batch.sum(0).astype(np.int64),
+            "inv_umi_mean": stats.inv_umi_mean,
+        },
+    )
     return adata if copy else None

@@ -8,18 +8,18 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._core.quantile import quantile_norm as _quantile_norm
+from .._core.quantile_norm import quantile_norm as _quantile_norm
 from .._docs import doc_params
 from .._logging import logger
 from .._utils._random import get_rng
-from .._utils._slots import record_params
+from .._utils._slots import record_params, write_slots
 from .._utils._validation import (
-    batch_codes,
     check_adata,
     check_bool,
+    check_finite_nonnegative,
     check_key,
     check_positive_int,
-    get_obs_labels,
+    obs_batch_codes,
 )
 
 
@@ -95,7 +95,10 @@ def quantile_norm(
 
     Returns
     -------
-    Returns ``None``, or the modified copy when ``copy=True``, and writes:
+    Returns ``None``, or the modified copy when ``copy=True`` (not available for an AnnData
+    opened in backed mode: there the results are kept in memory, the file is left unchanged, and
+    a warning says so), and writes (replacing every slot
+    that an earlier call with the same ``key_added`` wrote):
 
     ``adata.obsm[f"X_{key_added}"]``
         The aligned factors (n_obs x k, float64); usable with
@@ -119,6 +122,11 @@ def quantile_norm(
     # validate everything before touching adata
     check_adata(adata)
     check_key(key_added)
+    if adata.isbacked and copy:
+        raise ValueError(
+            "copy=True cannot copy an AnnData opened in backed mode. Call quantile_norm without "
+            "copy (the results are kept in memory), or load the data with adata.to_memory()."
+        )
     if use_rep not in adata.obsm:
         keys = ", ".join(map(repr, adata.obsm.keys())) or "none"
         raise ValueError(
@@ -128,20 +136,12 @@ def quantile_norm(
     H = np.asarray(adata.obsm[use_rep])
     if H.ndim != 2 or H.shape[1] == 0:
         raise ValueError(f"adata.obsm[{use_rep!r}] must be a cells x factors array, got {H.shape}.")
-    if not np.issubdtype(H.dtype, np.number) or np.issubdtype(H.dtype, np.complexfloating):
-        raise ValueError(f"adata.obsm[{use_rep!r}] has dtype {H.dtype}; expected real numbers.")
-    if not np.isfinite(H).all():
-        raise ValueError(
-            f"adata.obsm[{use_rep!r}] contains {int(np.size(H) - np.isfinite(H).sum())} NaN or "
-            "infinite values; recompute the factorisation (or pass the cells that have factors)."
-        )
-    if H.min() < 0:
-        raise ValueError(
-            f"adata.obsm[{use_rep!r}] contains negative values (minimum {H.min():g}); quantile "
-            "normalisation expects non-negative NMF factors such as those of tl.inmf."
-        )
-    get_obs_labels(adata, batch_key, param="batch_key")  # clear error for a missing column
-    codes, names = batch_codes(adata.obs[batch_key], what=f"adata.obs[{batch_key!r}]")
+    check_finite_nonnegative(
+        H,
+        what=f"adata.obsm[{use_rep!r}]",
+        fix="Quantile normalisation expects non-negative NMF factors such as those of tl.inmf.",
+    )
+    codes, names = obs_batch_codes(adata, batch_key)
     if len(names) < 2:
         raise ValueError(
             f"adata.obs[{batch_key!r}] has a single batch ({names[0]!r}); quantile "
@@ -214,26 +214,36 @@ def quantile_norm(
         result.clusters.astype(str), categories=[str(c) for c in np.unique(result.clusters)]
     )
 
+    if adata.isbacked:
+        logger.warning(
+            "adata is backed by %s: the results are kept in memory and the file is not changed. "
+            "Save them with adata.write_h5ad(path) or work on adata.to_memory().",
+            adata.filename,
+        )
     adata = adata.copy() if copy else adata
-    adata.obsm[f"X_{key_added}"] = result.H_norm
-    adata.obs[f"{key_added}_clusters"] = clusters
-    adata.uns[key_added] = {
-        "params": record_params(
-            {
-                "use_rep": use_rep,
-                "batch_key": batch_key,
-                "reference": str(names[ref_code]),
-                "quantiles": quantiles,
-                "min_cells": min_cells,
-                "n_neighbors": n_neighbors,
-                "use_dims": None if use_dims is None else use_dims.tolist(),
-                "center": bool(center),
-                "max_sample": max_sample,
-                "refine_knn": bool(refine_knn),
-                "random_state": random_state if isinstance(random_state, int) else None,
-            }
-        ),
-        "batches": names,
-        "n_unaligned": n_unaligned,
-    }
+    write_slots(
+        adata,
+        key_added,
+        obsm={f"X_{key_added}": result.H_norm},
+        obs={f"{key_added}_clusters": clusters},
+        uns={
+            "params": record_params(
+                {
+                    "use_rep": use_rep,
+                    "batch_key": batch_key,
+                    "reference": str(names[ref_code]),
+                    "quantiles": quantiles,
+                    "min_cells": min_cells,
+                    "n_neighbors": n_neighbors,
+                    "use_dims": None if use_dims is None else use_dims.tolist(),
+                    "center": bool(center),
+                    "max_sample": max_sample,
+                    "refine_knn": bool(refine_knn),
+                    "random_state": random_state if isinstance(random_state, int) else None,
+                }
+            ),
+            "batches": names,
+            "n_unaligned": n_unaligned,
+        },
+    )
     return adata if copy else None

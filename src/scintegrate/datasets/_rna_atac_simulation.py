@@ -1,4 +1,4 @@
-"""``datasets.simulate_rna_atac``: unpaired RNA and ATAC counts from shared cell types."""
+"""``datasets.simulate_rna_atac``: simulated unpaired RNA and ATAC counts of shared cell types."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .._utils._random import get_rng
-from .._utils._validation import check_positive_int
+from .._utils._validation import check_number, check_positive_int
 
 
 def simulate_rna_atac(
@@ -106,10 +106,14 @@ def simulate_rna_atac(
         check_positive_int(value, param=name)
     check_positive_int(n_extra_regions, param="n_extra_regions", minimum=0)
     for value, name in ((rna_dropout, "rna_dropout"), (atac_dropout, "atac_dropout")):
-        if not 0 <= value < 1:
-            raise ValueError(f"{name} must be in [0, 1), got {value!r}.")
-    if not 0 < de_fraction <= 1:
-        raise ValueError(f"de_fraction must be in (0, 1], got {de_fraction!r}.")
+        if check_number(value, param=name, minimum=0, maximum=1) == 1:
+            raise ValueError(f"{name} must be below 1 (every count would be lost), got {value!r}.")
+    check_number(de_fraction, param="de_fraction", minimum=0, maximum=1, exclusive_minimum=True)
+    for value, name in ((de_effect, "de_effect"), (atac_effect, "atac_effect")):
+        check_number(value, param=name)
+    for value, name in ((rna_depth, "rna_depth"), (atac_depth, "atac_depth")):
+        check_number(value, param=name, minimum=0, exclusive_minimum=True)
+    check_number(noise, param="noise", minimum=0)
     types_rna = _types(rna_types, n_types, "rna_types")
     types_atac = _types(atac_types, n_types, "atac_types")
 

@@ -1,4 +1,4 @@
-"""Simulated multimodal data: the 'branch' manifold of MMD-MA / LSMMD-MA."""
+"""``datasets.branch_simulation``: two modalities of the branch manifold of MMD-MA / LSMMD-MA."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from anndata import AnnData
 from mudata import MuData
 
 from .._utils._random import get_rng
-from .._utils._validation import check_positive_int
+from .._utils._validation import check_number, check_positive_int
 
 
 def branch_simulation(
@@ -74,8 +74,7 @@ def branch_simulation(
         p = [check_positive_int(v, param="n_features") for v in n_features]
     else:
         p = [check_positive_int(n_features, param="n_features")] * 2
-    if not (isinstance(noise, int | float) and np.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise must be a non-negative number, got {noise!r}.")
+    check_number(noise, param="noise", minimum=0)
     if len(mods) != 2 or len(set(mods)) != 2 or not all(isinstance(m, str) for m in mods):
         raise ValueError(f"mods must be two different names, got {mods!r}.")
     if dtype not in ("float32", "float64"):
