@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
+from mudata import MuData
 
 from .._utils._random import get_rng
 from .._utils._validation import check_number, check_positive_int
@@ -32,7 +33,7 @@ def simulate_rna_atac(
     rna_dropout: float = 0.1,
     atac_dropout: float = 0.3,
     random_state: int | np.random.Generator | None = 0,
-):
+) -> MuData:
     """Simulated unpaired scRNA-seq and scATAC-seq counts of shared cell types.
 
     A cell type is a set of up- and down-regulated genes; chromatin follows expression through a
@@ -93,8 +94,6 @@ def simulate_rna_atac(
     :func:`scintegrate.pp.gene_activity` stores links: ``atac.varm["gene_activity"]`` (regions x
     genes CSR) with the gene names in ``atac.uns["gene_activity"]["genes"]``.
     """
-    from mudata import MuData
-
     rng = get_rng(random_state)
     for value, name in (
         (n_rna, "n_rna"),

@@ -6,6 +6,8 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 from anndata import AnnData
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from .._utils._validation import check_adata
 
@@ -17,7 +19,7 @@ def get_axes(ax, figsize):
     return ax.figure, ax, False
 
 
-def finish(fig, ax, *, created: bool, show: bool | None, return_fig: bool):
+def finish(fig, ax, *, created: bool, show: bool | None, return_fig: bool) -> Axes | Figure:
     if show is None:
         show = created and matplotlib.is_interactive()
     if show:

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from anndata import AnnData
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from .._docs import doc_params
 from .._utils._clustering import check_seed, neighbors_graph
@@ -69,7 +71,7 @@ def umap(
     show: bool | None = None,
     return_fig: bool = False,
     **kwargs,
-):
+) -> Figure | Axes | list[Axes] | None:
     """UMAP of ``obsm[f"X_{key}"]``, computed once and drawn with :func:`scanpy.pl.embedding`.
 
     Parameters
@@ -150,7 +152,7 @@ def tsne(
     show: bool | None = None,
     return_fig: bool = False,
     **kwargs,
-):
+) -> Figure | Axes | list[Axes] | None:
     """t-SNE of ``obsm[f"X_{key}"]``, computed once and drawn with :func:`scanpy.pl.embedding`.
 
     Parameters

@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from anndata import AnnData
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from .._docs import doc_params
@@ -41,7 +43,7 @@ def factor_heatmap(
     ax=None,
     show: bool | None = None,
     return_fig: bool = False,
-):
+) -> Axes | Figure:
     """Heatmap of the cells x factors matrix ``obsm[f"X_{key}"]``, cells grouped by a label.
 
     Cells are sorted by ``groupby`` (a colour bar on the left marks the groups) and factors are
@@ -133,7 +135,7 @@ def top_features(
     ax=None,
     show: bool | None = None,
     return_fig: bool = False,
-):
+) -> Axes | Figure:
     """Heatmap of the top features of every factor (features x factors).
 
     For each factor, its ``n_top`` highest-loading features are taken; the union is shown in

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 from anndata import AnnData
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from .._docs import doc_params
 from ._common import finish, get_axes, get_uns_entry
@@ -31,7 +33,7 @@ def training_curve(
     ax=None,
     show: bool | None = None,
     return_fig: bool = False,
-):
+) -> Axes | Figure:
     """Plot a tool's training history: one metric, and optionally a second on a twin axis.
 
     With the defaults this draws the loss and the ARI against the iteration, as in the training

@@ -221,8 +221,8 @@ def write_results(
 
     ``cells`` holds each dataset's rows of ``target`` (``None``: the datasets' cells fill
     ``target`` in order) and ``genes`` the columns of the genes used (``None``: every column, in
-    order); factors are zero elsewhere. Writes ``obsm["X_<key>"]`` (H), ``varm["<key>_W"]``,
-    ``varm["<key>_V"]`` (n_vars x k x n_batches) and ``uns[key]`` (``params``, ``batches``,
+    order); factors are zero elsewhere. Writes ``obsm[f"X_{key}"]`` (H), ``varm[f"{key}_W"]``,
+    ``varm[f"{key}_V"]`` (n_vars x k x n_batches) and ``uns[key]`` (``params``, ``batches``,
     ``objective``, ``history``, with online iNMF's statistics ``A`` and ``B``, and ``extra``).
     """
     k = result.W.shape[1]
