@@ -175,3 +175,31 @@ def test_models_share_one_vocabulary(tmp_path):
         model.save(path)
         again = type(model).load(path)
         np.testing.assert_array_equal(again.transform(adata), embedding, err_msg=name)
+
+
+def _core_pairs():
+    from scintegrate._core.inmf import fit_inmf
+    from scintegrate._core.mmdma import fit_mmdma
+    from scintegrate._core.nmf import fit_nmf
+
+    return [(si.tl.nmf, fit_nmf), (si.tl.mmdma, fit_mmdma), (si.tl.inmf, fit_inmf)]
+
+
+@pytest.mark.parametrize(("tool", "core"), _core_pairs(), ids=lambda f: f.__qualname__)
+def test_core_defaults_do_not_drift_from_the_tool(tool, core):
+    # where a numerical core keeps defaults of its own (for tests and benchmarks), they must be
+    # the tool's: the tool's signature is the one place users read them
+    tool_params = inspect.signature(tool).parameters
+    renamed = {"random_state": "rng"}
+    for name, param in inspect.signature(core).parameters.items():
+        tool_name = next((t for t, c in renamed.items() if c == name), name)
+        if param.default is inspect.Parameter.empty or tool_name not in tool_params:
+            continue
+        if name in ("random_state", "rng", "progress", "device", "dtype", "callback"):
+            continue
+        expected = tool_params[tool_name].default
+        if expected == "auto":  # the tool resolves "auto"; the core takes the resolved value
+            continue
+        assert param.default == expected, (
+            f"{core.__qualname__}({name}={param.default!r}) != {expected!r}"
+        )

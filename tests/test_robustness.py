@@ -7,7 +7,7 @@ keys. Whatever the input, a call either succeeds with finite results or raises o
 ``ValueError``/``TypeError``/``KeyError`` with a message; it never changes what the user had,
 and a second call with the same key leaves exactly the slots of the second call.
 
-The default profile runs a few examples per tool (about a minute in all); ``pytest -m slow``
+The default profile runs 12 examples per tool plus two explicit ones (about 20-40 s in all); ``pytest -m slow``
 runs the long profile.
 """
 
@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 settings.register_profile(
     "ci",
-    max_examples=4,
+    max_examples=12,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

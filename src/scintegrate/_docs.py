@@ -25,6 +25,28 @@ key_added
     "copy": """\
 copy
     Work on a copy of ``adata`` and return it, instead of writing into ``adata``.""",
+    "embedding_clustering": """\
+data
+    An embedding (cells x dimensions), or an AnnData with the embedding in ``obsm[use_rep]``.
+labels
+    Known labels, one per cell, or the ``obs`` column holding them when ``data`` is an AnnData.
+use_rep
+    ``obsm`` key of the embedding when ``data`` is an AnnData (for example ``"X_nmf"``).
+resolution
+    A Leiden resolution (a number > 0), or several (:func:`ari` and :func:`nmi` report the best
+    of them, :func:`cluster_agreement` each).
+n_neighbors
+    Neighbours per cell in the kNN graph (at least 2).
+metric
+    Distance of the kNN search (``"euclidean"``, ``"cosine"``, ...).
+random_state
+    Seed of the neighbour search and of Leiden (a numpy Generator gives one seed).""",
+    "snareseq_references": """\
+Chen S, Lake BB, Zhang K. High-throughput sequencing of the transcriptome and chromatin
+accessibility in the same cell. *Nat Biotechnol* 37, 1452-1457 (2019).
+
+Zhang Z, Sun H, Mariappan R, et al. scMoMaT jointly performs single cell mosaic integration and
+multi-modal bio-marker detection. *Nat Commun* 14, 384 (2023).""",
     "plot_common": """\
 ax
     Axes to draw into; a new figure is created when ``None``.

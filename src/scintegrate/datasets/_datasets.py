@@ -11,12 +11,15 @@ import numpy as np
 from anndata import AnnData
 from mudata import MuData
 
+from .._docs import doc_params
+
 
 def _read_bundled(name: str) -> AnnData:
     with as_file(files(__package__) / "data" / name) as path:
         return ad.read_h5ad(path)
 
 
+@doc_params
 def snareseq_cortex_rna() -> AnnData:
     """SNARE-seq adult mouse cerebral cortex, RNA part: 10,309 cells x 1,677 genes, raw counts.
 
@@ -48,11 +51,7 @@ def snareseq_cortex_rna() -> AnnData:
 
     References
     ----------
-    Chen S, Lake BB, Zhang K. High-throughput sequencing of the transcriptome and chromatin
-    accessibility in the same cell. *Nat Biotechnol* 37, 1452-1457 (2019).
-
-    Zhang Z, Sun H, Mariappan R, et al. scMoMaT jointly performs single cell mosaic integration and
-    multi-modal bio-marker detection. *Nat Commun* 14, 384 (2023).
+    {snareseq_references}
 
     Examples
     --------
@@ -63,6 +62,7 @@ def snareseq_cortex_rna() -> AnnData:
     return _read_bundled("snareseq_cortex_rna.h5ad")
 
 
+@doc_params
 def snareseq_cortex_atac_gene_activity() -> AnnData:
     """SNARE-seq adult mouse cortex, chromatin part as gene activity: 10,309 cells x 1,677 genes.
 
@@ -92,11 +92,7 @@ def snareseq_cortex_atac_gene_activity() -> AnnData:
 
     References
     ----------
-    Chen S, Lake BB, Zhang K. High-throughput sequencing of the transcriptome and chromatin
-    accessibility in the same cell. *Nat Biotechnol* 37, 1452-1457 (2019).
-
-    Zhang Z, Sun H, Mariappan R, et al. scMoMaT jointly performs single cell mosaic integration and
-    multi-modal bio-marker detection. *Nat Commun* 14, 384 (2023).
+    {snareseq_references}
 
     Examples
     --------
@@ -109,6 +105,7 @@ def snareseq_cortex_atac_gene_activity() -> AnnData:
     return _read_bundled("snareseq_cortex_atac_gene_activity.h5ad")
 
 
+@doc_params
 def snareseq_cortex_atac_peaks() -> AnnData:
     """SNARE-seq adult mouse cortex, chromatin part as peaks: 10,309 cells x 25,734 peaks.
 
@@ -143,11 +140,7 @@ def snareseq_cortex_atac_peaks() -> AnnData:
 
     References
     ----------
-    Chen S, Lake BB, Zhang K. High-throughput sequencing of the transcriptome and chromatin
-    accessibility in the same cell. *Nat Biotechnol* 37, 1452-1457 (2019).
-
-    Zhang Z, Sun H, Mariappan R, et al. scMoMaT jointly performs single cell mosaic integration and
-    multi-modal bio-marker detection. *Nat Commun* 14, 384 (2023).
+    {snareseq_references}
 
     Examples
     --------

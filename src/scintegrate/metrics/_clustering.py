@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from .._docs import doc_params
 from .._utils import _clustering
 from .._utils._clustering import check_embedding, check_resolutions, check_seed
 from .._utils._validation import check_positive_int
@@ -118,6 +119,7 @@ def leiden_clusters(
     )[0]
 
 
+@doc_params
 def cluster_agreement(
     data: AnnData | np.ndarray,
     labels: str | Sequence,
@@ -134,21 +136,7 @@ def cluster_agreement(
 
     Parameters
     ----------
-    data
-        An embedding (cells x dimensions), or an AnnData with the embedding in
-        ``obsm[use_rep]``.
-    labels
-        Known labels, one per cell, or the ``obs`` column holding them when ``data`` is an AnnData.
-    use_rep
-        ``obsm`` key of the embedding when ``data`` is an AnnData.
-    resolution
-        One Leiden resolution (a number > 0) or several.
-    n_neighbors
-        Neighbours per cell in the kNN graph (at least 2).
-    metric
-        Distance of the kNN search (``"euclidean"``, ``"cosine"``, ...).
-    random_state
-        Seed of the neighbour search and of Leiden (a numpy Generator gives one seed).
+    {embedding_clustering}
 
     Returns
     -------
@@ -173,6 +161,7 @@ def cluster_agreement(
     return pd.DataFrame(rows)
 
 
+@doc_params
 def ari(
     data: AnnData | np.ndarray,
     labels: str | Sequence,
@@ -185,28 +174,15 @@ def ari(
 ) -> float:
     """Cluster an embedding (Leiden) and score the clusters against labels by the ARI.
 
-    To compare two labellings you already have, use :func:`adjusted_rand_index`. With one ``resolution`` (default 1.0) the clustering never sees the labels. With a sequence of
+    To compare two labellings you already have, use :func:`adjusted_rand_index`. With one
+    ``resolution`` (default 1.0) the clustering never sees the labels. With a sequence of
     resolutions this returns the **best** ARI over them, an optimistic, label-peeking number (the
     convention of scETM's evaluation); say so when you report it. Use
     :func:`cluster_agreement` for the per-resolution table.
 
     Parameters
     ----------
-    data
-        An embedding (cells x dimensions), or an AnnData with the embedding in
-        ``obsm[use_rep]``.
-    labels
-        Known labels, one per cell, or the ``obs`` column holding them when ``data`` is an AnnData.
-    use_rep
-        ``obsm`` key of the embedding when ``data`` is an AnnData (for example ``"X_nmf"``).
-    resolution
-        A Leiden resolution (a number > 0), or several to report the best of.
-    n_neighbors
-        Neighbours per cell in the kNN graph (at least 2).
-    metric
-        Distance of the kNN search (``"euclidean"``, ``"cosine"``, ...).
-    random_state
-        Seed of the neighbour search and of Leiden (a numpy Generator gives one seed).
+    {embedding_clustering}
 
     Returns
     -------
@@ -224,6 +200,7 @@ def ari(
     return float(table["ari"].max())
 
 
+@doc_params
 def nmi(
     data: AnnData | np.ndarray,
     labels: str | Sequence,
@@ -240,21 +217,7 @@ def nmi(
 
     Parameters
     ----------
-    data
-        An embedding (cells x dimensions), or an AnnData with the embedding in
-        ``obsm[use_rep]``.
-    labels
-        Known labels, one per cell, or the ``obs`` column holding them when ``data`` is an AnnData.
-    use_rep
-        ``obsm`` key of the embedding when ``data`` is an AnnData.
-    resolution
-        A Leiden resolution (a number > 0), or several to report the best of.
-    n_neighbors
-        Neighbours per cell in the kNN graph (at least 2).
-    metric
-        Distance of the kNN search (``"euclidean"``, ``"cosine"``, ...).
-    random_state
-        Seed of the neighbour search and of Leiden (a numpy Generator gives one seed).
+    {embedding_clustering}
 
     Returns
     -------
