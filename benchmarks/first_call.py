@@ -6,9 +6,12 @@ in a new Python process running a copy of the package (as a fresh install would)
 
 * ``cold``: the first call with an empty numba cache (every kernel compiled);
 * ``warm``: a new process after that, the cache filled (what every later session pays);
-* ``read-only``: the package copy and the home folder not writable and no ``NUMBA_CACHE_DIR``,
-  as in many pipeline containers;
-* ``in-process``: a second call in the same process (no compile, no cache load).
+* ``read-only 1`` and ``read-only 2``: two processes in a row with the package copy and the
+  home folder not writable and no ``NUMBA_CACHE_DIR``, as in many pipeline containers (as
+  root: read-only bind mounts in a private mount namespace, ``unshare -m``; otherwise file
+  permissions). The second shows whether anything was cached.
+
+Each process also times a second call of the tool (no compile, no cache load).
 
 Each row prints the import time and the call's wall time. Run from the repository root::
 
@@ -74,11 +77,11 @@ def prepare_inputs(tmp: Path) -> dict[str, Path]:
     return paths
 
 
-def fresh_install(tmp: Path, name: str) -> Path:
+def fresh_install(tmp: Path, name: str, source: Path) -> Path:
     """A copy of the package source without any compiled cache, as a new install has."""
     site = tmp / name
     shutil.copytree(
-        REPO / "src" / "scintegrate",
+        source / "scintegrate",
         site / "scintegrate",
         ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"),
     )
@@ -91,15 +94,18 @@ def make_read_only(path: Path) -> None:
         entry.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
-def run_child(tool: str, data: Path, site: Path, env_extra: dict[str, str]) -> dict:
+def run_child(
+    tool: str, data: Path, site: Path, env_extra: dict[str, str], read_only: tuple[Path, ...] = ()
+) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "PYTHONPATH")}
     env |= {"PYTHONPATH": str(site), "PYTHONDONTWRITEBYTECODE": "1", **env_extra}
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, tool, str(data)],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    command = [sys.executable, "-c", CHILD, tool, str(data)]
+    if read_only and os.geteuid() == 0:  # root ignores file permissions: mount read-only
+        mounts = " && ".join(
+            f"mount --bind {p} {p} && mount -o remount,bind,ro {p}" for p in read_only
+        )
+        command = ["unshare", "-m", "sh", "-c", f'{mounts} && exec "$@"', "sh", *command]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -109,6 +115,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tools", default="online_inmf,inmf,nmf")
     parser.add_argument("--repeats", type=int, default=1, help="fresh installs per tool")
+    parser.add_argument(
+        "--src",
+        type=Path,
+        default=REPO / "src",
+        help="folder holding the scintegrate package to copy (e.g. another checkout's src)",
+    )
     args = parser.parse_args()
     tools = args.tools.split(",")
     with tempfile.TemporaryDirectory() as name:
@@ -118,28 +130,39 @@ def main() -> None:
         for tool in tools:
             data = inputs["cortex" if tool == "nmf" else "kang"]
             for repeat in range(args.repeats):
-                site = fresh_install(tmp, f"site-{tool}-{repeat}")
+                site = fresh_install(tmp, f"site-{tool}-{repeat}", args.src)
                 cache = tmp / f"cache-{tool}-{repeat}"
                 cache.mkdir()
                 cold = run_child(tool, data, site, {"NUMBA_CACHE_DIR": str(cache)})
                 warm = run_child(tool, data, site, {"NUMBA_CACHE_DIR": str(cache)})
-                ro_site = fresh_install(tmp, f"ro-{tool}-{repeat}")
+                ro_site = fresh_install(tmp, f"ro-{tool}-{repeat}", args.src)
                 home = tmp / f"home-{tool}-{repeat}"
                 home.mkdir()
                 make_read_only(ro_site)
                 make_read_only(home)
-                read_only = run_child(
-                    tool, data, ro_site, {"HOME": str(home), "XDG_CACHE_HOME": str(home / "c")}
-                )
-                rows.append((tool, cold, warm, read_only))
-        print(f"{'tool':<12} {'case':<10} {'import s':>9} {'first call s':>13} {'second s':>9}")
-        for tool, cold, warm, read_only in rows:
-            for case, result in (("cold", cold), ("warm", warm), ("read-only", read_only)):
+                # where the package falls back to when nothing else is writable: start empty
+                fallback = Path(tempfile.gettempdir()) / f"scintegrate-numba-{os.getuid()}"
+                shutil.rmtree(fallback, ignore_errors=True)
+                env = {"HOME": str(home), "XDG_CACHE_HOME": str(home / "c")}
+                read_only = [
+                    run_child(tool, data, ro_site, env, read_only=(ro_site, home)) for _ in range(2)
+                ]
+                shutil.rmtree(fallback, ignore_errors=True)
+                rows.append((tool, cold, warm, *read_only))
+        print(f"{'tool':<12} {'case':<12} {'import s':>9} {'first call s':>13} {'second s':>9}")
+        for tool, cold, warm, read_only_1, read_only_2 in rows:
+            cases = (
+                ("cold", cold),
+                ("warm", warm),
+                ("read-only 1", read_only_1),
+                ("read-only 2", read_only_2),
+            )
+            for case, result in cases:
                 if "error" in result:
-                    print(f"{tool:<12} {case:<10} error: {result['error']}")
+                    print(f"{tool:<12} {case:<12} error: {result['error']}")
                     continue
                 print(
-                    f"{tool:<12} {case:<10} {result['import_s']:9.2f} {result['first_s']:13.2f}"
+                    f"{tool:<12} {case:<12} {result['import_s']:9.2f} {result['first_s']:13.2f}"
                     f" {result['second_s']:9.2f}"
                 )
         for entry in tmp.rglob("*"):  # let the temporary folder be removed

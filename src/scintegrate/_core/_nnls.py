@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit, prange
+from numba import prange
+
+from ._numba import njit
 
 # Exchanges before the backup rule takes over (Kim & Park's p-bar).
 _FULL_EXCHANGE_BUDGET = 3

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit
 
+from ._numba import njit
 from ._sparse import as_csr
 
 

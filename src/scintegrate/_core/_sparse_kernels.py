@@ -12,8 +12,10 @@ from collections.abc import Callable
 import numba
 import numpy as np
 import scipy.sparse as sp
-from numba import njit, prange
+from numba import prange
 from threadpoolctl import threadpool_limits
+
+from ._numba import njit
 
 
 def single_threaded_blas(func: Callable) -> Callable:

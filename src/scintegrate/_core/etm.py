@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from numba import njit
 from torch import nn
 from torch.nn import functional as F
 
 from ._adam import Adam
+from ._numba import njit
 from ._progress import progress_bar
 from ._sparse import as_csr
 
