@@ -292,3 +292,19 @@ def test_bad_input(tmp_path):
         si.pp.gene_activity(_atac(PEAKS), annotation=ANNOT, rule="nearest")
     with pytest.raises(ValueError, match="not a modality"):
         si.pp.gene_activity(mudata.MuData({"peaks": _atac(PEAKS)}), annotation=ANNOT)
+
+
+@pytest.mark.parametrize("kind", ["binary.gtf.gz", "truncated.gtf.gz", "binary.gtf", "binary.bed"])
+def test_unreadable_annotation_file_is_a_value_error(tmp_path, kind):
+    import gzip
+
+    path = tmp_path / kind
+    text = b'chr1\tsrc\tgene\t10000\t20000\t.\t+\t.\tgene_id "A"; gene_name "A";\n' * 50
+    if kind.startswith("truncated"):
+        path.write_bytes(gzip.compress(text)[:-30])
+    else:
+        path.write_bytes(bytes(range(256)) * 10)
+    atac = _atac(PEAKS)
+    with pytest.raises(ValueError, match="could not be read as text"):
+        si.pp.gene_activity(atac, annotation=path)
+    assert "gene_activity" not in atac.varm

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -268,9 +269,18 @@ def read_annotation(annotation) -> Genes:
         if not path.exists():
             raise ValueError(f"Annotation file {str(path)!r} does not exist.")
         suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
-        if suffixes and suffixes[-1] in (".gtf", ".gff", ".gff3"):
-            return read_gtf(path)
-        return read_bed_like(path)
+        reader = (
+            read_gtf if suffixes and suffixes[-1] in (".gtf", ".gff", ".gff3") else read_bed_like
+        )
+        try:
+            return reader(path)
+        except (OSError, EOFError, UnicodeDecodeError, zlib.error) as error:
+            # a binary, truncated or mislabelled file: say which file and what to check
+            raise ValueError(
+                f"Annotation file {str(path)!r} could not be read as text "
+                f"({type(error).__name__}: {error}). Check that it is an uncompressed or "
+                "gzipped GTF/GFF/BED file and that the download is complete."
+            ) from error
     raise ValueError(
         f"annotation must be a GTF/GFF/BED file path or a pandas DataFrame, got "
         f"{type(annotation).__name__}."
