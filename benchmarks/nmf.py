@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    from scintegrate._core.nmf import _Data, initialize
+    from scintegrate._core.nmf import RowColumnData, initialize
 
     sklearn_python = ensure_env(args.sklearn_env, SKLEARN_PACKAGES, "import sklearn, numpy, scipy")
 
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     # one initialisation, shared by both sides (sklearn: W = our H, H = our W.T)
-    H0, W0 = initialize(_Data(X), args.k, "nndsvda", np.random.default_rng(0))
+    H0, W0 = initialize(RowColumnData(X), args.k, "nndsvda", np.random.default_rng(0))
 
     report: dict = {
         "date": datetime.date.today().isoformat(),

@@ -8,6 +8,9 @@ import scipy.sparse as sp
 import torch
 
 from scintegrate._core import mmdma as M
+from scintegrate._core.mmdma._kernels import _lower_median
+from scintegrate._core.mmdma._modality import _Modality
+from scintegrate._core.mmdma._symmetry import _sym_power, _symmetry_search
 
 
 def _dense_objective(X, Y, Wx, Wy, bandwidth, lp, ld, *, unbiased=False):
@@ -64,7 +67,7 @@ def test_objective_matches_dense_reference_and_gradient_finite_differences():
     assert terms["loss"] == pytest.approx(float(ref), rel=1e-9)
 
     # the gradient our code computes (blockwise MMD, gram-route distortion) vs finite differences
-    mods = [M._Modality(A, "primal", torch.float64, "cpu") for A in (X, Y)]
+    mods = [_Modality(A, "primal", torch.float64, "cpu") for A in (X, Y)]
 
     def loss(wx, wy):
         zs = [m.embed(w) for m, w in zip(mods, (wx, wy), strict=True)]
@@ -86,7 +89,7 @@ def test_distortion_routes_agree_with_dense_and_sparse_input():
     Y = rng.normal(size=(50, 7))  # "gram" route
     Wx = rng.normal(size=(300, 2))
     Wy = rng.normal(size=(7, 2))
-    routes = [M._Modality(A, "primal", torch.float64, "cpu").route for A in (X, Y)]
+    routes = [_Modality(A, "primal", torch.float64, "cpu").route for A in (X, Y)]
     assert routes == ["cells", "gram"]
     sparse_terms = M.objective(X, Y, [Wx, Wy], bandwidth=1.0)
     dense_terms = M.objective(X.toarray(), Y, [Wx, Wy], bandwidth=1.0)
@@ -115,8 +118,8 @@ def test_modality_reads_sparse_input_from_a_private_canonical_copy(n_features, f
         shape=clean.shape,
     )
     before = [a.copy() for a in (messy.data, messy.indices, messy.indptr)]
-    got = M._Modality(messy, formulation, torch.float64, "cpu")
-    ref = M._Modality(clean, formulation, torch.float64, "cpu")
+    got = _Modality(messy, formulation, torch.float64, "cpu")
+    ref = _Modality(clean, formulation, torch.float64, "cpu")
     for now, then in zip((messy.data, messy.indices, messy.indptr), before, strict=True):
         np.testing.assert_array_equal(now, then, strict=True)
     expected = "dual" if formulation == "dual" else ("cells" if n_features > 12 else "gram")
@@ -189,7 +192,7 @@ def _whitened_foscttm(zx: torch.Tensor, zy: torch.Tensor) -> float:
     zx, zy = zx - zx.mean(0), zy - zy.mean(0)
     basis = torch.linalg.eigh(torch.cat([zx, zy]).T @ torch.cat([zx, zy]))[1][:, -2:]
     ux, uy = zx @ basis, zy @ basis
-    return foscttm((ux @ M._sym_power(ux, -0.5)).numpy(), (uy @ M._sym_power(uy, -0.5)).numpy())
+    return foscttm((ux @ _sym_power(ux, -0.5)).numpy(), (uy @ _sym_power(uy, -0.5)).numpy())
 
 
 def test_symmetry_search_undoes_a_mirror_image_of_another_scale():
@@ -204,7 +207,7 @@ def test_symmetry_search_undoes_a_mirror_image_of_another_scale():
     stretch = np.diag([1.4, 0.8])
     zy = torch.tensor(latent @ mirror @ stretch @ embed) + 0.01 * torch.randn(600, 4)
     assert _whitened_foscttm(zx, zy) > 0.2
-    T = M._symmetry_search(zx, zy)
+    T = _symmetry_search(zx, zy)
     assert T is not None
     # with the scales equalised, each cell of the corrected view lies on its partner
     assert _whitened_foscttm(zx, zy @ T) < 0.01
@@ -215,12 +218,12 @@ def test_symmetry_search_leaves_an_alignment_without_evidence_alone():
     latent, embed = _asymmetric_cloud(rng)
     zx = torch.tensor(latent @ embed)
     # the right alignment: nothing to undo
-    assert M._symmetry_search(zx, zx + 0.01 * torch.randn(600, 4)) is None
+    assert _symmetry_search(zx, zx + 0.01 * torch.randn(600, 4)) is None
     # two unrelated samples of one isotropic distribution: every rotation fits about as well
     a = torch.tensor(rng.normal(size=(500, 3)))
     b = torch.tensor(rng.normal(size=(500, 3)))
-    assert M._symmetry_search(a, b) is None
-    assert M._symmetry_search(a[:, :1], b[:, :1]) is None  # one dimension: nothing to search
+    assert _symmetry_search(a, b) is None
+    assert _symmetry_search(a[:, :1], b[:, :1]) is None  # one dimension: nothing to search
 
 
 def test_fit_records_the_symmetry_search():
@@ -280,7 +283,7 @@ def test_median_with_a_hint_is_exact(n):
     exact = float(np.partition(values, k)[k])
     assert exact == float(torch.from_numpy(values).median())  # torch's lower median
     for hint in (None, exact, 1.01 * exact, 0.99 * exact, 1.5 * exact, 0.5 * exact, 0.0):
-        assert M._lower_median(values, hint) == exact
+        assert _lower_median(values, hint) == exact
 
 
 def test_median_bandwidth_matches_pairwise_distances():

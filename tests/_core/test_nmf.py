@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from scintegrate._core.nmf import _Data, fit_nmf, initialize, randomized_svd
+from scintegrate._core.nmf import RowColumnData, fit_nmf, initialize, randomized_svd
 
 CONFIGS = [("frobenius", "hals"), ("frobenius", "mu"), ("kl", "mu")]
 
@@ -216,7 +216,7 @@ def test_randomized_svd_matches_lapack():
 
 def test_nndsvd_initialisation_is_nonnegative_and_informative():
     X = poisson_counts(n=100, m=70, seed=10)
-    H, W = initialize(_Data(X), 6, "nndsvd", np.random.default_rng(0))
+    H, W = initialize(RowColumnData(X), 6, "nndsvd", np.random.default_rng(0))
     assert (H >= 0).all() and (W >= 0).all()
     dense = X.toarray()
     # better than the best constant approximation

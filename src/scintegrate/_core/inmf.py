@@ -30,7 +30,7 @@ from ._nnls import nnls_gram, solve_rows
 from ._progress import progress_bar
 from ._sparse import as_csr
 from ._sparse_kernels import hals_update, single_threaded_blas
-from .nmf import _Data
+from .nmf import RowColumnData
 
 SOLVERS = ("anls", "hals", "mu")
 EPS = 1e-16
@@ -147,7 +147,7 @@ def fit_inmf(
     iterations or when the relative decrease of the objective falls below ``tol`` (0 disables).
     """
     _check_solver(solver)
-    data = [_Data(X) for X in Xs]
+    data = [RowColumnData(X) for X in Xs]
     m = data[0].m
     start_time = time.perf_counter()
     W = rng.uniform(0.0, 2.0, (m, k))

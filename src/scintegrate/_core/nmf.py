@@ -54,7 +54,7 @@ class NMFResult:
     """Columns of ``X`` without non-zero values (their rows of ``W`` are zero)."""
 
 
-class _Data:
+class RowColumnData:
     """The data as float64 CSR plus the CSR of its transpose; never modifies the input."""
 
     def __init__(self, X) -> None:
@@ -81,13 +81,15 @@ class _Data:
         return rows_times(self.Xt, self._cols, B)
 
 
-def _frobenius_loss(data: _Data, W: np.ndarray, XtH: np.ndarray, HtH: np.ndarray) -> float:
+def _frobenius_loss(data: RowColumnData, W: np.ndarray, XtH: np.ndarray, HtH: np.ndarray) -> float:
     """Mean squared error from ``X.T @ H`` and ``H.T @ H``: no pass over the data needed."""
     sse = data.sq_norm - 2.0 * float(np.sum(W * XtH)) + float(np.sum((W.T @ W) * HtH))
     return max(sse, 0.0) / data.size
 
 
-def _kl_losses(data: _Data, loglik_data_term: float, H_colsum, W_colsum) -> tuple[float, float]:
+def _kl_losses(
+    data: RowColumnData, loglik_data_term: float, H_colsum, W_colsum
+) -> tuple[float, float]:
     """(mean generalised KL divergence, mean Poisson log-likelihood) from the data term."""
     model_total = float(H_colsum @ W_colsum)
     loglik = loglik_data_term - model_total
@@ -117,7 +119,7 @@ def randomized_svd(X, k: int, rng: np.random.Generator, n_oversamples: int = 10,
 
 
 def initialize(
-    data: _Data, k: int, init: str, rng: np.random.Generator
+    data: RowColumnData, k: int, init: str, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Initial ``(H, W)``: scaled random, or NNDSVD and its variants (Boutsidis & Gallopoulos)."""
     mean = data.total / data.size
@@ -186,7 +188,7 @@ def fit_nmf(
     else:
         rng = np.random.default_rng(random_state)
     start = time.perf_counter()
-    data = _Data(X)
+    data = RowColumnData(X)
     if isinstance(init, str):
         H, W = initialize(data, n_components, init, rng)
     else:

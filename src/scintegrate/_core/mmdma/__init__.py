@@ -23,13 +23,8 @@ from ._kernels import (
     mmd2_dense,
     resolve_backend,
 )
-from ._kernels import _lower_median as _lower_median
 from ._modality import FORMULATIONS
-from ._modality import _Modality as _Modality
-from ._symmetry import _sym_power as _sym_power
-from ._symmetry import _symmetry_search as _symmetry_search
 
-# the private names imported "as" themselves are re-exported for tests/_core/test_mmdma.py
 __all__ = [
     "BACKENDS",
     "FORMULATIONS",
