@@ -77,6 +77,22 @@ def rna_atac() -> mudata.MuData:
         )
 
 
+def joinable_rna_atac(seed: int = 0, **kwargs) -> mudata.MuData:
+    """Simulated RNA + ATAC with clear types (a k-means of either modality alone finds them):
+    the scJMT tests are about joining the modalities, not about finding the types."""
+    options = {
+        "n_rna": 150,
+        "n_atac": 150,
+        "n_types": 3,
+        "n_genes": 150,
+        "de_fraction": 0.4,
+        "atac_effect": 2.5,
+        "atac_depth": 0.3,
+        "random_state": seed,
+    }
+    return si.datasets.simulate_rna_atac(**{**options, **kwargs})
+
+
 ANNOTATION = pd.DataFrame(
     {
         "chrom": ["chr1", "chr1", "chr2"],

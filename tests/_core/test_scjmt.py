@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from _public_calls import joinable_rna_atac as _data
 
-import scintegrate as si
 from scintegrate._core.scjmt import (
     BLOCKS,
     DEFAULT_WEIGHTS,
@@ -83,21 +83,6 @@ def test_closed_form_biases_zero_the_gradient():
     grads = torch.autograd.grad(objective.full({**P, **xs})[0], list(xs.values()))
     for g in grads:
         assert float(g.abs().max()) < 1e-10
-
-
-def _data(seed=0, **kwargs):
-    # clear types (a k-means of either modality alone finds them): the test is about joining them
-    options = {
-        "n_rna": 150,
-        "n_atac": 150,
-        "n_types": 3,
-        "n_genes": 150,
-        "de_fraction": 0.4,
-        "atac_effect": 2.5,
-        "atac_depth": 0.3,
-        "random_state": seed,
-    }
-    return si.datasets.simulate_rna_atac(**{**options, **kwargs})
 
 
 def test_loss_decreases_and_simplex():

@@ -9,25 +9,11 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from _public_calls import joinable_rna_atac as _data
 
 import scintegrate as si
 
 FAST = {"max_iter": 20, "n_restarts": 1}
-
-
-def _data(seed=0, **kwargs):
-    # clear types (a k-means of either modality alone finds them): the test is about joining them
-    options = {
-        "n_rna": 150,
-        "n_atac": 150,
-        "n_types": 3,
-        "n_genes": 150,
-        "de_fraction": 0.4,
-        "atac_effect": 2.5,
-        "atac_depth": 0.3,
-        "random_state": seed,
-    }
-    return si.datasets.simulate_rna_atac(**{**options, **kwargs})
 
 
 def _label(mdata):

@@ -8,10 +8,11 @@ makes its file say the same. Only anndata's public API is used: the file manager
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
-import numpy as np
 from anndata import AnnData
+
+from ._slots import recorded_slots
 
 # slots written as entries of a group of the file (as ``uns[key]["slots"]`` names them)
 _ELEMENT_GROUPS = ("obsm", "varm", "obsp", "varp", "layers")
@@ -23,14 +24,6 @@ def is_writable(adata: AnnData) -> bool:
     if not adata.file.is_open:
         adata.file.open()
     return adata.file["/"].file.mode == "r+"
-
-
-def recorded_slots(adata: AnnData, key: str) -> list[str]:
-    """The slots ``uns[key]`` records as written by the last call with ``key`` (none if absent)."""
-    record = adata.uns.get(key)
-    if not isinstance(record, Mapping) or "slots" not in record:
-        return []
-    return [str(entry) for entry in np.asarray(record["slots"], dtype=object).ravel()]
 
 
 def _split(entry: str) -> tuple[str, str]:

@@ -62,10 +62,8 @@ def write_slots(
     with this key first removes exactly those, even when it writes fewer. Call it last, after
     every check, so that a failing call leaves ``target`` as it was.
     """
-    previous = target.uns.get(key)
-    if isinstance(previous, Mapping) and "slots" in previous:
-        for entry in np.asarray(previous["slots"], dtype=object).ravel():
-            _remove_slot(target, str(entry))
+    for entry in recorded_slots(target, key):
+        _remove_slot(target, entry)
 
     written: list[str] = []
     for prefix, obj, obj_groups in [("", target, groups)] + [
@@ -84,6 +82,14 @@ def write_slots(
     record = dict(uns)
     record["slots"] = np.asarray(written, dtype=object)
     target.uns[key] = record
+
+
+def recorded_slots(target, key: str) -> list[str]:
+    """The slots ``uns[key]`` records as written by the last call with ``key`` (none if absent)."""
+    record = target.uns.get(key)
+    if not isinstance(record, Mapping) or "slots" not in record:
+        return []
+    return [str(entry) for entry in np.asarray(record["slots"], dtype=object).ravel()]
 
 
 def _remove_slot(target, entry: str) -> None:

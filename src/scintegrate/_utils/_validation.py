@@ -92,6 +92,22 @@ def get_obs_labels(adata: AnnData, key: str, *, param: str = "labels_key") -> np
     return adata.obs[key].to_numpy()
 
 
+def get_obsm(
+    adata: AnnData,
+    key: str,
+    *,
+    param: str = "use_rep",
+    prefix: str = "adata",
+    advice: str = "",
+) -> Any:
+    """``adata.obsm[key]`` as stored, with an error that lists the keys there and ``advice``."""
+    if key not in adata.obsm:
+        keys = ", ".join(map(repr, adata.obsm.keys())) or "none"
+        message = f"{param}={key!r} is not in {prefix}.obsm (keys: {keys})."
+        raise ValueError(f"{message} {advice}" if advice else message)
+    return adata.obsm[key]
+
+
 def check_in(value: Any, allowed: tuple, *, param: str) -> None:
     """Refuse a value that is not one of the allowed options."""
     if value not in allowed:

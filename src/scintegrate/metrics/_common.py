@@ -10,7 +10,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._utils._clustering import check_embedding
-from .._utils._validation import get_obs_labels
+from .._utils._validation import get_obs_labels, get_obsm
 
 
 def get_embedding(data: Any, use_rep: str | None, *, example: str = "X_nmf") -> np.ndarray:
@@ -20,10 +20,8 @@ def get_embedding(data: Any, use_rep: str | None, *, example: str = "X_nmf") -> 
             raise ValueError(
                 f"Pass use_rep, the adata.obsm key of the embedding (e.g. {example!r})."
             )
-        if use_rep not in data.obsm:
-            keys = ", ".join(map(repr, data.obsm.keys())) or "none"
-            raise ValueError(f"use_rep={use_rep!r} is not in adata.obsm (keys: {keys}).")
-        return check_embedding(data.obsm[use_rep], what=f"adata.obsm[{use_rep!r}]")
+        embedding = get_obsm(data, use_rep)
+        return check_embedding(embedding, what=f"adata.obsm[{use_rep!r}]")
     return check_embedding(data)
 
 

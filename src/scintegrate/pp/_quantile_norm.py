@@ -19,6 +19,7 @@ from .._utils._validation import (
     check_finite_nonnegative,
     check_key,
     check_positive_int,
+    get_obsm,
     obs_batch_codes,
 )
 
@@ -127,13 +128,13 @@ def quantile_norm(
             "copy=True cannot copy an AnnData opened in backed mode. Call quantile_norm without "
             "copy (the results are kept in memory), or load the data with adata.to_memory()."
         )
-    if use_rep not in adata.obsm:
-        keys = ", ".join(map(repr, adata.obsm.keys())) or "none"
-        raise ValueError(
-            f"use_rep={use_rep!r} is not in adata.obsm (keys: {keys}). Run tl.inmf or "
-            "tl.online_inmf first, or pass the key of the cell factors."
+    H = np.asarray(
+        get_obsm(
+            adata,
+            use_rep,
+            advice="Run tl.inmf or tl.online_inmf first, or pass the key of the cell factors.",
         )
-    H = np.asarray(adata.obsm[use_rep])
+    )
     if H.ndim != 2 or H.shape[1] == 0:
         raise ValueError(f"adata.obsm[{use_rep!r}] must be a cells x factors array, got {H.shape}.")
     check_finite_nonnegative(

@@ -25,6 +25,7 @@ from .._utils._validation import (
     check_number,
     check_positive_int,
     get_matrix,
+    get_obsm,
     matrix_label,
 )
 
@@ -361,13 +362,12 @@ def _get_data(adata: AnnData, mod: str, layer, use_rep, *, n_dims: int, formulat
     if use_rep is not None:
         if layer is not None:
             raise ValueError("Pass either layer or use_rep, not both.")
-        if use_rep not in adata.obsm:
-            keys = ", ".join(map(repr, adata.obsm.keys())) or "none"
-            raise ValueError(
-                f"use_rep={use_rep!r} is not in mdata[{mod!r}].obsm (keys: {keys}); compute it "
-                "first (e.g. sc.pp.pca) or pass use_rep=None to use the features."
-            )
-        X = adata.obsm[use_rep]
+        X = get_obsm(
+            adata,
+            use_rep,
+            prefix=f"mdata[{mod!r}]",
+            advice="Compute it first (e.g. sc.pp.pca) or pass use_rep=None to use the features.",
+        )
         X = X.to_numpy() if hasattr(X, "to_numpy") else X
         where = f"mdata[{mod!r}].obsm[{use_rep!r}]"
     else:

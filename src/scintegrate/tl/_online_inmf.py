@@ -13,7 +13,7 @@ from anndata import AnnData
 from .._core._row_sources import MemoryRows
 from .._docs import doc_params
 from .._logging import logger
-from .._utils._backed import is_writable, recorded_slots, write_slots_to_file
+from .._utils._backed import is_writable, write_slots_to_file
 from .._utils._row_inputs import (
     LIGER_LAYER,
     LIGER_MASK,
@@ -25,6 +25,7 @@ from .._utils._row_inputs import (
     select_genes,
     streaming_stats,
 )
+from .._utils._slots import recorded_slots
 from .._utils._validation import check_key, check_positive_int
 from ._inmf_anndata import check_lambda, shared_params, split_datasets, write_results
 from ._online_inmf_model import (
