@@ -29,11 +29,9 @@ def as_csr(X, *, dtype=None, canonical: bool = False) -> sp.csr_matrix:
     if dtype is None and not sp.issparse(X) and np.asarray(X).dtype == np.float16:
         dtype = np.float32  # scipy.sparse has no float16; float32 holds every float16 exactly
     if canonical:
+        # copy=True gives the result its own data, indices and indptr (without it, a dtype
+        # change copies only the values and the in-place steps below reorder the caller's indices)
         csr = sp.csr_matrix(X, dtype=dtype, copy=True)
-        # copy=True copies the values, but a format conversion may hand back index arrays that
-        # the input still references; give the result its own before editing them in place
-        csr.indices = csr.indices.copy()
-        csr.indptr = csr.indptr.copy()
         csr.sum_duplicates()
         csr.eliminate_zeros()
         csr.sort_indices()
