@@ -15,7 +15,21 @@ def run_demo(
     track_every: int = 20,
     random_state: int = 0,
 ) -> Path:
-    """Run the demo and write its outputs into ``out_dir``; returns the folder."""
+    """Run the demo and write its outputs into ``out_dir``; returns the folder.
+
+    Parameters
+    ----------
+    out_dir
+        Folder for the demo's files.
+    n_components
+        Number of factors.
+    max_iter
+        Iterations of each NMF.
+    track_every
+        Iterations between ARI evaluations.
+    random_state
+        Seed of every random choice.
+    """
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

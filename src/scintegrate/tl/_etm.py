@@ -284,9 +284,17 @@ class ETMModel:
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "auto") -> ETMModel:
-        """Read a model written by :meth:`save` onto ``device`` (``"auto"``: CUDA if present).
+        """Read a model written by :meth:`save` onto ``device``.
 
         A file that is not such a model, or is damaged, gives a ValueError.
+
+        Parameters
+        ----------
+        path
+            The file written by :meth:`save`.
+        device
+            Where the model computes: ``"auto"`` (CUDA if present, else the CPU), ``"cpu"`` or
+            ``"cuda"``.
         """
         import torch
 

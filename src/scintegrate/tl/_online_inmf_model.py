@@ -141,8 +141,29 @@ class OnlineINMFModel:
         shared factors ``W`` alone (scenario 3 of the paper), each dataset of ``data`` scaled by
         its own statistics when it holds raw counts. ``data`` is an AnnData (in memory or
         backed), an h5ad path, or a list/dict of them; the other arguments are as in
-        :func:`online_inmf`. Returns cells x k, in the order of the cells of ``data`` (datasets
-        concatenated for a list or a ``batch_key``).
+        :func:`online_inmf`.
+
+        Parameters
+        ----------
+        data
+            The cells: an AnnData (in memory or backed), an h5ad path, or a list or dict of them.
+        dataset
+            A dataset of the model whose ``V_i`` (and scaling) the cells are solved with;
+            ``None`` projects them onto the shared factors ``W`` alone.
+        batch_key
+            ``obs`` column splitting a single AnnData into datasets, each scaled by its own
+            statistics.
+        layer
+            Matrix with the data: a layer name, or ``None`` for ``.X`` (raw counts are scaled
+            on the fly when the layer is absent).
+        preprocess
+            Normalise and scale raw counts on the fly; ``None``: only for inputs without the
+            ``layer``.
+
+        Returns
+        -------
+        Cells x k, in the order of the cells of ``data`` (datasets concatenated for a list or a
+        ``batch_key``).
         """
         return self._solve(data, dataset, batch_key, layer, preprocess)[0]
 
