@@ -115,21 +115,34 @@ def _terminate_cleanly() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _configure_output(args: argparse.Namespace) -> None:
+@contextlib.contextmanager
+def _output_settings(args: argparse.Namespace) -> Iterator[None]:
+    """Logs to stderr at the level asked for, progress bars unless --quiet; restored afterwards
+    (``main`` may be called from Python)."""
+    import warnings
+
     from .._logging import logger
     from .._settings import settings
 
+    saved = (list(logger.handlers), logger.propagate, logger.level, settings.progress_bar)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.handlers = [h for h in logger.handlers if not getattr(h, "_scintegrate_cli", False)]
-    handler._scintegrate_cli = True
-    logger.addHandler(handler)
+    logger.handlers = [handler]
     logger.propagate = False
     if args.quiet:
         settings.progress_bar = False
-        settings.verbosity = "warning"
-    else:
-        settings.verbosity = "debug" if args.verbose else "info"
+    settings.verbosity = "warning" if args.quiet else "debug" if args.verbose else "info"
+    try:
+        with warnings.catch_warnings():
+            if not args.verbose:
+                # notices about the libraries' own future defaults, not about the user's data
+                warnings.filterwarnings("ignore", category=FutureWarning, module="mudata")
+                warnings.filterwarnings(
+                    "ignore", message="Sparse (CSR tensor support|invariant checks)"
+                )
+            yield
+    finally:
+        logger.handlers, logger.propagate, logger.level, settings.progress_bar = saved
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,11 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    _configure_output(args)
     name = "demo" if args.command == "demo" else args.full_name
     args.command_line = shlex.join([PROG, *argv])
     try:
-        with _terminate_cleanly():
+        with _terminate_cleanly(), _output_settings(args):
             if args.command == "demo":
                 from .._demo import run_demo
                 from ._options import keyword_arguments, options_of

@@ -393,12 +393,15 @@ def _pair(x: Any, y: Any, pair_key: str) -> tuple[Any, Any]:
 
 def _gene_activity_arguments(parser: argparse.ArgumentParser) -> None:
     _in_out(parser, mod=False)
+    from .. import pp
+    from ._options import parameter_docs
+
+    text = parameter_docs(pp.gene_activity)["links"]
     parser.add_argument(
         "--links",
         default=None,
         metavar="FILE",
-        help="a genes x peaks link matrix saved with scipy.sparse.save_npz, instead of "
-        "--annotation (rows named by --genes, columns in the order of the peaks)",
+        help=f"{text} Here: a .npz file written by scipy.sparse.save_npz.".replace("%", "%%"),
     )
 
 
@@ -442,22 +445,22 @@ def _plot_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dpi", type=int, default=150, help="resolution of a .png figure")
 
 
-def _metric_arguments(kind: str) -> Callable[[argparse.ArgumentParser], None]:
+def _documented(parser, func: Callable, name: str, here: str, **kwargs: Any) -> None:
+    """An option of the command's own for parameter ``name``: its docstring text, then how the
+    command line gives it."""
+    from ._options import flag_of, parameter_docs
+
+    text = f"{parameter_docs(func)[name]} Here: {here}"
+    parser.add_argument(flag_of(name), help=text.replace("%", "%%"), **kwargs)
+
+
+def _metric_arguments(kind: str, func: Callable) -> Callable[[argparse.ArgumentParser], None]:
     def arguments(parser: argparse.ArgumentParser) -> None:
-        _in_out(parser, mod=kind == "single", out="TABLE")
+        _in_out(parser, mod=kind in ("single", "columns"), out="TABLE")
+        column = {"required": True, "metavar": "COLUMN"}
         if kind == "columns":
-            parser.add_argument(
-                "--labels-true",
-                required=True,
-                metavar="COLUMN",
-                help="obs column of the reference labels",
-            )
-            parser.add_argument(
-                "--labels-pred",
-                required=True,
-                metavar="COLUMN",
-                help="obs column of the labels compared with them",
-            )
+            _documented(parser, func, "labels_true", "an obs column of IN.", **column)
+            _documented(parser, func, "labels_pred", "an obs column of IN.", **column)
         if kind in ("pairs", "transfer"):
             parser.add_argument(
                 "--use-rep",
@@ -487,18 +490,8 @@ def _metric_arguments(kind: str) -> Callable[[argparse.ArgumentParser], None]:
                 "(by default the parts are paired row by row)",
             )
         if kind == "transfer":
-            parser.add_argument(
-                "--labels-x",
-                required=True,
-                metavar="COLUMN",
-                help="obs column of the labels of part X",
-            )
-            parser.add_argument(
-                "--labels-y",
-                required=True,
-                metavar="COLUMN",
-                help="obs column of the labels of part Y",
-            )
+            _documented(parser, func, "labels_x", "an obs column of part X.", **column)
+            _documented(parser, func, "labels_y", "an obs column of part Y.", **column)
 
     return arguments
 
@@ -621,7 +614,7 @@ def build_commands() -> list[Command]:
                 getattr(metrics, name),
                 run_metric,
                 handled,
-                _metric_arguments(kind),
+                _metric_arguments(kind, getattr(metrics, name)),
                 group="metrics",
             )
         )

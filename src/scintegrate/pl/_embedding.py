@@ -145,7 +145,7 @@ def tsne(
     key: str = "nmf",
     *,
     color: str | Sequence[str] | None = None,
-    perplexity: float = 30,
+    perplexity: float = 30.0,
     metric: str = "cosine",
     recompute: bool = False,
     random_state: int | np.random.Generator | None = 0,
