@@ -38,6 +38,7 @@ extensions = [
     "sphinx_autodoc_typehints",  # after napoleon: types from annotations into the parameter list
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
+    "sphinxarg.ext",  # the command line's reference, from its argparse parser
 ]
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints"]
 templates_path = ["_templates"]

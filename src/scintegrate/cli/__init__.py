@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import re
 import shlex
 import signal
 import sys
@@ -86,6 +87,23 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
         _common(child)
         commands[full] = command
     return parser, commands
+
+
+def documentation_parser() -> argparse.ArgumentParser:
+    """The parser, for the documentation (sphinx-argparse), its help texts escaped for RST (they
+    are plain text, in which ``|x|`` or ``lambda_`` would be RST markup)."""
+    parser = build_parser()[0]
+
+    def escape(p: argparse.ArgumentParser) -> None:
+        for action in p._actions:
+            if action.help and action.help is not argparse.SUPPRESS:
+                action.help = re.sub(r"([\\|*_`])", r"\\\1", action.help)
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    escape(child)
+
+    escape(parser)
+    return parser
 
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
