@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -11,8 +11,12 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+if TYPE_CHECKING:
+    from mudata import MuData
+
 from .._docs import doc_params
 from .._utils._clustering import check_seed, neighbors_graph
+from .._utils._mudata import container_anndata, copy_back, is_mudata
 from .._utils._slots import write_slots
 from .._utils._validation import check_bool, check_number, check_positive_int
 from ._common import get_cell_factors
@@ -48,6 +52,23 @@ def _check_color(adata: AnnData, color: Any, kwargs: dict) -> None:
         )
 
 
+def _on_container(plot, mdata, key, color, **kwargs):
+    """A joint plot of a MuData: the container's embedding (``mdata.obsm[f"X_{key}"]``),
+    coloured by container columns, ``"modality"``, or modality columns (``"rna:cell_type"``, or
+    ``"cell_type"`` gathered from every modality that has it); what the plot computes is stored
+    on the container."""
+    columns = [] if color is None else [color] if isinstance(color, str) else list(color)
+    if f"X_{key}" not in mdata.obsm:
+        raise ValueError(
+            f"mdata.obsm has no 'X_{key}': run the tool on the MuData with key_added={key!r} "
+            "(paired cells get no container embedding: plot a modality, mdata[mod], instead)."
+        )
+    view = container_anndata(mdata, columns)
+    result = plot(view, key, color=color, **kwargs)
+    copy_back(view, mdata)
+    return result
+
+
 def _check_options(adata, key, color, metric, recompute, random_state, kwargs) -> np.ndarray:
     embedding = get_cell_factors(adata, key)
     _check_color(adata, color, kwargs)
@@ -60,7 +81,7 @@ def _check_options(adata, key, color, metric, recompute, random_state, kwargs) -
 
 @doc_params
 def umap(
-    adata: AnnData,
+    adata: AnnData | MuData,
     key: str = "nmf",
     *,
     color: str | Sequence[str] | None = None,
@@ -73,6 +94,12 @@ def umap(
     **kwargs,
 ) -> Figure | Axes | list[Axes] | None:
     """UMAP of ``obsm[f"X_{key}"]``, computed once and drawn with :func:`scanpy.pl.embedding`.
+
+    A :class:`~mudata.MuData` gives the joint UMAP of ``mdata.obsm[f"X_{key}"]`` (the cells of
+    every modality, as ``tl.inmf``, ``tl.online_inmf``, ``tl.mmdma`` and ``tl.scjmt`` write it):
+    ``color`` takes container columns, ``"modality"``, ``"<mod>:<column>"`` (muon's naming), or a
+    column name gathered from every modality that has it; the results are stored on the
+    container.
 
     Parameters
     ----------
@@ -107,6 +134,12 @@ def umap(
     """
     import scanpy as sc
 
+    if is_mudata(adata):
+        return _on_container(
+            umap, adata, key, color, n_neighbors=n_neighbors, metric=metric,
+            recompute=recompute, random_state=random_state, show=show, return_fig=return_fig,
+            **kwargs,
+        )  # fmt: skip
     embedding = _check_options(adata, key, color, metric, recompute, random_state, kwargs)
     n_neighbors = check_positive_int(n_neighbors, param="n_neighbors", minimum=2)
     basis = f"{key}_umap"
@@ -141,7 +174,7 @@ def umap(
 
 @doc_params
 def tsne(
-    adata: AnnData,
+    adata: AnnData | MuData,
     key: str = "nmf",
     *,
     color: str | Sequence[str] | None = None,
@@ -154,6 +187,9 @@ def tsne(
     **kwargs,
 ) -> Figure | Axes | list[Axes] | None:
     """t-SNE of ``obsm[f"X_{key}"]``, computed once and drawn with :func:`scanpy.pl.embedding`.
+
+    A :class:`~mudata.MuData` gives the joint t-SNE of ``mdata.obsm[f"X_{key}"]``, coloured as
+    in :func:`umap`.
 
     Parameters
     ----------
@@ -185,6 +221,12 @@ def tsne(
     """
     import scanpy as sc
 
+    if is_mudata(adata):
+        return _on_container(
+            tsne, adata, key, color, perplexity=perplexity, metric=metric,
+            recompute=recompute, random_state=random_state, show=show, return_fig=return_fig,
+            **kwargs,
+        )  # fmt: skip
     embedding = _check_options(adata, key, color, metric, recompute, random_state, kwargs)
     check_number(perplexity, param="perplexity", minimum=0, exclusive_minimum=True)
     basis = f"{key}_tsne"

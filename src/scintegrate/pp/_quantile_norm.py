@@ -11,6 +11,7 @@ from anndata import AnnData
 from .._core.quantile_norm import quantile_norm as _quantile_norm
 from .._docs import doc_params
 from .._logging import logger
+from .._utils._mudata import is_mudata, stack_modalities, write_back
 from .._utils._random import get_rng
 from .._utils._slots import record_params, write_slots
 from .._utils._validation import (
@@ -29,7 +30,7 @@ def quantile_norm(
     adata: AnnData,
     *,
     use_rep: str = "X_inmf",
-    batch_key: str,
+    batch_key: str | None = None,
     reference: str | None = None,
     quantiles: int = 50,
     min_cells: int = 20,
@@ -70,7 +71,8 @@ def quantile_norm(
         ``obsm`` key of the non-negative cell factors (cells x k), e.g. ``"X_inmf"`` from
         ``tl.inmf``/``tl.online_inmf``.
     batch_key
-        ``obs`` column with the dataset (batch) of every cell; at least two batches.
+        ``obs`` column with the dataset (batch) of every cell; at least two batches. Needed for
+        an AnnData; for a MuData each modality is a batch and ``batch_key`` splits them further.
     reference
         Name of the reference batch; by default the largest one (the first in category order
         on ties), as in rliger.
@@ -112,6 +114,12 @@ def quantile_norm(
         package version), ``batches`` (names in order) and ``n_unaligned`` (cells per batch whose
         cluster was too small to align and whose loadings were kept).
 
+    For a :class:`~mudata.MuData` integrated by ``tl.inmf``/``tl.online_inmf``, each modality is
+    a batch (split further by ``batch_key``; ``reference`` names a modality, or
+    ``"<mod>:<value>"``): the factors are read from every modality's ``obsm[use_rep]``, and the
+    aligned factors and clusters written to every modality and to the container
+    (``mdata.obsm``, ``mdata.obs``), ``uns`` to the container.
+
     Examples
     --------
     >>> import scintegrate as si
@@ -120,8 +128,29 @@ def quantile_norm(
     >>> si.pp.quantile_norm(adata, batch_key="library")
     >>> si.metrics.alignment_score(adata, batches="library", use_rep="X_inmf_qn")
     """
+    if is_mudata(adata):
+        return _quantile_norm_mudata(
+            adata,
+            use_rep=use_rep,
+            batch_key=batch_key,
+            copy=copy,
+            key_added=key_added,
+            reference=reference,
+            quantiles=quantiles,
+            min_cells=min_cells,
+            n_neighbors=n_neighbors,
+            use_dims=use_dims,
+            center=center,
+            max_sample=max_sample,
+            refine_knn=refine_knn,
+            random_state=random_state,
+        )
     # validate everything before touching adata
     check_adata(adata)
+    if not isinstance(batch_key, str):
+        raise ValueError(
+            f"batch_key must name the adata.obs column with each cell's dataset, got {batch_key!r}."
+        )
     check_key(key_added)
     if adata.isbacked and copy:
         raise ValueError(
@@ -248,3 +277,30 @@ def quantile_norm(
         },
     )
     return adata if copy else None
+
+
+def _quantile_norm_mudata(mdata, *, use_rep: str, batch_key, copy: bool, key_added: str, **kwargs):
+    """:func:`quantile_norm` of a MuData: the modalities' factors stacked, aligned, written back."""
+    check_key(key_added)
+    target = mdata.copy() if copy else mdata
+    stacked = stack_modalities(target, batch_key=batch_key, obsm_key=use_rep, features=False)
+    quantile_norm(
+        stacked.adata,
+        use_rep=use_rep,
+        batch_key=stacked.batch_key,
+        key_added=key_added,
+        **kwargs,
+    )
+    params = stacked.adata.uns[key_added]["params"]
+    params.pop("batch_key", None)
+    if batch_key is not None:
+        params["batch_key"] = batch_key
+    write_back(
+        target,
+        stacked,
+        key_added,
+        obsm=[f"X_{key_added}"],
+        obs=[f"{key_added}_clusters"],
+        container_obsm=[f"X_{key_added}"],
+    )
+    return target if copy else None

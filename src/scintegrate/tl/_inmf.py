@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from anndata import AnnData
+
+if TYPE_CHECKING:
+    from mudata import MuData
 
 from .._core.inmf import SOLVERS, fit_inmf
 from .._docs import doc_params
 from .._logging import logger
 from .._settings import settings
+from .._utils._mudata import is_mudata, run_on_mudata
 from .._utils._random import get_rng
 from .._utils._row_inputs import LIGER_LAYER, LIGER_MASK
 from .._utils._validation import check_in, check_key, check_number, check_positive_int
@@ -19,10 +23,10 @@ from ._inmf_anndata import check_lambda, shared_params, split_datasets, write_re
 
 @doc_params
 def inmf(
-    adata: AnnData,
+    adata: AnnData | MuData,
     n_components: int = 20,
     *,
-    batch_key: str,
+    batch_key: str | None = None,
     layer: str | None = LIGER_LAYER,
     mask_var: str | np.ndarray | None = LIGER_MASK,
     lambda_: float = 5.0,
@@ -32,7 +36,7 @@ def inmf(
     random_state: int | np.random.Generator | None = 0,
     key_added: str = "inmf",
     copy: bool = False,
-) -> AnnData | None:
+) -> AnnData | MuData | None:
     """Integrative NMF (LIGER) of the datasets in ``adata``, by a batch solver.
 
     Each dataset ``i`` (cells with the same ``obs[batch_key]``) is factorised as
@@ -60,7 +64,9 @@ def inmf(
     n_components
         Number of factors ``k``.
     batch_key
-        ``obs`` column naming each cell's dataset (batch, donor, technology, modality).
+        ``obs`` column naming each cell's dataset (batch, donor, technology, modality); needed
+        for an AnnData. For a MuData each modality is a dataset, and ``batch_key`` (a column of
+        every modality's ``obs``) splits each one further.
     layer
         Layer with the scaled, non-negative data; ``None`` uses ``.X``.
     mask_var
@@ -101,8 +107,32 @@ def inmf(
     ``adata.uns[key_added]["history"]``
         A DataFrame, one row per iteration (0 = the start): ``objective`` and ``time`` (s).
 
+    For a :class:`~mudata.MuData` (``adata`` may be one) the modalities are integrated on the
+    features they share, matched by name, exactly as their concatenation would be (the same
+    seed gives the same factors); the slots go to ``mdata[mod].obsm``/``varm`` of every modality
+    (``varm`` zero for features a modality does not share), the cell factors also to
+    ``mdata.obsm[f"X_{key_added}"]`` (unless cells are in several modalities), and ``uns`` to
+    ``mdata.uns[key_added]``, whose ``batches`` name the datasets (the modalities, or
+    ``"<mod>:<value>"`` with ``batch_key``).
+
     A second call with the same ``key_added`` replaces every slot of the first.
     """
+    if is_mudata(adata):
+        return run_on_mudata(
+            inmf,
+            adata,
+            key_added=key_added,
+            copy=copy,
+            mask_var=mask_var,
+            layer=layer,
+            batch_key=batch_key,
+            n_components=n_components,
+            lambda_=lambda_,
+            solver=solver,
+            max_iter=max_iter,
+            tol=tol,
+            random_state=random_state,
+        )
     n_components = check_positive_int(n_components, param="n_components")
     lambda_ = check_lambda(lambda_)
     check_in(solver, SOLVERS, param="solver")

@@ -112,7 +112,10 @@ def split_datasets(
     """Validate everything and cut the data into one (sparse) matrix per batch."""
     check_adata(adata)
     if not isinstance(batch_key, str):
-        raise ValueError(f"batch_key must be the name of an adata.obs column, got {batch_key!r}.")
+        raise ValueError(
+            f"batch_key must be the name of the adata.obs column naming each cell's dataset, got "
+            f"{batch_key!r}."
+        )
     codes, batches = obs_batch_codes(adata, batch_key, param="batch_key", order="sorted")
     if layer == LIGER_LAYER and layer not in adata.layers:
         raise ValueError(

@@ -14,6 +14,7 @@ from .._core._row_sources import MemoryRows
 from .._docs import doc_params
 from .._logging import logger
 from .._utils._backed import is_writable, write_slots_to_file
+from .._utils._mudata import is_mudata, run_on_mudata
 from .._utils._row_inputs import (
     LIGER_LAYER,
     LIGER_MASK,
@@ -185,8 +186,34 @@ def online_inmf(
         ``timing``: seconds spent preparing the data (statistics pass, scaled files), training,
         solving the final factors, and reading data during training and the final pass.
 
+    A :class:`~mudata.MuData` is integrated as in :func:`inmf`: each modality a dataset (split
+    further by ``batch_key``), on the features the modalities share, matched by name, with the
+    same factors as their concatenation; the slots go to every modality's ``obsm``/``varm``, the
+    cell factors also to ``mdata.obsm[f"X_{key_added}"]``, and ``uns`` to the container.
+
     A second call with the same ``key_added`` replaces every slot of the first.
     """
+    if is_mudata(adata):
+        return run_on_mudata(
+            online_inmf,
+            adata,
+            key_added=key_added,
+            copy=copy,
+            mask_var=mask_var,
+            layer=layer,
+            batch_key=batch_key,
+            n_components=n_components,
+            lambda_=lambda_,
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            hals_iter=hals_iter,
+            chunk_size=chunk_size,
+            preprocess=preprocess,
+            write_scaled=write_scaled,
+            init=init,
+            return_model=return_model,
+            random_state=random_state,
+        )
     lambda_ = check_lambda(lambda_)
     batch_size = check_positive_int(batch_size, param="batch_size")
     hals_iter = check_positive_int(hals_iter, param="hals_iter")

@@ -1,0 +1,130 @@
+"""MuData input of the iNMF tools and plots: each modality a dataset, the same factors as the
+concatenated AnnData, slots on the modalities and the container."""
+
+from __future__ import annotations
+
+import warnings
+
+import anndata as ad
+import mudata
+import numpy as np
+import pytest
+from _public_calls import cortex
+
+import scintegrate as si
+
+warnings.filterwarnings("ignore", category=FutureWarning, module="mudata")
+
+
+def _unpaired():
+    """Two disjoint halves of the real cortex subset as 'rna' and 'atac' (names made distinct)."""
+    cells = cortex()
+    rna, atac = cells[::2].copy(), cells[1::2].copy()  # each holds both libraries
+    atac.obs_names = [f"{n}-atac" for n in atac.obs_names]
+    atac = atac[:, atac.var_names[::-1]].copy()  # another feature order: matched by name
+    return rna, atac
+
+
+def _pair():
+    rna, atac = _unpaired()
+    mdata = mudata.MuData({"rna": rna.copy(), "atac": atac.copy()})
+    both = ad.concat({"rna": rna, "atac": atac[:, rna.var_names]}, label="modality")
+    return mdata, both
+
+
+@pytest.mark.parametrize("tool", ["inmf", "online_inmf"])
+def test_mudata_gives_the_factors_of_the_concatenated_anndata(tool):
+    mdata, both = _pair()
+    kwargs = {"max_iter": 4} if tool == "inmf" else {"max_epochs": 2, "batch_size": 40}
+    if tool == "inmf":
+        for data, key in ((mdata, None), (both, "modality")):
+            if key is None:
+                for name in mdata.mod:
+                    si.pp.liger_preprocess(mdata[name], batch_key="library", var_thresh=0.0)
+            else:
+                si.pp.liger_preprocess(both, batch_key="library", var_thresh=0.0)
+        # the same scaled values and gene mask in both inputs
+        for name, rows in (("rna", slice(0, 60)), ("atac", slice(60, 120))):
+            mod = mdata[name][:, both.var_names]
+            both.layers["liger_scaled"][rows] = mod.layers["liger_scaled"]
+        both.var["liger_highly_variable"] = np.logical_or(
+            mdata["rna"].var["liger_highly_variable"].to_numpy(),
+            mdata["atac"][:, both.var_names].var["liger_highly_variable"].to_numpy(),
+        )
+    else:
+        kwargs["preprocess"] = True
+    run = getattr(si.tl, tool)
+    run(mdata, 3, **kwargs)
+    run(both, 3, batch_key="modality", **kwargs)
+    np.testing.assert_array_equal(mdata["rna"].obsm["X_inmf"], both.obsm["X_inmf"][:60])
+    np.testing.assert_array_equal(mdata["atac"].obsm["X_inmf"], both.obsm["X_inmf"][60:])
+    np.testing.assert_array_equal(mdata.obsm["X_inmf"], both.obsm["X_inmf"])
+    # loadings on each modality's own features, matched by name
+    atac_W = mdata["atac"].varm["inmf_W"]
+    order = mdata["atac"].var_names.get_indexer(both.var_names)
+    np.testing.assert_array_equal(atac_W[order], both.varm["inmf_W"])
+    assert list(mdata.uns["inmf"]["batches"]) == list(both.uns["inmf"]["batches"])
+    slots = set(mdata.uns["inmf"]["slots"])
+    assert {"obsm:X_inmf", "mod:rna:varm:inmf_V", "mod:atac:obsm:X_inmf"} <= slots
+
+
+def test_quantile_norm_and_round_trip(tmp_path):
+    mdata, both = _pair()
+    si.tl.online_inmf(mdata, 3, preprocess=True, max_epochs=1, batch_size=40)
+    si.tl.online_inmf(both, 3, batch_key="modality", preprocess=True, max_epochs=1, batch_size=40)
+    before = mdata["rna"].X.copy()
+    out = si.pp.quantile_norm(mdata, min_cells=5, n_neighbors=5, copy=True)
+    assert "X_inmf_qn" not in mdata.obsm  # copy=True left the input alone
+    si.pp.quantile_norm(both, batch_key="modality", min_cells=5, n_neighbors=5)
+    np.testing.assert_array_equal(out.obsm["X_inmf_qn"], both.obsm["X_inmf_qn"])
+    assert list(out.obs["inmf_qn_clusters"].astype(str)) == list(
+        both.obs["inmf_qn_clusters"].astype(str)
+    )
+    assert (out["rna"].X != before).nnz == 0
+    path = tmp_path / "m.h5mu"
+    out.write_h5mu(path)
+    back = mudata.read_h5mu(path)
+    np.testing.assert_array_equal(back["atac"].obsm["X_inmf_qn"], out["atac"].obsm["X_inmf_qn"])
+    assert back.uns["inmf_qn"]["params"]["reference"] == out.uns["inmf_qn"]["params"]["reference"]
+    # a second call with the same key replaces every slot of the first
+    si.pp.quantile_norm(out, use_rep="X_inmf", min_cells=5, n_neighbors=5, use_dims=[0, 1])
+    assert out.uns["inmf_qn"]["params"]["use_dims"].tolist() == [0, 1]
+
+
+def test_batch_key_splits_modalities_and_paired_cells_stay_per_modality():
+    rna, atac = _unpaired()
+    mdata = mudata.MuData({"rna": rna, "atac": atac})
+    si.tl.online_inmf(mdata, 2, batch_key="library", preprocess=True, max_epochs=1)
+    assert all(":" in b for b in mdata.uns["inmf"]["batches"])
+    assert len(mdata.uns["inmf"]["batches"]) == 4
+    paired = mudata.MuData({"rna": rna.copy(), "protein": rna.copy()})
+    si.tl.online_inmf(paired, 2, preprocess=True, max_epochs=1)
+    assert "X_inmf" not in paired.obsm and "X_inmf" in paired["protein"].obsm
+
+
+def test_mudata_errors():
+    rna, atac = _unpaired()
+    other = atac.copy()
+    other.var_names = [f"peak{i}" for i in range(other.n_vars)]
+    with pytest.raises(ValueError, match="share no features"):
+        si.tl.online_inmf(mudata.MuData({"rna": rna, "atac": other}), 2, preprocess=True)
+    mdata = mudata.MuData({"rna": rna.copy(), "atac": atac.copy()})
+    mdata["rna"].layers["liger_scaled"] = mdata["rna"].X.copy()
+    with pytest.raises(ValueError, match="missing in modalities"):
+        si.tl.inmf(mdata, 2)
+    with pytest.raises(ValueError, match="no_such"):
+        si.tl.inmf(mdata, 2, batch_key="no_such", layer=None)
+    with pytest.raises(ValueError, match="X_inmf"):
+        si.pp.quantile_norm(mdata)
+    assert "inmf" not in mdata.uns
+
+
+def test_joint_plots_of_a_mudata():
+    mdata, _ = _pair()
+    si.tl.online_inmf(mdata, 3, preprocess=True, max_epochs=1, batch_size=40)
+    axes = si.pl.tsne(mdata, "inmf", color=["modality", "rna:cell_type", "cell_type"], show=False)
+    assert len(axes) == 3
+    assert mdata.obsm["X_inmf_tsne"].shape == (mdata.n_obs, 2)
+    assert "modality" not in mdata.obs  # the plot's own column, not written into the container
+    with pytest.raises(ValueError, match="X_nope"):
+        si.pl.umap(mdata, "nope", color="modality", show=False)
