@@ -37,12 +37,9 @@ def test_mudata_gives_the_factors_of_the_concatenated_anndata(tool):
     mdata, both = _pair()
     kwargs = {"max_iter": 4} if tool == "inmf" else {"max_epochs": 2, "batch_size": 40}
     if tool == "inmf":
-        for data, key in ((mdata, None), (both, "modality")):
-            if key is None:
-                for name in mdata.mod:
-                    si.pp.liger_preprocess(mdata[name], batch_key="library", var_thresh=0.0)
-            else:
-                si.pp.liger_preprocess(both, batch_key="library", var_thresh=0.0)
+        for name in mdata.mod:
+            si.pp.liger_preprocess(mdata[name], batch_key="library", var_thresh=0.0)
+        si.pp.liger_preprocess(both, batch_key="library", var_thresh=0.0)
         # the same scaled values and gene mask in both inputs
         for name, rows in (("rna", slice(0, 60)), ("atac", slice(60, 120))):
             mod = mdata[name][:, both.var_names]
