@@ -230,3 +230,22 @@ def test_modality_of_an_h5mu(tmp_path):
     result = read(out)
     assert result["atac"].obsm["X_nmf"].shape == (result["atac"].n_obs, 2)
     assert "X_nmf" not in result["rna"].obsm
+
+
+def test_a_whole_mudata_is_integrated_and_plotted(tmp_path):
+    source, out, aligned = tmp_path / "in.h5mu", tmp_path / "out.h5mu", tmp_path / "qn.h5mu"
+    rna, atac = read(DATA / "cortex_rna.h5ad"), read(DATA / "cortex_atac_activity.h5ad")
+    mudata.MuData({"rna": rna, "atac": atac}).write_h5mu(source)
+    opts = ["--preprocess", "--n-components", 3, "--max-epochs", 1, "--batch-size", 50]
+    assert run("online-inmf", source, out, *opts) == 0
+    assert run("quantile-norm", out, aligned, "--min-cells", 5) == 0
+    expected = read(source)
+    si.tl.online_inmf(expected, 3, preprocess=True, max_epochs=1, batch_size=50)
+    si.pp.quantile_norm(expected, min_cells=5)
+    result = read(aligned)
+    assert_arrays_equal(result.obsm["X_inmf_qn"], expected.obsm["X_inmf_qn"])
+    assert_arrays_equal(result["atac"].obsm["X_inmf"], expected["atac"].obsm["X_inmf"])
+    check_recorded(result, "inmf_qn", ["quantile-norm"])
+    figure = tmp_path / "joint.png"
+    assert run("plot", "factor-heatmap", DATA / "cortex_inmf.h5ad", figure, "--key", "inmf",
+               "--groupby", "modality") == 0  # fmt: skip

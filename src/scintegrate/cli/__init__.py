@@ -155,6 +155,7 @@ def _output_settings(args: argparse.Namespace) -> Iterator[None]:
             if not args.verbose:
                 # notices about the libraries' own future defaults, not about the user's data
                 warnings.filterwarnings("ignore", category=FutureWarning, module="mudata")
+                warnings.filterwarnings("ignore", message="Cannot join columns", module="mudata")
                 warnings.filterwarnings(
                     "ignore", message="Sparse (CSR tensor support|invariant checks)"
                 )

@@ -8,6 +8,7 @@ reason, which the documentation prints.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,12 @@ class Command:
 
     def __post_init__(self) -> None:
         self.options = options_of(self.func, self.handled)
+
+    @property
+    def takes_mudata(self) -> bool:
+        """Whether the function takes a whole MuData as its data (by its first annotation)."""
+        first = next(iter(inspect.signature(self.func).parameters.values()))
+        return "MuData" in str(first.annotation)
 
     @property
     def summary(self) -> str:
@@ -131,7 +138,7 @@ def _key_of(args: argparse.Namespace, kwargs: dict[str, Any]) -> str:
 def run_anndata_tool(args: argparse.Namespace, command: Command) -> None:
     """A tool that writes into an AnnData (or a modality of a MuData), in place."""
     data = read_data(args.input)
-    adata = modality(data, args.mod, input_path=args.input)
+    adata = modality(data, args.mod, input_path=args.input, whole=command.takes_mudata)
     kwargs = command.kwargs(args)
     model_out = getattr(args, "model_out", None)
     if "return_model" in command.handled:
@@ -166,7 +173,7 @@ def run_online_inmf(args: argparse.Namespace, command: Command) -> None:
     inputs = args.inputs
     if len(inputs) == 1 and args.model_in is None:
         data = read_data(inputs[0])
-        adata = modality(data, args.mod, input_path=inputs[0])
+        adata = modality(data, args.mod, input_path=inputs[0], whole=command.takes_mudata)
         returned = command.func(adata, **kwargs)
         model = returned
     else:
@@ -193,7 +200,7 @@ def run_model_transform(args: argparse.Namespace, command: Command) -> None:
     load_kwargs = {"device": args.device} if "device" in vars(args) else {}
     model = _load_model(cls, args.model_in, **load_kwargs)
     data = read_data(args.input)
-    adata = modality(data, args.mod, input_path=args.input)
+    adata = modality(data, args.mod, input_path=args.input, whole=command.takes_mudata)
     kwargs = command.kwargs(args)
     embedding = getattr(model, command.func.__name__)(adata, **kwargs)
     params = record_params(
@@ -257,7 +264,7 @@ def run_plot(args: argparse.Namespace, command: Command) -> None:
     if suffix not in (".png", ".svg", ".pdf"):
         raise UserError(f"the figure {args.output!r} must end in .png, .svg or .pdf.")
     data = read_data(args.input)
-    adata = modality(data, args.mod, input_path=args.input)
+    adata = modality(data, args.mod, input_path=args.input, whole=command.takes_mudata)
     figure = command.func(adata, **command.kwargs(args), show=False, return_fig=True)
     with atomic_path(args.output) as temporary:
         figure.savefig(temporary, dpi=args.dpi, bbox_inches="tight", format=suffix[1:])
@@ -335,7 +342,7 @@ def run_metric(args: argparse.Namespace, command: Command) -> None:
             **kwargs,
         )
     else:
-        adata = modality(data, args.mod, input_path=args.input)
+        adata = modality(data, args.mod, input_path=args.input, whole=command.takes_mudata)
         if "labels_true" in handled:
             true = _labels(adata, args.labels_true, what="--labels-true")
             pred = _labels(adata, args.labels_pred, what="--labels-pred")

@@ -75,12 +75,15 @@ def check_h5ad(path: str | Path, *, what: str = "input") -> Path:
     return path
 
 
-def modality(data: Any, mod: str | None, *, input_path: str) -> Any:
-    """The AnnData a tool works on: ``data`` itself, or its modality ``mod`` of a MuData."""
+def modality(data: Any, mod: str | None, *, input_path: str, whole: bool = False) -> Any:
+    """The data a tool works on: ``data`` itself, or its modality ``mod`` of a MuData (a MuData
+    without ``mod`` is passed whole to tools that take one, ``whole=True``)."""
     from mudata import MuData
 
     if isinstance(data, MuData):
         names = list(data.mod)
+        if mod is None and whole:
+            return data
         if mod is None:
             raise UserError(
                 f"{input_path!r} is a MuData with modalities {names}; choose one with --mod."

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
+
+if TYPE_CHECKING:
+    from mudata import MuData
 
 from .._core.quantile_norm import quantile_norm as _quantile_norm
 from .._docs import doc_params
@@ -27,7 +31,7 @@ from .._utils._validation import (
 
 @doc_params
 def quantile_norm(
-    adata: AnnData,
+    adata: AnnData | MuData,
     *,
     use_rep: str = "X_inmf",
     batch_key: str | None = None,
@@ -42,7 +46,7 @@ def quantile_norm(
     random_state: int | np.random.Generator | None = 0,
     key_added: str = "inmf_qn",
     copy: bool = False,
-) -> AnnData | None:
+) -> AnnData | MuData | None:
     """Quantile-align the iNMF cell factors of every batch to a reference batch (LIGER).
 
     rliger's ``quantileNorm`` (Welch et al. 2019; Gao et al. 2021), the step that makes the

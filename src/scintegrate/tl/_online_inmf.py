@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
+
+if TYPE_CHECKING:
+    from mudata import MuData
 
 from .._core._row_sources import MemoryRows
 from .._docs import doc_params
@@ -61,7 +65,7 @@ def _results_anndata(datasets: list[Dataset], var_names: pd.Index, batch_key: st
 
 @doc_params
 def online_inmf(
-    adata,
+    adata: AnnData | MuData | str | Path | list | dict,
     n_components: int = 20,
     *,
     batch_key: str | None = None,
