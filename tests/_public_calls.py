@@ -136,6 +136,7 @@ CALLS = {
         integrated,
         {"batch_key": "library", "min_cells": 5, "n_neighbors": 5},
     ),
+    "pp.centroid_align": (si.pp.centroid_align, integrated, {"batch_key": "library"}),
     "pp.gene_activity": (si.pp.gene_activity, peaks, {"annotation": ANNOTATION}),
 }
 
