@@ -108,15 +108,18 @@ def get_obsm(
     return adata.obsm[key]
 
 
-def get_cell_factors(adata: AnnData, use_rep: str, *, tool: str) -> np.ndarray:
+def get_cell_factors(
+    adata: AnnData, use_rep: str, *, tool: str, param: str = "use_rep"
+) -> np.ndarray:
     """Non-negative cell factors (cells x k, k >= 1) from ``adata.obsm[use_rep]``, as an array.
 
     Sparse entries are made dense (they have few columns). ``tool`` names the caller in the
-    messages (e.g. ``"Quantile normalisation"``).
+    messages (e.g. ``"Quantile normalisation"``), ``param`` the argument that named the key.
     """
     H = get_obsm(
         adata,
         use_rep,
+        param=param,
         advice="Run tl.inmf or tl.online_inmf first, or pass the key of the cell factors.",
     )
     H = H.toarray() if sp.issparse(H) else np.asarray(H)
