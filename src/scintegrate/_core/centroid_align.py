@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._sparse_kernels import single_threaded_blas
+
 
 @dataclass
 class CentroidAlignResult:
@@ -78,6 +80,7 @@ def soft_clusters(
     return np.divide(R, sums, out=np.zeros_like(R), where=sums > 0)
 
 
+@single_threaded_blas  # small products (k x k results): threads only spin on a busy machine
 def centroid_align(
     H: np.ndarray,
     codes: np.ndarray,
