@@ -112,8 +112,11 @@ def test_planted_batch_effect_is_removed():
     assert np.mean(clusters == types) > 0.95
     Z0 = (H - H.mean(0)) / H.std(0, ddof=1)  # the embedding before the correction
     for t in range(3):
-        gap = [Z[(batches == "b1") & (types == t)].mean(0) - Z[(batches == "b0") & (types == t)]
-               .mean(0) for Z in (Z0, Z)]  # fmt: skip
+        gap = [
+            Z[(batches == "b1") & (types == t)].mean(0)
+            - Z[(batches == "b0") & (types == t)].mean(0)
+            for Z in (Z0, Z)
+        ]
         # one soft step: each cell moves by its cluster weights (about 0.8 on its own type
         # here), so the gaps shrink to 0.3-0.55 of what they were, not to 0
         assert np.linalg.norm(gap[1]) < 0.6 * np.linalg.norm(gap[0]), t

@@ -44,8 +44,10 @@ def planted(n=150, seed=0):
     adata.obsm["X_inmf"] = np.vstack(H_blocks)
     adata.varm["inmf_W"] = W
     adata.varm["inmf_V"] = V
-    adata.uns["inmf"] = {"batches": np.array(["d1", "d2"], dtype=object),
-                         "params": {"batch_key": "batch"}}  # fmt: skip
+    adata.uns["inmf"] = {
+        "batches": np.array(["d1", "d2"], dtype=object),
+        "params": {"batch_key": "batch"},
+    }
     return adata
 
 
@@ -146,8 +148,9 @@ def test_real_factorisation_runs_and_is_deterministic():
     si.tl.factor_markers(adata, factor_share_thresh=None)
     again = integrated()
     si.tl.factor_markers(again, factor_share_thresh=None)
-    pd.testing.assert_frame_equal(adata.uns["inmf_markers"]["shared"],
-                                  again.uns["inmf_markers"]["shared"])  # fmt: skip
+    pd.testing.assert_frame_equal(
+        adata.uns["inmf_markers"]["shared"], again.uns["inmf_markers"]["shared"]
+    )
     assert len(adata.uns["inmf_markers"]["shared"]) > 0
 
 

@@ -151,6 +151,16 @@ def _top(scores: np.ndarray, candidates: np.ndarray, n: int) -> np.ndarray:
     return candidates[order[:n]]
 
 
+def _rows(f: int, chosen: np.ndarray, loading: np.ndarray, sign: float, test: tuple) -> list:
+    """Table rows (factor, gene, loading, logfc, pval, pval_adj) of the ``chosen`` genes."""
+    position, logfc, pvals, adjusted = test
+    at = position[chosen]
+    return [
+        (f, g, loading[g], sign * logfc[i], pvals[i], adjusted[i])
+        for g, i in zip(chosen, at, strict=True)
+    ]
+
+
 def factor_markers(
     W: np.ndarray,
     V1: np.ndarray,
@@ -203,19 +213,12 @@ def factor_markers(
         # gene index -> position among the tested genes
         position = np.full(W.shape[0], -1)
         position[genes] = np.arange(genes.size)
-
-        def rows(chosen, loading, sign, f=f, position=position, logfc=logfc, pvals=pvals,
-                 adjusted=adjusted):  # fmt: skip
-            at = position[chosen]
-            return [
-                (f, g, loading[g], sign * logfc[i], pvals[i], adjusted[i])
-                for g, i in zip(chosen, at, strict=True)
-            ]
-
-        shared_rows += rows(_top(shared_loading[:, f], genes, n_genes), shared_loading[:, f], 1)
+        test = (position, logfc, pvals, adjusted)
+        top_shared = _top(shared_loading[:, f], genes, n_genes)
+        shared_rows += _rows(f, top_shared, shared_loading[:, f], 1.0, test)
         for d, (V, sign) in enumerate(((V1, 1.0), (V2, -1.0))):
             passing = genes[(sign * logfc > logfc_thresh) & (pvals < pval_thresh)]
-            specific_rows[d] += rows(_top(V[:, f], passing, n_genes), V[:, f], sign)
+            specific_rows[d] += _rows(f, _top(V[:, f], passing, n_genes), V[:, f], sign, test)
     bar.close()
     return FactorMarkersResult(
         shared=_table(shared_rows),
