@@ -147,4 +147,6 @@ def delta_w(
     ax.set_xlabel(x)
     ax.set_ylabel("relative change of W")
     ax.set_title(f"{key}: convergence of W")
+    if created:
+        fig.tight_layout()
     return finish(fig, ax, created=created, show=show, return_fig=return_fig)
