@@ -84,6 +84,12 @@ def factor_markers(
        its ``V``. Only positive loadings count, and only genes with a positive loading on the
        factor are tested.
 
+    The cells' largest factors (step 2) are written to ``obs`` by this call rather than by a
+    tool of their own: they depend on the factors this call selects, and they are the groups it
+    tested. The alignment steps write their own factor clusters
+    (``obs["inmf_qn_clusters"]`` of :func:`~scintegrate.pp.quantile_norm`,
+    ``obs["inmf_ca_clusters"]`` of :func:`~scintegrate.pp.centroid_align`).
+
     Differences from rliger: rliger selects a dataset's specific markers among genes that
     differ in either direction (its filter reads both rows of presto's two-group table), here
     only among genes higher in that dataset; rliger log-transforms ``1e10 x`` (normalised
