@@ -130,12 +130,18 @@ CALLS = {
     ),
     "tl.mmdma": (si.tl.mmdma, branch, {"n_dims": 2, "max_epochs": 3, "backend": "torch"}),
     "tl.scjmt": (si.tl.scjmt, rna_atac, {"n_clusters": 2, "max_iter": 5, "n_restarts": 1}),
+    "tl.factor_markers": (
+        si.tl.factor_markers,
+        integrated,
+        {"batch_key": "library", "factor_share_thresh": None, "n_genes": 5},
+    ),
     "pp.liger_preprocess": (si.pp.liger_preprocess, cortex, {"batch_key": "library"}),
     "pp.quantile_norm": (
         si.pp.quantile_norm,
         integrated,
         {"batch_key": "library", "min_cells": 5, "n_neighbors": 5},
     ),
+    "pp.centroid_align": (si.pp.centroid_align, integrated, {"batch_key": "library"}),
     "pp.gene_activity": (si.pp.gene_activity, peaks, {"annotation": ANNOTATION}),
 }
 

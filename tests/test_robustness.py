@@ -49,6 +49,8 @@ MATRIX = {
     "tl.scjmt": ("mod", "rna"),
     "pp.liger_preprocess": ("X",),
     "pp.quantile_norm": ("obsm", "X_inmf"),
+    "pp.centroid_align": ("obsm", "X_inmf"),
+    "tl.factor_markers": ("X",),
     "pp.gene_activity": ("X",),
 }
 SIZE_PARAMS = ("n_components", "n_topics", "n_dims", "n_clusters")

@@ -121,3 +121,128 @@ def test_umap_matches_scanpy_and_a_second_call_replaces_its_slots(fitted):
 def test_plot_errors(fitted, call, message):
     with pytest.raises(ValueError, match=message):
         call(fitted)
+
+
+# ----------------------------------------------------------------- iNMF interpretation plots
+@pytest.fixture(scope="module")
+def online():
+    """Online iNMF of 120 cortex cells of two libraries (W, V, delta_W history) and its
+    factor markers."""
+    from _public_calls import preprocessed
+
+    adata = preprocessed()
+    si.tl.online_inmf(adata, 3, batch_key="library", max_epochs=3, batch_size=30)
+    si.tl.factor_markers(adata, factor_share_thresh=None, n_genes=5)
+    return adata
+
+
+def test_gene_loadings(online):
+    W, V = online.varm["inmf_W"], online.varm["inmf_V"]
+    axes = si.pl.gene_loadings(online, n_top=6, factor=1)
+    assert len(axes) == 3 and all(isinstance(a, Axes) for a in axes)
+    shared = W[:, 1] + V[:, 1].min(axis=1)
+    widths = [p.get_width() for p in axes[0].patches]
+    np.testing.assert_allclose(widths, np.sort(shared)[::-1][:6][::-1])  # largest on top
+    np.testing.assert_allclose(
+        sorted(p.get_width() for p in axes[2].patches), np.sort(V[:, 1, 1])[-6:]
+    )
+    names = [t.get_text() for t in axes[0].get_yticklabels()]
+    assert names[-1] == online.var_names[np.argmax(shared)]
+    # markers of tl.factor_markers in colour, other genes grey
+    axes = si.pl.gene_loadings(online, n_top=8, factor=0, markers_key="inmf_markers")
+    table = online.uns["inmf_markers"]["shared"]
+    markers = set(table.loc[table["factor"] == 0, "gene"])
+    labels = [t.get_text() for t in axes[0].get_yticklabels()]
+    colored = [p.get_facecolor()[:3] != (0.6, 0.6, 0.6) for p in axes[0].patches]
+    assert colored == [name in markers for name in labels] and any(colored)
+    # given Axes, one dataset
+    import matplotlib.pyplot as plt
+
+    fig, given = plt.subplots(1, 2)
+    out = si.pl.gene_loadings(
+        online, factor=2, datasets=[online.uns["inmf"]["batches"][1]], ax=given, return_fig=True
+    )
+    assert out is fig and len(given[1].patches) > 0
+
+
+def test_proportions(online):
+    online.obs["types"] = online.obs["cell_type"].astype(str)
+    ax = si.pl.proportions(online, groupby="types", batch_key="library")
+    n_batches = online.obs["library"].nunique()
+    tops = {}
+    for patch in ax.patches:
+        x = round(patch.get_x(), 6)
+        tops[x] = max(tops.get(x, 0), patch.get_y() + patch.get_height())
+    assert len(tops) == n_batches
+    np.testing.assert_allclose(list(tops.values()), 1.0)
+    ax = si.pl.proportions(
+        online, groupby="types", batch_key="library", bars="group", normalize=False
+    )
+    assert sum(p.get_height() for p in ax.patches) == pytest.approx(online.n_obs)
+    assert len({round(p.get_x(), 6) for p in ax.patches}) == online.obs["types"].nunique()
+
+
+def test_delta_w(online):
+    ax = si.pl.delta_w(online)
+    history = online.uns["inmf"]["history"]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), history["delta_W"])
+    assert ax.get_yscale() == "log"
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), history["epoch"])
+    si.pl.delta_w(online, x="iteration", ax=ax, color="C1", label="again")
+    assert len(ax.lines) == 2
+
+
+def test_factor_heatmap_hierarchical_order(fitted):
+    default = si.pl.factor_heatmap(fitted, "nmf", groupby="cell_type")
+    explicit = si.pl.factor_heatmap(fitted, "nmf", groupby="cell_type", order_factors=True)
+    ticks = [t.get_text() for t in default.get_xticklabels()]
+    assert ticks == [t.get_text() for t in explicit.get_xticklabels()]
+    ax = si.pl.factor_heatmap(
+        fitted,
+        "nmf",
+        groupby="cell_type",
+        order_factors="hierarchical",
+        order_groups="hierarchical",
+    )
+    from scipy.cluster.hierarchy import leaves_list, linkage
+
+    values = fitted.obsm["X_nmf"] / fitted.obsm["X_nmf"].sum(1, keepdims=True)
+    labels = fitted.obs["cell_type"].astype("category")
+    means = np.stack([values[(labels == c).to_numpy()].mean(0) for c in labels.cat.categories])
+    expected = leaves_list(linkage(means.T, method="average", optimal_ordering=True))
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(f) for f in expected]
+    groups = leaves_list(linkage(means, method="average", optimal_ordering=True))
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == [str(labels.cat.categories[g]) for g in groups]
+    image = np.asarray(ax.images[0].get_array())
+    assert image.shape == (fitted.n_obs, 5)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda a: si.pl.gene_loadings(a, "nmf", factor=0), "No integrative NMF under key='nmf'"),
+        (lambda a: si.pl.gene_loadings(a, factor=3), r"factor must be a factor index in \[0, 2\]"),
+        (lambda a: si.pl.gene_loadings(a, factor=0, datasets=["x"]), "'x' is not a dataset"),
+        (lambda a: si.pl.gene_loadings(a, factor=0, markers_key="fm"), "holds no marker tables"),
+        (lambda a: si.pl.gene_loadings(a, factor=0, ax=[None]), "ax must be 3 Axes"),
+        (lambda a: si.pl.proportions(a, groupby="nope", batch_key="library"), "not a column"),
+        (
+            lambda a: si.pl.proportions(a, groupby="cell_type", batch_key="library", bars="x"),
+            "bars='x' is not supported",
+        ),
+        (lambda a: si.pl.delta_w(a, "inmf_markers"), "no history with a 'delta_W' column"),
+        (lambda a: si.pl.delta_w(a, x="loss"), "x='loss' is not supported"),
+        (
+            lambda a: si.pl.factor_heatmap(a, "inmf", groupby="cell_type", order_factors="x"),
+            "order_factors must be True, False or 'hierarchical'",
+        ),
+        (
+            lambda a: si.pl.factor_heatmap(a, "inmf", groupby="cell_type", order_groups=True),
+            "order_groups=True is not supported",
+        ),
+    ],
+)
+def test_interpretation_plot_errors(online, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(online)

@@ -108,6 +108,61 @@ def get_obsm(
     return adata.obsm[key]
 
 
+def get_cell_factors(
+    adata: AnnData, use_rep: str, *, tool: str, param: str = "use_rep"
+) -> np.ndarray:
+    """Non-negative cell factors (cells x k, k >= 1) from ``adata.obsm[use_rep]``, as an array.
+
+    Sparse entries are made dense (they have few columns). ``tool`` names the caller in the
+    messages (e.g. ``"Quantile normalisation"``), ``param`` the argument that named the key.
+    """
+    H = get_obsm(
+        adata,
+        use_rep,
+        param=param,
+        advice="Run tl.inmf or tl.online_inmf first, or pass the key of the cell factors.",
+    )
+    H = H.toarray() if sp.issparse(H) else np.asarray(H)
+    if H.ndim != 2 or H.shape[1] == 0:
+        raise ValueError(f"adata.obsm[{use_rep!r}] must be a cells x factors array, got {H.shape}.")
+    check_finite_nonnegative(
+        H,
+        what=f"adata.obsm[{use_rep!r}]",
+        fix=f"{tool} expects non-negative NMF factors such as those of tl.inmf.",
+    )
+    return H
+
+
+def check_dims(dims: Any, k: int, *, param: str = "use_dims") -> np.ndarray | None:
+    """Distinct 0-based column indices into ``k`` factors as an int64 array (``None`` stays)."""
+    if dims is None:
+        return None
+    array = np.asarray(dims)
+    if (
+        array.ndim != 1
+        or array.size == 0
+        or not np.issubdtype(array.dtype, np.integer)
+        or array.min() < 0
+        or array.max() >= k
+        or np.unique(array).size != array.size
+    ):
+        raise ValueError(
+            f"{param} must be distinct 0-based factor indices in [0, {k - 1}], got {dims!r}."
+        )
+    return array.astype(np.int64)
+
+
+def batch_index(names: np.ndarray, name: Any, *, batch_key: str, param: str = "reference") -> int:
+    """Code of the batch called ``name`` among ``names`` (from :func:`batch_codes`)."""
+    matches = np.flatnonzero(names == str(name))
+    if matches.size != 1:
+        shown = ", ".join(map(repr, names[:20]))
+        raise ValueError(
+            f"{param}={name!r} is not a batch of adata.obs[{batch_key!r}] (batches: {shown})."
+        )
+    return int(matches[0])
+
+
 def check_in(value: Any, allowed: tuple, *, param: str) -> None:
     """Refuse a value that is not one of the allowed options."""
     if value not in allowed:

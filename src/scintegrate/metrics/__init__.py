@@ -4,6 +4,7 @@
 - Clustering an embedding (Leiden) and scoring the clusters against labels: ``ari``, ``nmi``,
   ``cluster_agreement`` (and the clusters themselves: ``leiden_clusters``).
 - LIGER's integration metrics: ``alignment_score``, ``agreement``, ``purity``.
+- Factors of an integrative NMF: ``dataset_specificity``.
 - Paired modalities: ``foscttm``, ``neighborhood_overlap``, ``label_transfer_accuracy``.
 """
 
@@ -15,6 +16,7 @@ from ._clustering import (
     nmi,
     normalized_mutual_info,
 )
+from ._factors import dataset_specificity
 from ._integration import agreement, alignment_score, purity
 from ._pairing import foscttm, label_transfer_accuracy, neighborhood_overlap
 
@@ -24,6 +26,7 @@ __all__ = [
     "alignment_score",
     "ari",
     "cluster_agreement",
+    "dataset_specificity",
     "foscttm",
     "label_transfer_accuracy",
     "leiden_clusters",

@@ -13,8 +13,32 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from .._docs import doc_params
-from .._utils._validation import check_bool, check_number, check_positive_int, get_obs_labels
+from .._utils._validation import (
+    check_in,
+    check_number,
+    check_positive_int,
+    get_obs_labels,
+)
 from ._common import finish, get_axes, get_cell_factors, get_feature_factors
+
+
+def _group_means(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """Mean row of every group (groups x columns); 0 for a group without cells."""
+    return np.stack(
+        [
+            values[codes == g].mean(0) if (codes == g).any() else np.zeros(values.shape[1])
+            for g in range(n_groups)
+        ]
+    )
+
+
+def _dendrogram_order(profiles: np.ndarray) -> np.ndarray:
+    """Leaf order of an average-linkage clustering of the rows (Euclidean, optimal ordering)."""
+    if profiles.shape[0] < 3:
+        return np.arange(profiles.shape[0])
+    from scipy.cluster.hierarchy import leaves_list, linkage
+
+    return leaves_list(linkage(profiles, method="average", optimal_ordering=True))
 
 
 def _scale_rows(values: np.ndarray, how: str | None) -> np.ndarray:
@@ -37,7 +61,8 @@ def factor_heatmap(
     *,
     groupby: str,
     normalize: Literal["sum", "max"] | None = "sum",
-    order_factors: bool = True,
+    order_factors: bool | Literal["hierarchical"] = True,
+    order_groups: Literal["hierarchical"] | None = None,
     cmap: str = "Reds",
     vmax: float | None = None,
     ax=None,
@@ -48,6 +73,10 @@ def factor_heatmap(
 
     Cells are sorted by ``groupby`` (a colour bar on the left marks the groups) and factors are
     ordered by the group in which they are highest, so that blocks line up on the diagonal.
+    Either order can instead follow a hierarchical clustering (average linkage on Euclidean
+    distances between the groups' mean loadings, leaves in the optimal order of
+    :func:`scipy.cluster.hierarchy.linkage`), which puts similar factors, or similar groups,
+    next to each other.
 
     Parameters
     ----------
@@ -60,7 +89,12 @@ def factor_heatmap(
         Scale each cell's row to sum 1 (``"sum"``, topic proportions; the default, since NMF
         loadings grow with sequencing depth), to maximum 1 (``"max"``), or not at all.
     order_factors
-        Order factors by the group with the highest mean loading.
+        ``True``: order factors by the group with the highest mean loading; ``False``: factor
+        index order; ``"hierarchical"``: by a hierarchical clustering of the factors' mean
+        loadings per group.
+    order_groups
+        ``None``: groups in category order; ``"hierarchical"``: by a hierarchical clustering
+        of the groups' mean loadings.
     cmap, vmax
         Colour map and upper colour limit.
     {plot_common}
@@ -70,16 +104,28 @@ def factor_heatmap(
     The heatmap's Axes (or the Figure when ``return_fig``).
     """
     values = _scale_rows(get_cell_factors(adata, key), normalize)
-    order_factors = check_bool(order_factors, param="order_factors")
+    if not (isinstance(order_factors, bool | np.bool_) or order_factors == "hierarchical"):
+        raise ValueError(
+            f"order_factors must be True, False or 'hierarchical', got {order_factors!r}."
+        )
+    check_in(order_groups, (None, "hierarchical"), param="order_groups")
     if vmax is not None:
         check_number(vmax, param="vmax", minimum=0, exclusive_minimum=True)
     labels = pd.Categorical(get_obs_labels(adata, groupby, param="groupby"))
-    order = np.argsort(labels.codes, kind="stable")
+    n_groups = len(labels.categories)
+    group_order = np.arange(n_groups)
+    if order_groups == "hierarchical":
+        group_order = _dendrogram_order(_group_means(values, labels.codes, n_groups))
+    rank = np.empty(n_groups, dtype=np.int64)
+    rank[group_order] = np.arange(n_groups)
+    order = np.argsort(np.where(labels.codes >= 0, rank[labels.codes], -1), kind="stable")
     values, codes = values[order], labels.codes[order]
+    means = _group_means(values, codes, n_groups)
     n_factors = values.shape[1]
     factor_order = np.arange(n_factors)
-    if order_factors:
-        means = np.stack([values[codes == g].mean(0) for g in range(len(labels.categories))])
+    if order_factors == "hierarchical":
+        factor_order = _dendrogram_order(means.T)
+    elif order_factors:
         factor_order = np.lexsort((-means.max(0), means.argmax(0)))
     fig, ax, created = get_axes(ax, (max(4.0, 0.3 * n_factors + 2.5), 6))
     image = ax.imshow(
@@ -108,9 +154,7 @@ def factor_heatmap(
     )
     bar.set_axis_off()
     ax.legend(
-        handles=[
-            Patch(color=c, label=str(cat)) for c, cat in zip(colors, labels.categories, strict=True)
-        ],
+        handles=[Patch(color=colors[g], label=str(labels.categories[g])) for g in group_order],
         loc="upper left",
         bbox_to_anchor=(1.18, 1),
         fontsize=7,

@@ -89,3 +89,64 @@ def training_curve(
         ax2.set_ylabel(_LABELS.get(y2, y2), color=color2)
     ax.set_title(f"{key}: training history")
     return finish(fig, ax, created=created, show=show, return_fig=return_fig)
+
+
+@doc_params
+def delta_w(
+    adata: AnnData,
+    key: str = "inmf",
+    *,
+    x: str = "epoch",
+    label: str | None = None,
+    color: str = "C0",
+    ax=None,
+    show: bool | None = None,
+    return_fig: bool = False,
+) -> Axes | Figure:
+    """Relative change of the shared gene loadings ``W`` per online iNMF update, on a log scale.
+
+    ``tl.online_inmf`` records after every mini-batch update ``‖W_new - W_old‖_F / ‖W_old‖_F``
+    (``delta_W`` in ``uns[key]["history"]``); its decay shows the shared factors settling, as
+    in Fig. S2 of the online iNMF paper (Gao et al. 2021). Call it again on the same ``ax`` to
+    compare runs (e.g. mini-batch sizes).
+
+    Parameters
+    ----------
+    {adata}
+    key
+        The ``key_added`` of ``tl.online_inmf``; the history is ``adata.uns[key]["history"]``.
+    x
+        History column for the horizontal axis: ``"epoch"`` (fractional epochs),
+        ``"iteration"`` (mini-batch updates) or ``"time"`` (seconds).
+    label
+        Legend label of the curve (defaults to ``key``).
+    color
+        Colour of the curve.
+    {plot_common}
+
+    Returns
+    -------
+    The Axes (or the Figure when ``return_fig``).
+    """
+    history = get_uns_entry(adata, key).get("history")
+    if not isinstance(history, pd.DataFrame) or "delta_W" not in history.columns:
+        raise ValueError(
+            f"adata.uns[{key!r}] has no history with a 'delta_W' column; tl.online_inmf records "
+            "it (batch tl.inmf does not)."
+        )
+    if x not in ("epoch", "iteration", "time") or x not in history.columns:
+        raise ValueError(
+            f"x={x!r} is not supported; use 'epoch', 'iteration' or 'time' (a column of the "
+            "history)."
+        )
+    values = history[[x, "delta_W"]].dropna().sort_values(x)
+    values = values[values["delta_W"] > 0]  # a log scale shows positive changes only
+    fig, ax, created = get_axes(ax, (5, 3.5))
+    ax.plot(values[x], values["delta_W"], color=color, label=label or key, linewidth=1)
+    ax.set_yscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel("relative change of W")
+    ax.set_title(f"{key}: convergence of W")
+    if created:
+        fig.tight_layout()
+    return finish(fig, ax, created=created, show=show, return_fig=return_fig)

@@ -19,12 +19,13 @@ from .._utils._mudata import is_mudata, stack_modalities, write_back
 from .._utils._random import get_rng
 from .._utils._slots import record_params, write_slots
 from .._utils._validation import (
+    batch_index,
     check_adata,
     check_bool,
-    check_finite_nonnegative,
+    check_dims,
     check_key,
     check_positive_int,
-    get_obsm,
+    get_cell_factors,
     obs_batch_codes,
 )
 
@@ -161,20 +162,7 @@ def quantile_norm(
             "copy=True cannot copy an AnnData opened in backed mode. Call quantile_norm without "
             "copy (the results are kept in memory), or load the data with adata.to_memory()."
         )
-    H = np.asarray(
-        get_obsm(
-            adata,
-            use_rep,
-            advice="Run tl.inmf or tl.online_inmf first, or pass the key of the cell factors.",
-        )
-    )
-    if H.ndim != 2 or H.shape[1] == 0:
-        raise ValueError(f"adata.obsm[{use_rep!r}] must be a cells x factors array, got {H.shape}.")
-    check_finite_nonnegative(
-        H,
-        what=f"adata.obsm[{use_rep!r}]",
-        fix="Quantile normalisation expects non-negative NMF factors such as those of tl.inmf.",
-    )
+    H = get_cell_factors(adata, use_rep, tool="Quantile normalisation")
     codes, names = obs_batch_codes(adata, batch_key)
     if len(names) < 2:
         raise ValueError(
@@ -185,34 +173,13 @@ def quantile_norm(
     if reference is None:
         ref_code = int(np.argmax(sizes))
     else:
-        matches = np.flatnonzero(names == str(reference))
-        if matches.size != 1:
-            shown = ", ".join(map(repr, names[:20]))
-            raise ValueError(
-                f"reference={reference!r} is not a batch of adata.obs[{batch_key!r}] "
-                f"(batches: {shown}). Pass one of them or None for the largest."
-            )
-        ref_code = int(matches[0])
+        ref_code = batch_index(names, reference, batch_key=batch_key)
     k = H.shape[1]
     quantiles = check_positive_int(quantiles, param="quantiles")
     min_cells = check_positive_int(min_cells, param="min_cells")
     n_neighbors = check_positive_int(n_neighbors, param="n_neighbors")
     max_sample = check_positive_int(max_sample, param="max_sample", minimum=2)
-    if use_dims is not None:
-        dims = np.asarray(use_dims)
-        if (
-            dims.ndim != 1
-            or dims.size == 0
-            or not np.issubdtype(dims.dtype, np.integer)
-            or dims.min() < 0
-            or dims.max() >= k
-            or np.unique(dims).size != dims.size
-        ):
-            raise ValueError(
-                f"use_dims must be distinct 0-based factor indices in [0, {k - 1}], got "
-                f"{use_dims!r}."
-            )
-        use_dims = dims.astype(np.int64)
+    use_dims = check_dims(use_dims, k)
     center = check_bool(center, param="center")
     refine_knn = check_bool(refine_knn, param="refine_knn")
     rng = get_rng(random_state)

@@ -1,6 +1,7 @@
 """Tools: integration and factorisation methods that write their results into AnnData."""
 
 from ._etm import ETMModel, etm
+from ._factor_markers import factor_markers
 from ._inmf import inmf
 from ._mmdma import mmdma
 from ._nmf import nmf
@@ -12,6 +13,7 @@ __all__ = [
     "ETMModel",
     "OnlineINMFModel",
     "etm",
+    "factor_markers",
     "inmf",
     "mmdma",
     "nmf",
