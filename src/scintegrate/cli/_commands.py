@@ -275,7 +275,8 @@ def _metric_frame(name: str, value: Any) -> Any:
     import pandas as pd
 
     if isinstance(value, pd.DataFrame):
-        frame = value.reset_index(drop=True)
+        plain = isinstance(value.index, pd.RangeIndex) and value.index.name is None
+        frame = value.reset_index(drop=plain)  # a named index (factor, resolution) is kept
         frame.insert(0, "metric", name)
         return frame
     return pd.DataFrame({"metric": [name], "value": [float(value)]})
@@ -555,6 +556,8 @@ def build_commands() -> list[Command]:
         Command("scjmt", tl.scjmt, run_mudata_tool, mudata, lambda p: _in_out(p, mod=False)),
         Command("liger-preprocess", pp.liger_preprocess, run_anndata_tool, anndata, _in_out),
         Command("quantile-norm", pp.quantile_norm, run_anndata_tool, anndata, _in_out),
+        Command("centroid-align", pp.centroid_align, run_anndata_tool, anndata, _in_out),
+        Command("factor-markers", tl.factor_markers, run_anndata_tool, anndata, _in_out),
         Command(
             "gene-activity",
             pp.gene_activity,
@@ -581,6 +584,7 @@ def build_commands() -> list[Command]:
         "alignment_score": ("single", {"data": DATA_IN}),
         "agreement": ("single", {"data": DATA_IN, "X": "the matrix of IN (--layer)"}),
         "purity": ("single", {"adata": DATA_IN}),
+        "dataset_specificity": ("single", {"adata": DATA_IN}),
         "adjusted_rand_index": (
             "columns",
             {"labels_true": "--labels-true COLUMN", "labels_pred": "--labels-pred COLUMN"},

@@ -150,6 +150,8 @@ class Option:
         kind = self.kind
         if kind.optional and word == NONE_WORD:
             return None
+        if kind.boolean and word.lower() in ("true", "false"):  # a bool beside other kinds
+            return word.lower() == "true"
         if word in [str(c) for c in kind.choices]:
             return next(c for c in kind.choices if str(c) == word)
         for scalar in kind.scalars:
@@ -161,6 +163,8 @@ class Option:
         if kind.choices:
             accepted.append("one of " + ", ".join(map(str, kind.choices)))
         accepted += [{int: "an integer", float: "a number"}.get(t, "text") for t in kind.scalars]
+        if kind.boolean:
+            accepted.append("true or false")
         if kind.optional:
             accepted.append(repr(NONE_WORD))
         raise argparse.ArgumentTypeError(f"{word!r} is not {' or '.join(accepted)}")
