@@ -104,8 +104,10 @@ def test_each_parameter_is_an_option_or_handled(full, name, param):
         assert type(action.type(str(param.default))) is type(param.default)
     if kind.optional and param.default is not None and action.type is not None:
         assert action.type(NONE_WORD) is None
-    if kind.boolean and not kind.scalars:
+    if kind.boolean and not (kind.scalars or kind.choices or kind.sequence):
         assert isinstance(action, argparse.BooleanOptionalAction)
+    elif kind.boolean:  # a bool beside other kinds: the words true and false
+        assert action.type("false") is False and action.type("true") is True
 
 
 def test_types_follow_annotations():

@@ -268,7 +268,8 @@ def add_options(parser: argparse.ArgumentParser, options: list[Option]) -> None:
         else:
             metavar = None
             if kind.choices and not (kind.scalars or kind.optional):
-                metavar = "{" + ",".join(map(str, kind.choices)) + "}"
+                words = (["true", "false"] if kind.boolean else []) + list(map(str, kind.choices))
+                metavar = "{" + ",".join(words) + "}"
             parser.add_argument(
                 option.flag,
                 type=_typed(option),
