@@ -39,7 +39,6 @@ the command line would read names from) cannot reach it from a text field.
 from __future__ import annotations
 
 import argparse
-import inspect
 import re
 import sys
 from collections.abc import Iterable
@@ -192,7 +191,11 @@ def option_param(option: Any) -> Param:
         if option.default is None:
             attrs |= {"type": "select", "label": _label(option.name, help_text)}
             children = [
-                E("option", {"value": "default", "selected": True}, text="default (decided by the tool)"),
+                E(
+                    "option",
+                    {"value": "default", "selected": True},
+                    text="default (decided by the tool)",
+                ),
                 E("option", {"value": option.flag}, text="yes"),
                 E("option", {"value": "--no-" + option.flag[2:]}, text="no"),
             ]
@@ -239,8 +242,14 @@ def option_param(option: Any) -> Param:
         if kind.optional:
             words.append("none")
         item = INTEGER if numeric == [int] else NUMBER
-        attrs |= {"type": "text", "value": _default_text(default), "label": _label(option.name, help_text)}
-        accepted = " or ".join([*(f'"{c}"' for c in kind.choices), "a number", *(['"none"'] if kind.optional else [])])
+        attrs |= {
+            "type": "text",
+            "value": _default_text(default),
+            "label": _label(option.name, help_text),
+        }
+        accepted = " or ".join(
+            [*(f'"{c}"' for c in kind.choices), "a number", *(['"none"'] if kind.optional else [])]
+        )
         help_text = f"{help_text} ({accepted}.)"
         if not has_str:
             children.append(_regex(rf"^\s*({'|'.join([*words, item])})\s*$", f"Give {accepted}."))
@@ -284,12 +293,19 @@ def argparse_param(action: argparse.Action) -> Param:
     attrs["argument"] = action.option_strings[0]
     children: list[E] = []
     if isinstance(action, argparse._StoreTrueAction):
-        attrs |= {"type": "boolean", "truevalue": action.option_strings[0], "falsevalue": "", "checked": False}
+        attrs |= {
+            "type": "boolean",
+            "truevalue": action.option_strings[0],
+            "falsevalue": "",
+            "checked": False,
+        }
         render = "boolean"
     elif action.nargs not in (None, "?"):
         attrs |= {"type": "text"}
         count = {2: "two"}.get(action.nargs, "")
-        help_text = f"{help_text} ({count + ' ' if count else ''}comma-separated values.)".replace("  ", " ")
+        help_text = f"{help_text} ({count + ' ' if count else ''}comma-separated values.)".replace(
+            "  ", " "
+        )
         if not action.required:
             attrs["optional"] = True
         elif action.default is None:
@@ -311,8 +327,14 @@ def argparse_param(action: argparse.Action) -> Param:
             attrs["optional"] = True
             render = "if_set"
     label = _label(name, help_text)
-    attrs = {**{k: v for k, v in attrs.items() if k != "help"}, "label": label, "help": help_text[0].upper() + help_text[1:]}
-    return Param(name, action.option_strings[0], E("param", attrs, children), render, bool(action.required))
+    attrs = {
+        **{k: v for k, v in attrs.items() if k != "help"},
+        "label": label,
+        "help": help_text[0].upper() + help_text[1:],
+    }
+    return Param(
+        name, action.option_strings[0], E("param", attrs, children), render, bool(action.required)
+    )
 
 
 def extra_actions(command: Any) -> list[argparse.Action]:
@@ -365,14 +387,21 @@ class Form:
 
 def build_form(command: Any, spec: tool_specs.Function) -> Form:
     handled = set(spec.handled)
-    params = [argparse_param(a) for a in extra_actions(command) if a.dest not in FILE_ARGUMENTS | handled]
+    params = [
+        argparse_param(a) for a in extra_actions(command) if a.dest not in FILE_ARGUMENTS | handled
+    ]
     params += [option_param(o) for o in command.options if o.name not in handled]
     names = {p.name for p in params}
-    unknown = (set(spec.basic) | set(spec.handled)) - names - {a.dest for a in extra_actions(command)} - {
-        o.name for o in command.options
-    }
+    unknown = (
+        (set(spec.basic) | set(spec.handled))
+        - names
+        - {a.dest for a in extra_actions(command)}
+        - {o.name for o in command.options}
+    )
     if unknown:
-        raise KeyError(f"{command.name}: tool_specs names parameters the command lacks: {sorted(unknown)}")
+        raise KeyError(
+            f"{command.name}: tool_specs names parameters the command lacks: {sorted(unknown)}"
+        )
     for p in params:
         p.basic = p.required or p.name in spec.basic or p.name == "mod"
     return Form([p for p in params if p.basic], [p for p in params if not p.basic])
@@ -386,7 +415,20 @@ export MPLBACKEND=Agg &&"""
 def macros_xml(version: str) -> str:
     cites = []
     for key, (kind, value) in tool_specs.CITATIONS.items():
-        cites.append(E("xml", {"name": f"citation_{key}"}, [E("citation", {"type": kind}, cdata=value if kind == "bibtex" else None, text=None if kind == "bibtex" else value)]))
+        cites.append(
+            E(
+                "xml",
+                {"name": f"citation_{key}"},
+                [
+                    E(
+                        "citation",
+                        {"type": kind},
+                        cdata=value if kind == "bibtex" else None,
+                        text=None if kind == "bibtex" else value,
+                    )
+                ],
+            )
+        )
     root = E(
         "macros",
         children=[
@@ -396,7 +438,18 @@ def macros_xml(version: str) -> str:
             E(
                 "xml",
                 {"name": "requirements"},
-                [E("requirements", children=[E("requirement", {"type": "package", "version": "@TOOL_VERSION@"}, text="scintegrate")])],
+                [
+                    E(
+                        "requirements",
+                        children=[
+                            E(
+                                "requirement",
+                                {"type": "package", "version": "@TOOL_VERSION@"},
+                                text="scintegrate",
+                            )
+                        ],
+                    )
+                ],
             ),
             E(
                 "xml",
@@ -405,22 +458,65 @@ def macros_xml(version: str) -> str:
                     E(
                         "stdio",
                         children=[
-                            E("exit_code", {"range": ":-1", "level": "fatal", "description": "Killed by a signal"}),
                             E(
                                 "exit_code",
-                                {"range": "1", "level": "fatal", "description": "Unexpected error (a bug in scintegrate?): see the traceback in the tool's standard error"},
+                                {
+                                    "range": ":-1",
+                                    "level": "fatal",
+                                    "description": "Killed by a signal",
+                                },
                             ),
                             E(
                                 "exit_code",
-                                {"range": "2", "level": "fatal", "description": "Invalid input or parameter: the tool's standard error says which and why"},
+                                {
+                                    "range": "1",
+                                    "level": "fatal",
+                                    "description": "Unexpected error (a bug in scintegrate?): see the traceback in the tool's standard error",
+                                },
                             ),
-                            E("exit_code", {"range": "3:", "level": "fatal", "description": "Interrupted or failed"}),
+                            E(
+                                "exit_code",
+                                {
+                                    "range": "2",
+                                    "level": "fatal",
+                                    "description": "Invalid input or parameter: the tool's standard error says which and why",
+                                },
+                            ),
+                            E(
+                                "exit_code",
+                                {
+                                    "range": "3:",
+                                    "level": "fatal",
+                                    "description": "Interrupted or failed",
+                                },
+                            ),
                         ],
                     )
                 ],
             ),
-            E("xml", {"name": "version_command"}, [E("version_command", text="scintegrate --version")]),
-            E("xml", {"name": "creator"}, [E("creator", children=[E("organization", {"name": "scintegrate developers", "url": "https://github.com/scverse/scintegrate"})])]),
+            E(
+                "xml",
+                {"name": "version_command"},
+                [E("version_command", text="scintegrate --version")],
+            ),
+            E(
+                "xml",
+                {"name": "creator"},
+                [
+                    E(
+                        "creator",
+                        children=[
+                            E(
+                                "organization",
+                                {
+                                    "name": "scintegrate developers",
+                                    "url": "https://github.com/scverse/scintegrate",
+                                },
+                            )
+                        ],
+                    )
+                ],
+            ),
             E("token", {"name": "@SETUP@"}, cdata=SETUP),
             *cites,
         ],
@@ -439,7 +535,10 @@ INPUT_HELP = "An AnnData (h5ad) file, or a MuData (h5mu) file with the modality 
 
 
 def _input_ext_lines(var: str = "input") -> list[str]:
-    return [f"#set $ext = 'h5mu' if ${var}.is_of_type('h5mu') else 'h5ad'", f"ln -s '${var}' 'input.$ext' &&"]
+    return [
+        f"#set $ext = 'h5mu' if ${var}.is_of_type('h5mu') else 'h5ad'",
+        f"ln -s '${var}' 'input.$ext' &&",
+    ]
 
 
 def tool_xml(spec: tool_specs.Tool, commands: dict[str, Any]) -> str:
@@ -467,7 +566,15 @@ def tool_xml(spec: tool_specs.Tool, commands: dict[str, Any]) -> str:
                 multiple=True,
             )
         )
-        inputs.append(_data_param("model_in", "h5", "Continue training this model", "A model saved by this tool; its datasets' factors are updated with the new data (online iNMF scenarios 2 and 3).", optional=True))
+        inputs.append(
+            _data_param(
+                "model_in",
+                "h5",
+                "Continue training this model",
+                "A model saved by this tool; its datasets' factors are updated with the new data (online iNMF scenarios 2 and 3).",
+                optional=True,
+            )
+        )
         lines += [
             "#import re",
             "mkdir inputs &&",
@@ -487,14 +594,20 @@ def tool_xml(spec: tool_specs.Tool, commands: dict[str, Any]) -> str:
             "#set $ext = 'h5mu' if $inputs[0].is_of_type('h5mu') else 'h5ad'",
         ]
     elif runner == "mudata":
-        inputs.append(_data_param("input", "h5mu", "Multimodal data", "A MuData (h5mu) file holding both modalities."))
+        inputs.append(
+            _data_param(
+                "input", "h5mu", "Multimodal data", "A MuData (h5mu) file holding both modalities."
+            )
+        )
         lines += ["#set $ext = 'h5mu'", "ln -s '$input' 'input.$ext' &&"]
     else:
         inputs.append(_data_param("input", "h5ad,h5mu", "Annotated data", INPUT_HELP))
         lines += _input_ext_lines()
     if runner == "transform":
         model_format, model_file = spec.model
-        inputs.append(_data_param("model_in", model_format, "Model", "A model saved by the training tool."))
+        inputs.append(
+            _data_param("model_in", model_format, "Model", "A model saved by the training tool.")
+        )
         lines.append(f"ln -s '$model_in' '{model_file}' &&")
     if runner == "gene_activity":
         inputs.append(
@@ -506,24 +619,53 @@ def tool_xml(spec: tool_specs.Tool, commands: dict[str, Any]) -> str:
                         "param",
                         {"name": "source", "type": "select", "label": "Link peaks to genes by"},
                         [
-                            E("option", {"value": "annotation", "selected": True}, text="a gene annotation (GTF, GFF or BED)"),
-                            E("option", {"value": "links"}, text="a ready genes x peaks link matrix (npz)"),
+                            E(
+                                "option",
+                                {"value": "annotation", "selected": True},
+                                text="a gene annotation (GTF, GFF or BED)",
+                            ),
+                            E(
+                                "option",
+                                {"value": "links"},
+                                text="a ready genes x peaks link matrix (npz)",
+                            ),
                         ],
                     ),
                     E(
                         "when",
                         {"value": "annotation"},
                         [
-                            _data_param("annotation", "gtf,gff3,gff,bed,tabular", "Gene annotation", "GTF/GFF (rows of feature type gene, name from gene_name), BED6 (chrom, start, end, name, score, strand) or a tab-separated table whose header names chrom, start, end, strand and gene_name."),
-                            _data_param("genes", "txt", "Genes to report", "One gene name per line, in the order wanted (e.g. the RNA genes); genes absent from the annotation get all-zero activity. Default: every gene of the annotation.", optional=True),
+                            _data_param(
+                                "annotation",
+                                "gtf,gff3,gff,bed,tabular",
+                                "Gene annotation",
+                                "GTF/GFF (rows of feature type gene, name from gene_name), BED6 (chrom, start, end, name, score, strand) or a tab-separated table whose header names chrom, start, end, strand and gene_name.",
+                            ),
+                            _data_param(
+                                "genes",
+                                "txt",
+                                "Genes to report",
+                                "One gene name per line, in the order wanted (e.g. the RNA genes); genes absent from the annotation get all-zero activity. Default: every gene of the annotation.",
+                                optional=True,
+                            ),
                         ],
                     ),
                     E(
                         "when",
                         {"value": "links"},
                         [
-                            _data_param("links", "npz", "Link matrix", "A genes x peaks matrix saved with scipy.sparse.save_npz, its columns in the order of the peaks."),
-                            _data_param("genes", "txt", "Genes of the link matrix", "The names of its rows, one per line."),
+                            _data_param(
+                                "links",
+                                "npz",
+                                "Link matrix",
+                                "A genes x peaks matrix saved with scipy.sparse.save_npz, its columns in the order of the peaks.",
+                            ),
+                            _data_param(
+                                "genes",
+                                "txt",
+                                "Genes of the link matrix",
+                                "The names of its rows, one per line.",
+                            ),
                         ],
                     ),
                 ],
@@ -550,13 +692,26 @@ def tool_xml(spec: tool_specs.Tool, commands: dict[str, Any]) -> str:
         choices = []
         for fname, form in forms.items():
             fspec = spec.functions[fname]
-            choices.append(E("option", {"value": fname, "selected": fname == spec.default_function or None}, text=fspec.label))
+            choices.append(
+                E(
+                    "option",
+                    {"value": fname, "selected": fname == spec.default_function or None},
+                    text=fspec.label,
+                )
+            )
             whens.append(E("when", {"value": fname}, form.elements()))
         inputs.append(
             E(
                 "conditional",
                 {"name": cond_name},
-                [E("param", {"name": "function", "type": "select", "label": spec.function_label}, choices), *whens],
+                [
+                    E(
+                        "param",
+                        {"name": "function", "type": "select", "label": spec.function_label},
+                        choices,
+                    ),
+                    *whens,
+                ],
             )
         )
     else:
@@ -567,10 +722,21 @@ def tool_xml(spec: tool_specs.Tool, commands: dict[str, Any]) -> str:
     if runner == "online_inmf":
         lines.append("scintegrate online-inmf")
         lines += ["#for $path in $names:", "'$path'", "#end for", f"'output.{ext}'"]
-        lines += ["#if $model_in:", "--model-in 'model_in.h5'", "#end if", "#if $model_out:", "--model-out 'model_out.h5'", "#end if"]
+        lines += [
+            "#if $model_in:",
+            "--model-in 'model_in.h5'",
+            "#end if",
+            "#if $model_out:",
+            "--model-out 'model_out.h5'",
+            "#end if",
+        ]
     elif cond_name:
-        out_file = {"plot": "'figure.$output_format'", "metrics": "'scores.$output_format'"}[spec.command]
-        lines.append(f"scintegrate {spec.command} '$" + cond_name + ".function' 'input.$ext' " + out_file)
+        out_file = {"plot": "'figure.$output_format'", "metrics": "'scores.$output_format'"}[
+            spec.command
+        ]
+        lines.append(
+            f"scintegrate {spec.command} '$" + cond_name + ".function' 'input.$ext' " + out_file
+        )
     else:
         lines.append(f"scintegrate {spec.command} 'input.{ext}' 'output.{ext}'")
     if runner == "transform":
@@ -612,24 +778,51 @@ def tool_xml(spec: tool_specs.Tool, commands: dict[str, Any]) -> str:
     if runner in ("online_inmf", "etm"):
         inputs.insert(
             1 if runner == "etm" else 2,
-            E("param", {"name": "model_out", "type": "boolean", "checked": False, "label": "Also output the trained model", "help": "To embed new cells later (the embedding tool) or to continue training."}),
+            E(
+                "param",
+                {
+                    "name": "model_out",
+                    "type": "boolean",
+                    "checked": False,
+                    "label": "Also output the trained model",
+                    "help": "To embed new cells later (the embedding tool) or to continue training.",
+                },
+            ),
         )
     label = "${tool.name} on ${on_string}"
     if cond_name:
         what = {"plot": "figure", "metrics": "scores"}[spec.command]
-        formats = {"plot": [("png", "png"), ("svg", "svg"), ("pdf", "pdf")], "metrics": [("tsv", "tabular"), ("json", "json")]}[spec.command]
+        formats = {
+            "plot": [("png", "png"), ("svg", "svg"), ("pdf", "pdf")],
+            "metrics": [("tsv", "tabular"), ("json", "json")],
+        }[spec.command]
         inputs.append(
             E(
                 "param",
                 {"name": "output_format", "type": "select", "label": "Output format"},
-                [E("option", {"value": v, "selected": i == 0 or None}, text=f) for i, (v, f) in enumerate(formats)],
+                [
+                    E("option", {"value": v, "selected": i == 0 or None}, text=f)
+                    for i, (v, f) in enumerate(formats)
+                ],
             )
         )
         outputs.append(
             E(
                 "data",
-                {"name": what, "format": formats[0][1], "label": f"${{tool.name}} (${{{cond_name}.function}}) on ${{on_string}}"},
-                [E("change_format", children=[E("when", {"input": "output_format", "value": v, "format": f}) for v, f in formats[1:]])],
+                {
+                    "name": what,
+                    "format": formats[0][1],
+                    "label": f"${{tool.name}} (${{{cond_name}.function}}) on ${{on_string}}",
+                },
+                [
+                    E(
+                        "change_format",
+                        children=[
+                            E("when", {"input": "output_format", "value": v, "format": f})
+                            for v, f in formats[1:]
+                        ],
+                    )
+                ],
             )
         )
         if spec.command == "plot":
@@ -639,14 +832,30 @@ def tool_xml(spec: tool_specs.Tool, commands: dict[str, Any]) -> str:
         outputs.append(E("data", {"name": "output", "format_source": source, "label": label}))
     if runner in ("online_inmf", "etm"):
         model_format = "h5" if runner == "online_inmf" else "binary"
-        outputs.append(E("data", {"name": "model", "format": model_format, "label": "${tool.name} on ${on_string}: model"}, [E("filter", text="model_out")]))
+        outputs.append(
+            E(
+                "data",
+                {
+                    "name": "model",
+                    "format": model_format,
+                    "label": "${tool.name} on ${on_string}: model",
+                },
+                [E("filter", text="model_out")],
+            )
+        )
 
     # tests
     tests = [_test_element(spec, t, forms, cond_name, inputs) for t in spec.tests]
 
     root = E(
         "tool",
-        {"id": f"scintegrate_{spec.command.replace('-', '_')}", "name": spec.name, "version": "@TOOL_VERSION@+galaxy@VERSION_SUFFIX@", "profile": "@PROFILE@", "license": "BSD-3-Clause"},
+        {
+            "id": f"scintegrate_{spec.command.replace('-', '_')}",
+            "name": spec.name,
+            "version": "@TOOL_VERSION@+galaxy@VERSION_SUFFIX@",
+            "profile": "@PROFILE@",
+            "license": "BSD-3-Clause",
+        },
         [
             E("description", text=spec.description),
             E("macros", children=[E("import", text="macros.xml")]),
@@ -658,7 +867,10 @@ def tool_xml(spec: tool_specs.Tool, commands: dict[str, Any]) -> str:
             E("outputs", children=outputs),
             E("tests", children=tests),
             E("help", cdata="\n" + _help(spec, commands) + "\n    "),
-            E("citations", children=[E("expand", {"macro": f"citation_{c}"}) for c in spec.citations]),
+            E(
+                "citations",
+                children=[E("expand", {"macro": f"citation_{c}"}) for c in spec.citations],
+            ),
             E("expand", {"macro": "creator"}),
         ],
     )
@@ -677,7 +889,13 @@ def _indent_cheetah(lines: Iterable[str]) -> list[str]:
     return out
 
 
-def _test_element(spec: tool_specs.Tool, test: tool_specs.Test, forms: dict[str, Form], cond_name: str | None, inputs: list[E]) -> E:
+def _test_element(
+    spec: tool_specs.Tool,
+    test: tool_specs.Test,
+    forms: dict[str, Form],
+    cond_name: str | None,
+    inputs: list[E],
+) -> E:
     attrs: dict[str, Any] = {"expect_num_outputs": test.expect_num_outputs}
     if test.expect_exit_code is not None:
         attrs = {"expect_exit_code": test.expect_exit_code, "expect_failure": True}
@@ -691,7 +909,9 @@ def _test_element(spec: tool_specs.Tool, test: tool_specs.Test, forms: dict[str,
             children.append(_test_param(name, params.pop(name)))
     if spec.runner == "gene_activity" and "features" in params:
         features = params.pop("features")
-        children.append(E("conditional", {"name": "features"}, [_test_param(k, v) for k, v in features.items()]))
+        children.append(
+            E("conditional", {"name": "features"}, [_test_param(k, v) for k, v in features.items()])
+        )
     basic, advanced = [], []
     for name in list(params):
         found = form.find(name)
@@ -710,9 +930,17 @@ def _test_element(spec: tool_specs.Tool, test: tool_specs.Test, forms: dict[str,
         out_attrs = {"name": output}
         if output in test.ftypes:
             out_attrs["ftype"] = test.ftypes[output]
-        children.append(E("output", out_attrs, [E("assert_contents", children=[E(tag, a) for tag, a in assertions])]))
+        children.append(
+            E(
+                "output",
+                out_attrs,
+                [E("assert_contents", children=[E(tag, a) for tag, a in assertions])],
+            )
+        )
     if test.stderr:
-        children.append(E("assert_stderr", children=[E("has_text", {"text": t}) for t in test.stderr]))
+        children.append(
+            E("assert_stderr", children=[E("has_text", {"text": t}) for t in test.stderr])
+        )
     return E("test", attrs, children)
 
 
@@ -741,7 +969,10 @@ def _help(spec: tool_specs.Tool, commands: dict[str, Any]) -> str:
     else:
         words = f"``scintegrate {spec.command}``"
         command = commands[spec.command]
-        body = f"**What it does**\n\n{command.summary} (Python: ``scintegrate.{command.qualname}``)\n\n" + spec.help.strip()
+        body = (
+            f"**What it does**\n\n{command.summary} (Python: ``scintegrate.{command.qualname}``)\n\n"
+            + spec.help.strip()
+        )
     footer = (
         "**Command line**\n\n"
         f"This tool runs {words}; each parameter is the option of the same name (shown beside it), "
@@ -765,17 +996,25 @@ def generate() -> dict[str, str]:
         covered |= {f"{spec.command} {f}".strip() for f in spec.functions}
     missing = set(commands) - covered
     if missing:
-        raise KeyError(f"commands without a Galaxy tool (add them to tool_specs.TOOLS): {sorted(missing)}")
+        raise KeyError(
+            f"commands without a Galaxy tool (add them to tool_specs.TOOLS): {sorted(missing)}"
+        )
     return files
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     files = generate()
-    stale = [name for name, text in files.items() if not (HERE / name).is_file() or (HERE / name).read_text() != text]
+    stale = [
+        name
+        for name, text in files.items()
+        if not (HERE / name).is_file() or (HERE / name).read_text() != text
+    ]
     if "--check" in argv:
         for name in stale:
-            print(f"galaxy/{name} differs from make_tools.py's output; run python galaxy/make_tools.py")
+            print(
+                f"galaxy/{name} differs from make_tools.py's output; run python galaxy/make_tools.py"
+            )
         return 1 if stale else 0
     for name in stale:
         (HERE / name).write_text(files[name])
