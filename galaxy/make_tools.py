@@ -39,6 +39,7 @@ the command line would read names from) cannot reach it from a text field.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 from collections.abc import Iterable
@@ -337,6 +338,15 @@ def argparse_param(action: argparse.Action) -> Param:
     )
 
 
+def _single(option: Any) -> Any:
+    """The option without its sequence form: one value (``Function.single``)."""
+    return dataclasses.replace(
+        option,
+        kind=dataclasses.replace(option.kind, sequence=()),
+        help=option.help + " (One value here.)",
+    )
+
+
 def extra_actions(command: Any) -> list[argparse.Action]:
     """The arguments a command adds with argparse besides its function's options."""
     parser = argparse.ArgumentParser(add_help=False)
@@ -390,7 +400,11 @@ def build_form(command: Any, spec: tool_specs.Function) -> Form:
     params = [
         argparse_param(a) for a in extra_actions(command) if a.dest not in FILE_ARGUMENTS | handled
     ]
-    params += [option_param(o) for o in command.options if o.name not in handled]
+    params += [
+        option_param(_single(o) if o.name in spec.single else o)
+        for o in command.options
+        if o.name not in handled
+    ]
     names = {p.name for p in params}
     unknown = (
         (set(spec.basic) | set(spec.handled))
@@ -994,7 +1008,7 @@ def generate() -> dict[str, str]:
     for spec in tool_specs.TOOLS:
         files[f"scintegrate_{spec.command.replace('-', '_')}.xml"] = tool_xml(spec, commands)
         covered |= {f"{spec.command} {f}".strip() for f in spec.functions}
-    missing = set(commands) - covered
+    missing = set(commands) - covered - set(tool_specs.UNAVAILABLE)
     if missing:
         raise KeyError(
             f"commands without a Galaxy tool (add them to tool_specs.TOOLS): {sorted(missing)}"

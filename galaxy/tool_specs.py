@@ -81,6 +81,7 @@ class Function:
     basic: tuple[str, ...] = ()  # parameters shown outside the advanced section
     handled: dict[str, str] = field(default_factory=dict)  # options not offered, and why
     label: str = ""  # plot and metrics: the function's name in the select
+    single: tuple[str, ...] = ()  # sequence options offered as one value (see UNAVAILABLE)
 
 
 @dataclass
@@ -111,6 +112,7 @@ def text(value: str) -> tuple[str, dict[str, Any]]:
 
 
 def line(expression: str) -> tuple[str, dict[str, Any]]:
+    """A whole line matching ``expression`` (Galaxy anchors it at both ends)."""
     return ("has_line_matching", {"expression": expression})
 
 
@@ -123,6 +125,19 @@ def png() -> tuple[str, dict[str, Any]]:
     not install)."""
     return ("has_text", {"text": "IHDR"})
 
+
+# Commands the command line offers but that cannot work from Galaxy yet, and why; tests/galaxy
+# checks that the reason still holds (a strict xfail), so that they are added once it is fixed.
+UNAVAILABLE = {
+    "metrics adjusted-rand-index": "the command fails with AttributeError: 'Namespace' object has "
+    "no attribute 'mod' (run_metric reads args.mod, which the 'columns' metrics do not define)",
+    "metrics normalized-mutual-info": "the command fails with AttributeError: 'Namespace' object "
+    "has no attribute 'mod' (run_metric reads args.mod, which the 'columns' metrics do not define)",
+}
+# Options offered as a single value although the function takes several (Function.single):
+# metrics neighborhood-overlap --n-neighbors 1 5 10 fails with exit 2, "only 0-dimensional
+# arrays can be converted to Python scalars" (run_metric's _metric_frame calls float() on the
+# curve the function returns for several k).
 
 PARAMS = "uns/{}/params/command_line"  # written by the command line into every tool's record
 
@@ -666,16 +681,13 @@ and the command line.
                 basic=("batches", "use_rep", "layer", "mask_var"), label="Agreement (LIGER)"
             ),
             "purity": Function(basic=("labels_true", "labels_pred"), label="Cluster purity"),
-            "adjusted-rand-index": Function(label="Adjusted Rand index of two obs columns"),
-            "normalized-mutual-info": Function(
-                label="Normalised mutual information of two obs columns"
-            ),
             "foscttm": Function(
                 basic=("use_rep", "batch_key", "pair_key"), label="FOSCTTM of paired cells"
             ),
             "neighborhood-overlap": Function(
                 basic=("use_rep", "batch_key", "pair_key", "n_neighbors"),
                 label="Neighbourhood overlap of paired cells",
+                single=("n_neighbors",),
             ),
             "label-transfer-accuracy": Function(
                 basic=("use_rep", "batch_key", "pair_key", "n_neighbors"),
@@ -708,13 +720,13 @@ and the command line.
                     "use_rep": "X_inmf",
                     "resolution": "0.5,1",
                 },
-                {"scores": [line(r"^ari\t[0-9.e-]+$"), columns(2)]},
+                {"scores": [line(r"ari\t[0-9.e-]+"), columns(2)]},
                 function="ari",
                 ftypes={"scores": "tabular"},
             ),
             Test(
                 {"input": File("cortex_inmf.h5ad"), "batches": "modality", "use_rep": "X_inmf"},
-                {"scores": [line(r"^alignment-score\t[0-9.e-]+$")]},
+                {"scores": [line(r"alignment-score\t[0-9.e-]+")]},
                 function="alignment-score",
                 ftypes={"scores": "tabular"},
             ),
@@ -727,7 +739,7 @@ and the command line.
                     "labels_x": "cell_type",
                     "labels_y": "cell_type",
                 },
-                {"scores": [line(r"^label-transfer-accuracy\t")]},
+                {"scores": [line(r"label-transfer-accuracy\t[0-9.e-]+")]},
                 function="label-transfer-accuracy",
                 ftypes={"scores": "tabular"},
             ),
@@ -738,20 +750,10 @@ and the command line.
                     "parts": "rna,atac",
                     "batch_key": "modality",
                     "pair_key": "barcode",
-                    "n_neighbors": "1,5,10",
+                    "n_neighbors": 5,
                 },
-                {"scores": [line(r"^neighborhood-overlap\t")]},
+                {"scores": [line(r"neighborhood-overlap\t[0-9.e-]+")]},
                 function="neighborhood-overlap",
-                ftypes={"scores": "tabular"},
-            ),
-            Test(
-                {
-                    "input": File("cortex_inmf.h5ad"),
-                    "labels_true": "cell_type",
-                    "labels_pred": "modality",
-                },
-                {"scores": [line(r"^adjusted-rand-index\t")]},
-                function="adjusted-rand-index",
                 ftypes={"scores": "tabular"},
             ),
         ],
