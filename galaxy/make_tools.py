@@ -150,9 +150,18 @@ def _label(name: str, text: str) -> str:
     """A short label: the help's first phrase when it is short, else the name in words."""
     phrase = re.split(r"; |\. |: | \(|, ", text, maxsplit=1)[0].rstrip(".")
     if phrase and len(phrase) <= 60 and not phrase.startswith(('"', "'")):
-        return phrase[0].upper() + phrase[1:]
-    words = name.rstrip("_").replace("_", " ")
-    return words[0].upper() + words[1:]
+        return _capitalized(phrase)
+    return _name_label(name)
+
+
+def _name_label(name: str) -> str:
+    return _capitalized(name.rstrip("_").replace("_", " "))
+
+
+def _capitalized(text: str) -> str:
+    """Upper-case the first letter unless the first word has capitals of its own (kNN, t-SNE)."""
+    first = text.split(" ", 1)[0]
+    return text if first != first.lower() else text[0].upper() + text[1:]
 
 
 def _default_text(value: Any) -> str:
@@ -418,6 +427,11 @@ def build_form(command: Any, spec: tool_specs.Function) -> Form:
         )
     for p in params:
         p.basic = p.required or p.name in spec.basic or p.name == "mod"
+    # parameters documented together ("lr, lr_decay: ...") share a first phrase: name them
+    labels = [p.element.attrs["label"] for p in params]
+    for p in params:
+        if labels.count(p.element.attrs["label"]) > 1:
+            p.element.attrs["label"] = _name_label(p.name)
     return Form([p for p in params if p.basic], [p for p in params if not p.basic])
 
 
