@@ -312,10 +312,8 @@ def argparse_param(action: argparse.Action) -> Param:
         render = "boolean"
     elif action.nargs not in (None, "?"):
         attrs |= {"type": "text"}
-        count = {2: "two"}.get(action.nargs, "")
-        help_text = f"{help_text} ({count + ' ' if count else ''}comma-separated values.)".replace(
-            "  ", " "
-        )
+        count = {2: "Two"}.get(action.nargs, "Several")
+        help_text = f"{help_text} ({count} comma-separated values.)"
         if not action.required:
             attrs["optional"] = True
         elif action.default is None:
