@@ -811,7 +811,11 @@ def tool_xml(spec: tool_specs.Tool, commands: dict[str, Any]) -> str:
                     "type": "boolean",
                     "checked": False,
                     "label": "Also output the trained model",
-                    "help": "To embed new cells later (the embedding tool) or to continue training.",
+                    "help": {
+                        "online_inmf": "To project new cells with scintegrate online iNMF "
+                        "projection, or to continue training with new datasets here.",
+                        "etm": "To embed new cells with scintegrate scETM embedding.",
+                    }[runner],
                 },
             ),
         )
