@@ -9,6 +9,7 @@ are unpaired as in a real integration; the cell-line file keeps the pairing (for
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -133,9 +134,60 @@ def main() -> None:
         copy=False,
     )
     model_etm.save(HERE / "etm_model.pt")
+    galaxy_extras()
     for path in sorted(HERE.iterdir()):
         print(f"{path.name:<32} {path.stat().st_size / 1024:8.1f} KiB")
 
 
+def galaxy_extras() -> None:
+    """Two files for the Galaxy tools' tests, built from the files above (so that ``--extras``
+    can add them without rewriting the others):
+
+    * ``celllines_mmdma.h5ad``: the paired cell-line nuclei of ``celllines.h5mu`` embedded by
+      MMD-MA, both modalities stacked in one AnnData (obs ``modality``, ``barcode`` pairing the
+      two profiles of a nucleus, ``cell_type``; ``obsm["X_mmdma"]``; no matrix), for the pairing
+      metrics with ``--batch-key``/``--pair-key``;
+    * ``linked_genes.bed``: a BED6 annotation of the genes of ``links.npz`` that have linked
+      peaks, each gene spanning its linked peaks (coordinates derived from the link matrix and
+      the peak names ``chrom_start_end``, not from a genome annotation), for
+      ``gene-activity --annotation``.
+    """
+    paired = mudata.read_h5mu(HERE / "celllines.h5mu")
+    si.tl.mmdma(paired, 5, max_epochs=300, backend="torch", device="cpu", random_state=SEED)
+    parts = []
+    for name in ("rna", "atac"):
+        part = ad.AnnData(
+            obs=paired[name].obs[["barcode", "cell_type"]].copy(),
+            obsm={"X_mmdma": np.asarray(paired[name].obsm["X_mmdma"], dtype=np.float32)},
+        )
+        part.obs["modality"] = name
+        part.obs_names = [f"{cell}-{name}" for cell in part.obs_names]
+        parts.append(part)
+    stacked = ad.concat(parts)
+    for column in ("barcode", "cell_type", "modality"):
+        stacked.obs[column] = stacked.obs[column].astype(str).astype("category")
+    _write(stacked, "celllines_mmdma.h5ad")
+
+    links = sp.load_npz(HERE / "links.npz").tocsr()  # genes x peaks
+    genes = (HERE / "link_genes.txt").read_text().split()
+    peaks = ad.read_h5ad(HERE / "cortex_peaks.h5ad", backed="r").var_names
+    lines = []
+    for row, gene in enumerate(genes):
+        linked = links.indices[links.indptr[row] : links.indptr[row + 1]]
+        if linked.size == 0:
+            continue
+        coords = [peaks[p].rsplit("_", 2) for p in linked]
+        chroms = {c[0] for c in coords}
+        if len(chroms) != 1:
+            continue
+        start = min(int(c[1]) for c in coords)
+        end = max(int(c[2]) for c in coords)
+        lines.append(f"{chroms.pop()}\t{start}\t{end}\t{gene}\t0\t+")
+    (HERE / "linked_genes.bed").write_text("\n".join(lines) + "\n")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--extras"]:
+        galaxy_extras()
+    else:
+        main()
