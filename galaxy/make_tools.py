@@ -270,8 +270,10 @@ def option_param(option: Any) -> Param:
         attrs |= {"type": "integer" if numeric == [int] else "float"}
         if default is not None:
             attrs["value"] = _default_text(default)
+        elif option.required:  # Galaxy's number fields need a value: the smallest index
+            attrs["value"] = "0"
         elif not kind.optional:
-            raise TypeError(f"option {option.name}: a required number has no Galaxy form here")
+            raise TypeError(f"option {option.name}: a number without a default has no form here")
         if kind.optional:
             attrs["optional"] = True
         attrs["label"] = _label(option.name, help_text)

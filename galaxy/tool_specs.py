@@ -128,16 +128,7 @@ def png() -> tuple[str, dict[str, Any]]:
 
 # Commands the command line offers but that cannot work from Galaxy yet, and why; tests/galaxy
 # checks that the reason still holds (a strict xfail), so that they are added once it is fixed.
-UNAVAILABLE = {
-    "metrics adjusted-rand-index": "the command fails with AttributeError: 'Namespace' object has "
-    "no attribute 'mod' (run_metric reads args.mod, which the 'columns' metrics do not define)",
-    "metrics normalized-mutual-info": "the command fails with AttributeError: 'Namespace' object "
-    "has no attribute 'mod' (run_metric reads args.mod, which the 'columns' metrics do not define)",
-}
-# Options offered as a single value although the function takes several (Function.single):
-# metrics neighborhood-overlap --n-neighbors 1 5 10 fails with exit 2, "only 0-dimensional
-# arrays can be converted to Python scalars" (run_metric's _metric_frame calls float() on the
-# curve the function returns for several k).
+UNAVAILABLE: dict[str, str] = {}  # commands left out of the tools, and why (none at present)
 
 PARAMS = "uns/{}/params/command_line"  # written by the command line into every tool's record
 
@@ -518,6 +509,54 @@ iNMF* or *scintegrate online iNMF*) and an obs column naming each cell's dataset
         ],
     ),
     Tool(
+        command="centroid-align",
+        name="scintegrate centroid alignment",
+        description="align iNMF factors across datasets by cluster centroids (LIGER)",
+        runner="anndata",
+        citations=("liger", "online_inmf"),
+        help="""
+**Input**: an AnnData with non-negative cell factors (e.g. ``obsm["X_inmf"]``) and an obs column
+naming each cell's dataset.
+
+**Output**: the aligned factors in ``obsm["X_<key>"]``, the cells' clusters in the obs column
+``<key>_clusters`` and the record in ``uns["<key>"]``. A faster alternative to quantile
+normalisation (rliger 2.1's centroidAlign).
+"""
+        + _MOD_HELP,
+        functions={"": Function(basic=("use_rep", "batch_key", "reference"))},
+        tests=[
+            Test(
+                {"input": File("cortex_inmf.h5ad"), "batch_key": "modality"},
+                {"output": [h5("obsm/X_inmf_ca", PARAMS.format("inmf_ca"))]},
+                ftypes={"output": "h5ad"},
+            )
+        ],
+    ),
+    Tool(
+        command="factor-markers",
+        name="scintegrate factor markers",
+        description="shared and dataset-specific marker genes of iNMF factors (LIGER)",
+        runner="anndata",
+        citations=("liger",),
+        help="""
+**Input**: an AnnData integrated by *scintegrate iNMF* or *online iNMF* (``varm["<key>_W"]``,
+``varm["<key>_V"]``, the cell factors and the expression matrix) and the obs column naming each
+cell's dataset.
+
+**Output**: the marker tables (shared, and specific to each of the two datasets) in
+``uns["<key_added>"]`` and each cell's largest factor in the obs column ``<key_added>_clusters``.
+"""
+        + _MOD_HELP,
+        functions={"": Function(basic=("key", "batch_key", "datasets", "n_genes"))},
+        tests=[
+            Test(
+                {"input": File("cortex_inmf.h5ad"), "batch_key": "modality"},
+                {"output": [h5("uns/inmf_markers/shared", PARAMS.format("inmf_markers"))]},
+                ftypes={"output": "h5ad"},
+            )
+        ],
+    ),
+    Tool(
         command="gene-activity",
         name="scintegrate gene activity",
         description="ATAC peak counts summed per gene",
@@ -591,6 +630,14 @@ the links in the peak modality's ``varm["<key>"]`` (the input of *scintegrate sc
             "top-features": Function(
                 basic=("key", "n_top"), label="Heatmap of the top features of each factor"
             ),
+            "gene-loadings": Function(
+                basic=("key", "factor", "n_top", "markers_key"),
+                label="Shared and dataset-specific loadings of a factor's top genes",
+            ),
+            "proportions": Function(
+                basic=("groupby", "batch_key", "bars"), label="Cluster composition per dataset"
+            ),
+            "delta-w": Function(basic=("key", "x"), label="Change of W during online iNMF"),
         },
         tests=[
             Test(
@@ -681,13 +728,21 @@ and the command line.
                 basic=("batches", "use_rep", "layer", "mask_var"), label="Agreement (LIGER)"
             ),
             "purity": Function(basic=("labels_true", "labels_pred"), label="Cluster purity"),
+            "adjusted-rand-index": Function(
+                basic=("labels_true", "labels_pred"), label="ARI of two obs columns"
+            ),
+            "normalized-mutual-info": Function(
+                basic=("labels_true", "labels_pred"), label="NMI of two obs columns"
+            ),
+            "dataset-specificity": Function(
+                basic=("key", "datasets"), label="Dataset specificity of iNMF factors (LIGER)"
+            ),
             "foscttm": Function(
                 basic=("use_rep", "batch_key", "pair_key"), label="FOSCTTM of paired cells"
             ),
             "neighborhood-overlap": Function(
                 basic=("use_rep", "batch_key", "pair_key", "n_neighbors"),
                 label="Neighbourhood overlap of paired cells",
-                single=("n_neighbors",),
             ),
             "label-transfer-accuracy": Function(
                 basic=("use_rep", "batch_key", "pair_key", "n_neighbors"),

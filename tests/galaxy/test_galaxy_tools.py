@@ -397,26 +397,6 @@ def test_tools_match_generator() -> None:
     assert sorted(p.name for p in TOOLS) == sorted(n for n in files if n != "macros.xml")
 
 
-UNAVAILABLE_CALLS = {
-    "metrics adjusted-rand-index": ["--labels-true", "cell_type", "--labels-pred", "modality"],
-    "metrics normalized-mutual-info": ["--labels-true", "cell_type", "--labels-pred", "modality"],
-}
-
-
-@pytest.mark.parametrize("command", sorted(UNAVAILABLE_CALLS))
-@pytest.mark.xfail(
-    strict=True, raises=AttributeError, reason="a command line bug keeps it out of Galaxy"
-)
-def test_unavailable_command_still_fails(command: str, tmp_path: Path) -> None:
-    """The commands left out of the Galaxy tools because they fail (tool_specs.UNAVAILABLE):
-    when this passes, the bug is fixed and they belong in the tools again."""
-    from scintegrate.cli import main
-
-    assert command in _make_tools().tool_specs.UNAVAILABLE
-    argv = [*command.split(), str(TEST_DATA / "cortex_inmf.h5ad"), str(tmp_path / "out.tsv")]
-    assert main([*argv, *UNAVAILABLE_CALLS[command], "--quiet"]) == 0
-
-
 def test_text_values_cannot_break_out_of_quotes(tmp_path: Path) -> None:
     """A text value with quotes, $ and ; stays one word of the command (Galaxy's sanitizer plus
     the template's single quotes), and an optional field left empty passes nothing."""

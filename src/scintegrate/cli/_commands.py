@@ -271,9 +271,19 @@ def run_plot(args: argparse.Namespace, command: Command) -> None:
     plt.close(figure)
 
 
-def _metric_frame(name: str, value: Any) -> Any:
+def _metric_frame(name: str, value: Any, kwargs: dict[str, Any]) -> Any:
+    """The scores as a table: one row per score (a vector of scores gets the list option it
+    follows as a column, e.g. one row per ``n_neighbors``)."""
     import pandas as pd
 
+    if np.ndim(value) == 1:
+        values = np.asarray(value, dtype=float)
+        frame = pd.DataFrame({"metric": name, "value": values})
+        for option, given in kwargs.items():
+            if isinstance(given, list | tuple) and len(given) == len(values):
+                frame.insert(1, option, given)
+                break
+        return frame
     if isinstance(value, pd.DataFrame):
         plain = isinstance(value.index, pd.RangeIndex) and value.index.name is None
         frame = value.reset_index(drop=plain)  # a named index (factor, resolution) is kept
@@ -352,7 +362,7 @@ def run_metric(args: argparse.Namespace, command: Command) -> None:
             value = command.func(adata=adata, **kwargs)
         else:
             value = command.func(adata, **kwargs)
-    frame = _metric_frame(command.name, value)
+    frame = _metric_frame(command.name, value, kwargs)
     with atomic_path(args.output) as temporary:
         if suffix == ".tsv":
             frame.to_csv(temporary, sep="\t", index=False)
