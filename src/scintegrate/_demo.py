@@ -57,7 +57,11 @@ def run_demo(
 
 
 class _Steps:
-    """The demo's progress bar (stderr) and the wall time of every step."""
+    """The demo's progress bar (stderr) and the wall and CPU time of every step.
+
+    CPU time counts every thread of the process; wall time well above it means the process
+    waited for a CPU (a busy machine).
+    """
 
     def __init__(self, names: list[str]) -> None:
         from ._utils._progress import progress_bar
