@@ -142,7 +142,7 @@ def liger_variable_genes(
         preselected = pass_upper & (log_var > base)
         relative = np.where(preselected, log_var - base, -np.inf)
     order = np.argsort(-relative, kind="stable")[: min(n_genes, int(preselected.sum()))]
-    mask = np.zeros(G, dtype=bool)
+    mask = np.zeros(mean.shape[0], dtype=bool)
     mask[order] = True
     return mask
 

@@ -84,6 +84,14 @@ def _owner_mapping(adata: AnnData, features: Mapping, param: str) -> np.ndarray:
     return names
 
 
+def _unknown_datasets(unknown: list[str], batches, param: str, batch_key: str) -> None:
+    shown = ", ".join(map(repr, unknown[:5]))
+    raise ValueError(
+        f"{param} names datasets that are not values of adata.obs[{batch_key!r}]: {shown}. "
+        f"The datasets are {', '.join(repr(str(b)) for b in batches)}."
+    )
+
+
 def unshared_owners(
     adata: AnnData,
     unshared: str | Mapping[str, Sequence[str] | np.ndarray],
@@ -102,6 +110,9 @@ def unshared_owners(
     if isinstance(unshared, str):
         names = _owner_column(adata, unshared, param)
     elif isinstance(unshared, Mapping):
+        unknown = sorted({str(name) for name in unshared} - {str(b) for b in batches})
+        if unknown:
+            _unknown_datasets(unknown, batches, param, batch_key)
         names = _owner_mapping(adata, unshared, param)
     else:
         raise ValueError(
@@ -113,11 +124,7 @@ def unshared_owners(
     owned = pd.notna(names)
     unknown = sorted({str(n) for n in names[owned]} - set(lookup))
     if unknown:
-        shown = ", ".join(map(repr, unknown[:5]))
-        raise ValueError(
-            f"{param} names datasets that are not values of adata.obs[{batch_key!r}]: {shown}. "
-            f"The datasets are {', '.join(map(repr, batches))}."
-        )
+        _unknown_datasets(unknown, batches, param, batch_key)
     codes = np.full(adata.n_vars, SHARED, dtype=np.int64)
     codes[owned] = [lookup[n] for n in names[owned]]
     return codes
