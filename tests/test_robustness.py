@@ -45,9 +45,11 @@ MATRIX = {
     "tl.etm": ("X",),
     "tl.inmf": ("layers", "liger_scaled"),
     "tl.online_inmf": ("layers", "liger_scaled"),
+    "tl.uinmf": ("layers", "liger_scaled"),
     "tl.mmdma": ("mod", "rna"),
     "tl.scjmt": ("mod", "rna"),
     "pp.liger_preprocess": ("X",),
+    "pp.liger_unshared": ("X",),
     "pp.quantile_norm": ("obsm", "X_inmf"),
     "pp.gene_activity": ("X",),
 }
