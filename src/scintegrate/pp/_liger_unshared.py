@@ -43,7 +43,7 @@ def liger_unshared(
     """Mark the features that only one dataset has, and select its variable ones (for UINMF).
 
     A *mosaic* AnnData holds the cells of several datasets (``obs[batch_key]``) and the union of
-    their features, as ``anndata.concat({{"rna": rna, "atac": atac}}, join="outer",
+    their features, as ``anndata.concat({"rna": rna, "atac": atac}, join="outer",
     label="dataset")`` builds it (sparse input: the features a dataset lacks are stored zeros;
     dense: pass ``fill_value=0``). Features measured in every dataset are *shared*; the others
     are *unshared*, each owned by the one dataset that has it (ATAC peaks next to gene activity,
@@ -70,7 +70,7 @@ def liger_unshared(
     batch_key
         ``obs`` column with the dataset of every cell.
     features
-        Which features are unshared, and whose: a mapping ``{{dataset: feature names}}`` (or a
+        Which features are unshared, and whose: a mapping ``{dataset: feature names}`` (or a
         boolean mask over ``var`` per dataset), or the name of a ``var`` column holding each
         feature's owner (missing for shared features). An unshared feature belongs to one
         dataset.
@@ -95,7 +95,7 @@ def liger_unshared(
     ``adata.var[key_added]``
         Categorical: the dataset that owns each unshared feature, NaN for shared features.
         ``tl.uinmf(unshared=key_added)`` reads it.
-    ``adata.var[f"{{key_added}}_highly_variable"]``
+    ``adata.var[f"{key_added}_highly_variable"]``
         Boolean: the selected unshared features (``tl.uinmf(mask_unshared=...)``).
     ``adata.uns[key_added]``
         ``params``, ``batches`` (dataset names, the categories of the owner column),
@@ -105,9 +105,9 @@ def liger_unshared(
     --------
     >>> import anndata as ad
     >>> import scintegrate as si
-    >>> adata = ad.concat({{"rna": rna, "atac": atac}}, join="outer", label="dataset")
+    >>> adata = ad.concat({"rna": rna, "atac": atac}, join="outer", label="dataset")
     >>> si.pp.liger_preprocess(adata, batch_key="dataset")
-    >>> si.pp.liger_unshared(adata, batch_key="dataset", features={{"atac": peak_names}})
+    >>> si.pp.liger_unshared(adata, batch_key="dataset", features={"atac": peak_names})
     >>> si.tl.uinmf(adata, 20, batch_key="dataset")
     """
     check_adata(adata)

@@ -234,7 +234,7 @@ def uinmf(
         Which features are unshared, and whose: a ``var`` column holding for each unshared
         feature the dataset that has it and a missing value (NaN, None, "") for shared features
         (default: the column written by :func:`~scintegrate.pp.liger_unshared`), or a mapping
-        ``{{dataset: feature names}}`` (or boolean masks over ``var``). ``None``: no unshared
+        ``{dataset: feature names}`` (or boolean masks over ``var``). ``None``: no unshared
         features (iNMF).
     layer
         Layer with the scaled, non-negative data (shared and unshared features); ``None`` uses
