@@ -223,6 +223,11 @@ def uinmf(
     every feature per dataset, select shared genes), :func:`~scintegrate.pp.liger_unshared`
     (mark the unshared features and select the variable ones per dataset), then this function.
 
+    There is no online (mini-batch, out-of-core) form: neither the paper nor rliger has one, and
+    :func:`online_inmf` with unshared features would need per-dataset statistics for ``U_i`` in
+    its model files and its file readers; use this batch solver (seconds for ten thousand
+    cells) or :func:`online_inmf` on the shared features.
+
     Parameters
     ----------
     {adata}
