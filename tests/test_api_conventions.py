@@ -185,8 +185,14 @@ def _core_pairs():
     from scintegrate._core.inmf import fit_inmf
     from scintegrate._core.mmdma import fit_mmdma
     from scintegrate._core.nmf import fit_nmf
+    from scintegrate._core.uinmf import fit_uinmf
 
-    return [(si.tl.nmf, fit_nmf), (si.tl.mmdma, fit_mmdma), (si.tl.inmf, fit_inmf)]
+    return [
+        (si.tl.nmf, fit_nmf),
+        (si.tl.mmdma, fit_mmdma),
+        (si.tl.inmf, fit_inmf),
+        (si.tl.uinmf, fit_uinmf),
+    ]
 
 
 @pytest.mark.parametrize(("tool", "core"), _core_pairs(), ids=lambda f: f.__qualname__)

@@ -118,6 +118,7 @@ def liger_variable_genes(
     var_thresh: float = 0.1,
     alpha_thresh: float = 0.99,
     n_genes: int | None = None,
+    n_tests: int | None = None,
 ) -> np.ndarray:
     """LIGER's variable-gene test for one dataset; returns a boolean mask over genes.
 
@@ -126,8 +127,10 @@ def liger_variable_genes(
     ``log10(var) > log10(mean · c) + var_thresh``. With ``n_genes`` (rliger 2.x), the genes
     passing the first test and ``log10(var) > log10(mean · c)`` are ranked by
     ``log10(var) - log10(mean · c)`` and the top ``n_genes`` are kept (ties: lower index first).
+    ``n_tests`` is the Bonferroni count ``G`` when it differs from the number of genes tested
+    (rliger tests a dataset's unshared features with ``G`` = all of the dataset's features).
     """
-    G = mean.shape[0]
+    G = mean.shape[0] if n_tests is None else n_tests
     c = inv_umi_mean
     with np.errstate(divide="ignore", invalid="ignore"):
         upper = mean + norm.ppf(1 - (alpha_thresh / G) / 2) * np.sqrt(mean * c / n_cells)
@@ -139,7 +142,7 @@ def liger_variable_genes(
         preselected = pass_upper & (log_var > base)
         relative = np.where(preselected, log_var - base, -np.inf)
     order = np.argsort(-relative, kind="stable")[: min(n_genes, int(preselected.sum()))]
-    mask = np.zeros(G, dtype=bool)
+    mask = np.zeros(mean.shape[0], dtype=bool)
     mask[order] = True
     return mask
 

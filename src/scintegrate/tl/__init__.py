@@ -8,6 +8,7 @@ from ._nmf import nmf
 from ._online_inmf import online_inmf
 from ._online_inmf_model import OnlineINMFModel
 from ._scjmt import scjmt
+from ._uinmf import uinmf
 
 __all__ = [
     "ETMModel",
@@ -19,4 +20,5 @@ __all__ = [
     "nmf",
     "online_inmf",
     "scjmt",
+    "uinmf",
 ]

@@ -219,14 +219,16 @@ def write_results(
     cells: Sequence[np.ndarray] | None = None,
     genes: np.ndarray | None = None,
     extra: dict[str, Any] | None = None,
+    extra_varm: dict[str, np.ndarray] | None = None,
 ) -> None:
-    """Write an iNMF result into ``target`` (the one slot writer of both tools).
+    """Write an iNMF result into ``target`` (the one slot writer of the iNMF tools).
 
     ``cells`` holds each dataset's rows of ``target`` (``None``: the datasets' cells fill
     ``target`` in order) and ``genes`` the columns of the genes used (``None``: every column, in
     order); factors are zero elsewhere. Writes ``obsm[f"X_{key}"]`` (H), ``varm[f"{key}_W"]``,
     ``varm[f"{key}_V"]`` (n_vars x k x n_batches) and ``uns[key]`` (``params``, ``batches``,
-    ``objective``, ``history``, with online iNMF's statistics ``A`` and ``B``, and ``extra``).
+    ``objective``, ``history``, with online iNMF's statistics ``A`` and ``B``, and ``extra``),
+    and the entries of ``extra_varm`` (``tl.uinmf``'s unshared loadings).
     """
     k = result.W.shape[1]
     if cells is None:
@@ -247,7 +249,7 @@ def write_results(
         "objective": float(result.objective),
         "history": history_frame(result.history),
     }
-    if result.A is not None:
+    if getattr(result, "A", None) is not None:
         uns["A"] = np.stack(result.A)
         uns["B"] = _scatter(target.n_vars, genes, np.stack(result.B), axis=1)
     uns.update(extra or {})
@@ -256,5 +258,5 @@ def write_results(
         key_added,
         uns=uns,
         obsm={f"X_{key_added}": H},
-        varm={f"{key_added}_W": W, f"{key_added}_V": V},
+        varm={f"{key_added}_W": W, f"{key_added}_V": V, **(extra_varm or {})},
     )
