@@ -18,6 +18,7 @@ VERSION_SUFFIX = 0  # bump when a tool changes but the scintegrate version does 
 CITATIONS: dict[str, tuple[str, str]] = {
     "nmf": ("doi", "10.1038/44565"),  # Lee & Seung 1999, Nature
     "liger": ("doi", "10.1016/j.cell.2019.05.006"),  # Welch et al. 2019, Cell
+    "uinmf": ("doi", "10.1038/s41467-022-28431-4"),  # Kriebel & Welch 2022, Nat Commun
     "online_inmf": ("doi", "10.1038/s41587-021-00867-x"),  # Gao et al. 2021, Nat Biotechnol
     "scetm": ("doi", "10.1038/s41467-021-25534-2"),  # Zhao et al. 2021, Nat Commun
     "mmdma": ("doi", "10.4230/LIPIcs.WABI.2019.10"),  # Liu et al. 2019, WABI
@@ -504,6 +505,70 @@ iNMF* or *scintegrate online iNMF*) and an obs column naming each cell's dataset
             Test(
                 {"input": File("cortex_inmf.h5ad"), "batch_key": "modality", "min_cells": 5},
                 {"output": [h5("obsm/X_inmf_qn", PARAMS.format("inmf_qn"))]},
+                ftypes={"output": "h5ad"},
+            )
+        ],
+    ),
+    Tool(
+        command="liger-unshared",
+        name="scintegrate LIGER unshared features",
+        description="mark and select the features only one dataset has (UINMF)",
+        runner="anndata",
+        citations=("uinmf", "liger"),
+        help="""
+**Input**: raw counts of every dataset's features in one AnnData (a feature a dataset does not
+measure is zero there), an obs column naming each cell's dataset, and a var column naming the
+dataset that owns each unshared feature (empty for shared features).
+
+**Output**: the unshared features marked (var column ``<key>``, the owning dataset) and their
+variable ones selected per owner (var column ``<key>_highly_variable``): with the scaled layer of
+*scintegrate LIGER preprocessing*, the input of *scintegrate UINMF*.
+"""
+        + _MOD_HELP,
+        functions={"": Function(basic=("batch_key", "features"))},
+        tests=[
+            Test(
+                {
+                    "input": File("cortex_mosaic.h5ad"),
+                    "batch_key": "modality",
+                    "features": "measured_in",
+                    "var_thresh": 0.0,
+                },
+                {
+                    "output": [
+                        h5("var/liger_unshared_highly_variable", PARAMS.format("liger_unshared"))
+                    ]
+                },
+                ftypes={"output": "h5ad"},
+            )
+        ],
+    ),
+    Tool(
+        command="uinmf",
+        name="scintegrate UINMF",
+        description="integrative NMF with unshared features (LIGER)",
+        runner="anndata",
+        citations=("uinmf", "liger"),
+        help="""
+**Input**: an AnnData prepared by *scintegrate LIGER preprocessing* (shared features) and
+*scintegrate LIGER unshared features* (the features only one dataset has), with an obs column
+naming each cell's dataset.
+
+**Output**: the cell factors in ``obsm["X_<key>"]``, the shared, dataset-specific and unshared
+loadings in ``varm["<key>_W"]``, ``varm["<key>_V"]`` and ``varm["<key>_U"]``, and the record in
+``uns["<key>"]``.
+"""
+        + _MOD_HELP,
+        functions={"": Function(basic=("n_components", "batch_key", "lambda_"))},
+        tests=[
+            Test(
+                {
+                    "input": File("cortex_mosaic_scaled.h5ad"),
+                    "batch_key": "modality",
+                    "n_components": 3,
+                    "max_iter": 3,
+                },
+                {"output": [h5("obsm/X_uinmf", "varm/uinmf_U", PARAMS.format("uinmf"))]},
                 ftypes={"output": "h5ad"},
             )
         ],

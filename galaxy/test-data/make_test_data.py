@@ -17,6 +17,7 @@ import anndata as ad
 import h5py
 import mudata
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 import scintegrate as si
@@ -135,6 +136,7 @@ def main() -> None:
     )
     model_etm.save(HERE / "etm_model.pt")
     galaxy_extras()
+    mosaic_files()
     for path in sorted(HERE.iterdir()):
         print(f"{path.name:<32} {path.stat().st_size / 1024:8.1f} KiB")
 
@@ -186,8 +188,38 @@ def galaxy_extras() -> None:
     (HERE / "linked_genes.bed").write_text("\n".join(lines) + "\n")
 
 
+def mosaic_files() -> None:
+    """A mosaic for UINMF, from the files above (``--mosaic`` adds only these):
+
+    * ``cortex_mosaic.h5ad``: ``cortex_rna_atac.h5ad`` (raw counts of the shared genes) plus the
+      60 peaks most often open in the ATAC nuclei of ``cortex_peaks.h5ad``, as features only the
+      ATAC dataset has (zero for the RNA nuclei; ``var["measured_in"]`` names the owner);
+    * ``cortex_mosaic_scaled.h5ad``: the same after ``pp.liger_preprocess`` and
+      ``pp.liger_unshared`` (the input of ``tl.uinmf``).
+    """
+    both = ad.read_h5ad(HERE / "cortex_rna_atac.h5ad")
+    peaks = ad.read_h5ad(HERE / "cortex_peaks.h5ad")
+    detected = np.asarray((peaks.X > 0).sum(0)).ravel()
+    chosen = np.sort(np.argsort(-detected, kind="stable")[:60])
+    block = sp.csr_matrix((both.n_obs, len(chosen)), dtype=np.float32).tolil()
+    rows = both.obs_names.get_indexer(peaks.obs_names)
+    block[rows] = peaks.X[:, chosen]
+    owner = np.full(both.n_vars + len(chosen), None, dtype=object)
+    owner[both.n_vars :] = "atac"
+    var = pd.DataFrame(index=[*both.var_names, *peaks.var_names[chosen]])
+    var["measured_in"] = pd.Categorical(owner)
+    X = sp.hstack([sp.csr_matrix(both.X), block.tocsr()], format="csr").astype(np.float32)
+    mosaic = ad.AnnData(X, obs=both.obs.copy(), var=var)
+    _write(mosaic, "cortex_mosaic.h5ad")
+    si.pp.liger_preprocess(mosaic, batch_key="modality", var_thresh=0.0)
+    si.pp.liger_unshared(mosaic, batch_key="modality", features="measured_in", var_thresh=0.0)
+    _write(mosaic, "cortex_mosaic_scaled.h5ad")
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--extras"]:
+    if sys.argv[1:] == ["--mosaic"]:
+        mosaic_files()
+    elif sys.argv[1:] == ["--extras"]:
         galaxy_extras()
     else:
         main()

@@ -538,6 +538,7 @@ def build_commands() -> list[Command]:
     commands = [
         Command("nmf", tl.nmf, run_anndata_tool, anndata, _in_out),
         Command("inmf", tl.inmf, run_anndata_tool, anndata, _in_out),
+        Command("uinmf", tl.uinmf, run_anndata_tool, anndata, _in_out),
         Command(
             "online-inmf",
             tl.online_inmf,
@@ -565,6 +566,7 @@ def build_commands() -> list[Command]:
         Command("mmdma", tl.mmdma, run_mudata_tool, mudata, lambda p: _in_out(p, mod=False)),
         Command("scjmt", tl.scjmt, run_mudata_tool, mudata, lambda p: _in_out(p, mod=False)),
         Command("liger-preprocess", pp.liger_preprocess, run_anndata_tool, anndata, _in_out),
+        Command("liger-unshared", pp.liger_unshared, run_anndata_tool, anndata, _in_out),
         Command("quantile-norm", pp.quantile_norm, run_anndata_tool, anndata, _in_out),
         Command("centroid-align", pp.centroid_align, run_anndata_tool, anndata, _in_out),
         Command("factor-markers", tl.factor_markers, run_anndata_tool, anndata, _in_out),
