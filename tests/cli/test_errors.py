@@ -240,6 +240,8 @@ def test_killed_run_leaves_no_output_and_stdout_stays_clean(tmp_path):
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM, stderr.decode()[-2000:]
+    assert "scintegrate nmf: terminated" in stderr.decode()
+    assert "Traceback" not in stderr.decode()
     assert stdout == b""
     assert not out.exists()
     assert digest(path) == before

@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from ._io import UserError
 
 PROG = "scintegrate"
+# exceptions that report a mistake in the input: one line, exit status 2
+_USER_ERRORS = (UserError, ValueError, TypeError, KeyError, FileNotFoundError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -114,12 +116,17 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     add_options(parser, options_of(run_demo, {"out_dir": "--out"}))
 
 
+_SIGNALLED: list[int] = []  # signals received during the current command
+
+
 @contextlib.contextmanager
 def _terminate_cleanly() -> Iterator[None]:
     """SIGTERM (a pipeline cancelling the job) unwinds like Ctrl-C, so that temporary output
     is removed."""
 
     def stop(signum, frame):
+        # remembered: compiled code (numba) turns an exception raised inside it into another
+        _SIGNALLED.append(signum)
         raise SystemExit(128 + signum)
 
     try:
@@ -184,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     name = "demo" if args.command == "demo" else args.full_name
     args.command_line = shlex.join([PROG, *argv])
+    _SIGNALLED.clear()
     try:
         with _terminate_cleanly(), _output_settings(args):
             if args.command == "demo":
@@ -195,16 +203,22 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 command = commands[name]
                 command.run(args, command)
-    except (UserError, ValueError, TypeError, KeyError, FileNotFoundError) as err:
-        if args.debug:
+    except BaseException as err:
+        if _SIGNALLED:  # terminated, whatever the signal became on its way up
+            signum = _SIGNALLED[0]
+            sys.stderr.write(
+                f"{PROG} {name}: terminated (signal {signum}); no output was written\n"
+            )
+            return 128 + signum
+        if isinstance(err, KeyboardInterrupt):
+            sys.stderr.write(f"{PROG} {name}: interrupted; no output was written\n")
+            return 130
+        if not isinstance(err, _USER_ERRORS) or args.debug:
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         text = " ".join(str(message).split()) or type(err).__name__
         sys.stderr.write(f"{PROG} {name}: error: {text}\n")
         return 2
-    except KeyboardInterrupt:
-        sys.stderr.write(f"{PROG} {name}: interrupted; no output was written\n")
-        return 130
     return 0
 
 
