@@ -5,13 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 from anndata import AnnData
 
 from .._core.centroid_align import centroid_align as _centroid_align
 from .._docs import doc_params
 from .._logging import logger
-from .._utils._slots import record_params, write_slots
 from .._utils._validation import (
     batch_index,
     check_adata,
@@ -22,6 +20,7 @@ from .._utils._validation import (
     get_cell_factors,
     obs_batch_codes,
 )
+from ._quantile_norm import write_aligned
 
 
 def _check_lambda(lambda_, names: np.ndarray) -> np.ndarray:
@@ -174,35 +173,19 @@ def centroid_align(
         len(names),
         "all move" if ref_code is None else f"reference {names[ref_code]!r}",
     )
-    clusters = pd.Categorical(
-        result.clusters.astype(str), categories=[str(c) for c in np.unique(result.clusters)]
-    )
-
-    if adata.isbacked:
-        logger.warning(
-            "adata is backed by %s: the results are kept in memory and the file is not changed. "
-            "Save them with adata.write_h5ad(path) or work on adata.to_memory().",
-            adata.filename,
-        )
-    adata = adata.copy() if copy else adata
-    write_slots(
+    return write_aligned(
         adata,
         key_added,
-        obsm={f"X_{key_added}": result.Z},
-        obs={f"{key_added}_clusters": clusters},
-        uns={
-            "params": record_params(
-                {
-                    "use_rep": use_rep,
-                    "batch_key": batch_key,
-                    "reference": None if ref_code is None else str(names[ref_code]),
-                    "lambda_": lambdas.tolist(),
-                    "use_dims": None if use_dims is None else use_dims.tolist(),
-                    **flags,
-                }
-            ),
-            "batches": names,
-            "offsets": result.offsets,
+        result.Z,
+        result.clusters,
+        copy=copy,
+        params={
+            "use_rep": use_rep,
+            "batch_key": batch_key,
+            "reference": None if ref_code is None else str(names[ref_code]),
+            "lambda_": lambdas.tolist(),
+            "use_dims": None if use_dims is None else use_dims.tolist(),
+            **flags,
         },
+        uns={"batches": names, "offsets": result.offsets},
     )
-    return adata if copy else None

@@ -211,43 +211,27 @@ def quantile_norm(
             int(n_unaligned.sum()),
             min_cells,
         )
-    clusters = pd.Categorical(
-        result.clusters.astype(str), categories=[str(c) for c in np.unique(result.clusters)]
-    )
-
-    if adata.isbacked:
-        logger.warning(
-            "adata is backed by %s: the results are kept in memory and the file is not changed. "
-            "Save them with adata.write_h5ad(path) or work on adata.to_memory().",
-            adata.filename,
-        )
-    adata = adata.copy() if copy else adata
-    write_slots(
+    return write_aligned(
         adata,
         key_added,
-        obsm={f"X_{key_added}": result.H_norm},
-        obs={f"{key_added}_clusters": clusters},
-        uns={
-            "params": record_params(
-                {
-                    "use_rep": use_rep,
-                    "batch_key": batch_key,
-                    "reference": str(names[ref_code]),
-                    "quantiles": quantiles,
-                    "min_cells": min_cells,
-                    "n_neighbors": n_neighbors,
-                    "use_dims": None if use_dims is None else use_dims.tolist(),
-                    "center": bool(center),
-                    "max_sample": max_sample,
-                    "refine_knn": bool(refine_knn),
-                    "random_state": random_state if isinstance(random_state, int) else None,
-                }
-            ),
-            "batches": names,
-            "n_unaligned": n_unaligned,
+        result.H_norm,
+        result.clusters,
+        copy=copy,
+        params={
+            "use_rep": use_rep,
+            "batch_key": batch_key,
+            "reference": str(names[ref_code]),
+            "quantiles": quantiles,
+            "min_cells": min_cells,
+            "n_neighbors": n_neighbors,
+            "use_dims": None if use_dims is None else use_dims.tolist(),
+            "center": bool(center),
+            "max_sample": max_sample,
+            "refine_knn": bool(refine_knn),
+            "random_state": random_state if isinstance(random_state, int) else None,
         },
+        uns={"batches": names, "n_unaligned": n_unaligned},
     )
-    return adata if copy else None
 
 
 def _quantile_norm_mudata(mdata, *, use_rep: str, batch_key, copy: bool, key_added: str, **kwargs):
@@ -275,3 +259,29 @@ def _quantile_norm_mudata(mdata, *, use_rep: str, batch_key, copy: bool, key_add
         container_obsm=[f"X_{key_added}"],
     )
     return target if copy else None
+
+
+def write_aligned(
+    adata, key_added: str, embedding, clusters, *, copy: bool, params: dict, uns: dict
+):
+    """The one slot writer of the alignment tools (:func:`quantile_norm`,
+    :func:`~scintegrate.pp.centroid_align`): ``obsm[f"X_{key}"]``, the categorical
+    ``obs[f"{key}_clusters"]`` and ``uns[key]`` (``params`` plus ``uns``), into ``adata`` or a
+    copy (returned). A backed ``adata`` keeps the results in memory only, and says so."""
+    categories = [str(c) for c in np.unique(clusters)]
+    labels = pd.Categorical(np.asarray(clusters).astype(str), categories=categories)
+    if adata.isbacked:
+        logger.warning(
+            "adata is backed by %s: the results are kept in memory and the file is not changed. "
+            "Save them with adata.write_h5ad(path) or work on adata.to_memory().",
+            adata.filename,
+        )
+    adata = adata.copy() if copy else adata
+    write_slots(
+        adata,
+        key_added,
+        obsm={f"X_{key_added}": embedding},
+        obs={f"{key_added}_clusters": labels},
+        uns={"params": record_params(params), **uns},
+    )
+    return adata if copy else None
