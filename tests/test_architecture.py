@@ -2,8 +2,9 @@
 
 Layers, bottom to top: ``_core`` (numerics on arrays) < ``_version``, ``_logging``,
 ``_settings``, ``_docs`` < ``_utils`` (plumbing) < the public namespaces ``pp``, ``tl``, ``pl``,
-``metrics``, ``datasets`` < ``cli``, ``_demo`` and the package root. A module imports only from
-its own layer or below, and the public namespaces never import each other.
+``metrics``, ``datasets`` < ``cli``, ``_demo`` (and its UMAP process) and the package root. A
+module imports only from its own layer or below, and the public namespaces never import each
+other.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "scintegrate"
 PUBLIC = ("pp", "tl", "pl", "metrics", "datasets")
 RANK = {"_core": 0, "_version": 1, "_logging": 1, "_settings": 1, "_docs": 1, "_utils": 2}
 RANK |= dict.fromkeys(PUBLIC, 3)
-RANK |= {"cli": 4, "_demo": 4, "__init__": 4}
+RANK |= {"cli": 4, "_demo": 4, "_demo_umap_worker": 4, "__init__": 4}
 
 
 def _unit(parts: tuple[str, ...]) -> str:

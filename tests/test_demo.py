@@ -135,3 +135,26 @@ def test_run_demo_nmf(tmp_path):
     summary = (out / "summary.txt").read_text()
     assert "nmf_sse" in summary and "nmf_poisson" in summary
     assert ad.read_h5ad(out / "demo.h5ad").n_obs == 10309
+
+
+def test_umaps_computed_here_when_their_process_fails(caplog):
+    """A UMAP process that dies leaves a warning and the same layouts, drawn in-process."""
+    import subprocess
+    import sys
+
+    from scintegrate._demo import _umap_coordinates
+
+    embedding = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    failing = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.readline(); sys.exit('broken')"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with caplog.at_level("WARNING", logger="scintegrate"):
+        coords = _umap_coordinates({"emb": embedding}, failing, random_state=0)
+    assert "The UMAP process failed (broken)" in caplog.text
+    assert coords["emb"].shape == (40, 2) and np.isfinite(coords["emb"]).all()
+    again = _umap_coordinates({"emb": embedding}, None, random_state=0)
+    np.testing.assert_array_equal(coords["emb"], again["emb"])

@@ -8,6 +8,8 @@ NMF-Poisson on the RNA alone.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +17,8 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
+
+from ._logging import logger
 
 # Settings of the integration demo, fixed before any score was seen: those of the tutorial
 # tutorials/inmf_rna_atac.ipynb, which discusses them.
@@ -195,20 +199,68 @@ def _scores(adata, key: str, random_state: int) -> dict:
     }
 
 
-def _setup_knn_umap() -> None:
-    """Import umap-learn (scanpy's kNN graph weights and UMAP) and compile its kernels.
+def _start_umap_worker() -> subprocess.Popen | None:
+    """Start the process that will draw the UMAPs (:mod:`scintegrate._demo_umap_worker`).
 
-    umap-learn and pynndescent compile dozens of numba kernels in every new process (most of
-    them when imported; no cache keeps them), which costs more than any step of the
-    integration. Done here on a few points, that time shows as a step of its own.
+    It imports umap-learn, whose import compiles for 20-40 s in every new process, on the other
+    core while this process trains. ``None`` when it cannot start (the layouts are then computed
+    here, later).
     """
-    import anndata as ad
-    import scanpy as sc
+    worker = Path(__file__).with_name("_demo_umap_worker.py")
+    try:
+        return subprocess.Popen(
+            [sys.executable, str(worker)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    except OSError:
+        return None
 
-    tiny = ad.AnnData(obsm={"X_tiny": np.random.default_rng(0).random((60, 2))})
-    tiny.obs_names = tiny.obs_names.astype(str)
-    sc.pp.neighbors(tiny, n_neighbors=5, use_rep="X_tiny", transformer="sklearn", random_state=0)
-    sc.tl.umap(tiny, maxiter=2, random_state=0)
+
+def _stop(worker: subprocess.Popen | None) -> None:
+    """End the UMAP process if it still runs (the demo failed or was interrupted)."""
+    if worker is not None and worker.poll() is None:
+        worker.kill()
+        worker.communicate()
+
+
+def _umap_coordinates(
+    embeddings: dict[str, np.ndarray], worker: subprocess.Popen | None, random_state: int
+) -> dict[str, np.ndarray]:
+    """2-D UMAP of each embedding: by the worker process, or here if it failed."""
+    import json
+    import tempfile
+
+    from ._demo_umap_worker import _layouts
+
+    with tempfile.TemporaryDirectory(prefix="scintegrate-demo-") as folder:
+        request = {
+            "input": str(Path(folder) / "embeddings.npz"),
+            "output": str(Path(folder) / "coords.npz"),
+            "n_neighbors": 15,
+            "epochs": _UMAP_EPOCHS,
+            "random_state": random_state,
+        }
+        np.savez(request["input"], **embeddings)
+        if worker is not None:
+            try:
+                _, errors = worker.communicate(json.dumps(request) + "\n", timeout=900)
+            except subprocess.TimeoutExpired:
+                _stop(worker)
+                errors = "no answer in 900 s"
+            if worker.returncode != 0:
+                last = errors.strip().splitlines()[-1:] if errors else []
+                logger.warning(
+                    "The UMAP process failed (%s); computing the UMAPs here.",
+                    last[0] if last else f"exit status {worker.returncode}",
+                )
+                worker = None
+        if worker is None:
+            _layouts(request)
+        with np.load(request["output"]) as coords:
+            return {name: coords[name] for name in coords.files}
 
 
 def _umap_sample(adata, random_state: int) -> np.ndarray:
@@ -222,7 +274,9 @@ def _umap_sample(adata, random_state: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
-def _umaps(adata, keys: dict[str, str], random_state: int, path: Path) -> None:
+def _umaps(
+    adata, keys: dict[str, str], random_state: int, path: Path, worker: subprocess.Popen | None
+) -> None:
     """UMAPs (scanpy) of a sample of cells per embedding, coloured by modality and cell type.
 
     The coordinates go to ``obsm[f"X_{key}_umap"]`` (NaN for cells not drawn) and the drawn
@@ -234,21 +288,20 @@ def _umaps(adata, keys: dict[str, str], random_state: int, path: Path) -> None:
 
     sample = _umap_sample(adata, random_state)
     adata.obs["umap_sample"] = np.isin(np.arange(adata.n_obs), sample)
+    layouts = _umap_coordinates(
+        {key: np.asarray(adata.obsm[f"X_{key}"][sample], dtype=np.float32) for key in keys},
+        worker,
+        random_state,
+    )
     fig, axes = plt.subplots(len(keys), 2, figsize=(11, 4.3 * len(keys)))
     for (key, title), row in zip(keys.items(), axes, strict=True):
-        rep = f"X_{key}"
         drawn = ad.AnnData(
             obs=adata.obs.iloc[sample][["modality", "cell_type"]].copy(),
-            obsm={rep: np.asarray(adata.obsm[rep][sample], dtype=np.float32)},
+            obsm={"X_umap": layouts[key]},
         )
-        # the package's embeddings go straight into scanpy
-        sc.pp.neighbors(
-            drawn, n_neighbors=15, use_rep=rep, transformer="sklearn", random_state=random_state
-        )
-        sc.tl.umap(drawn, maxiter=_UMAP_EPOCHS, random_state=random_state)
         coords = np.full((adata.n_obs, 2), np.nan)
-        coords[sample] = drawn.obsm["X_umap"]
-        adata.obsm[f"{rep}_umap"] = coords
+        coords[sample] = layouts[key]
+        adata.obsm[f"X_{key}_umap"] = coords
         for ax, color in zip(row, ("modality", "cell_type"), strict=True):
             sc.pl.embedding(
                 drawn,
@@ -316,13 +369,13 @@ def _integration_demo(
         "online iNMF",
         "quantile norm",
         "NMF, no integration",
-        "umap-learn import, compile",
         "scores",
         "UMAPs",
         "training curve",
         "write demo.h5ad",
     ]
     step = _Steps(names)
+    worker = _start_umap_worker()
     try:
         with _tool_bars_off():
             with step("load and split"):
@@ -351,8 +404,6 @@ def _integration_demo(
                 )
             with step("NMF, no integration"):
                 _nmf_without_integration(adata, random_state)
-            with step("umap-learn import, compile"):
-                _setup_knn_umap()
             with step("scores"):
                 scores = pd.DataFrame({key: _scores(adata, key, random_state) for key in _ROWS}).T
             with step("UMAPs"):
@@ -361,6 +412,7 @@ def _integration_demo(
                     {"nmf": _ROWS["nmf"], "inmf_qn": _ROWS["inmf_qn"]},
                     random_state,
                     out / "umap.png",
+                    worker,
                 )
             with step("training curve"):
                 _training_figure(adata, "inmf", out / "training_curve.png")
@@ -372,6 +424,7 @@ def _integration_demo(
                 }
                 adata.write_h5ad(out / "demo.h5ad", compression="gzip")
     finally:
+        _stop(worker)
         step.close()
     summary = _integration_summary(adata, scores, step, n_nuclei, n_paired, random_state)
     summary += f"{'total (run_demo)':<28} {time.perf_counter() - clock:>7.1f}\n"

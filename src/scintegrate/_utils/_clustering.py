@@ -2,9 +2,10 @@
 
 ``metrics`` (``ari``, ``nmi``, ``cluster_agreement``, ``leiden_clusters``), the training-time
 tracking of ``tl`` tools (:mod:`._tracking`) and ``pl.umap`` use these. The kNN graph is
-scanpy's (:func:`scanpy.pp.neighbors`, UMAP connectivities) and the clusters are its igraph
-Leiden, both of which work on an AnnData; that is why this module is plumbing (``_utils``)
-rather than numerics (``_core``, which never imports AnnData). ARI, NMI and contingency tables
+scanpy's (:func:`scanpy.pp.neighbors`, UMAP connectivities; computed here without importing
+umap-learn up to 50,000 cells) and the clusters are its igraph Leiden, both of which work on an
+AnnData; that is why this module is plumbing (``_utils``) rather than numerics (``_core``,
+which never imports AnnData). ARI, NMI and contingency tables
 are scikit-learn's.
 """
 
@@ -21,15 +22,6 @@ from ._validation import check_number, check_positive_int
 
 # exact kNN search up to this many cells, approximate (pynndescent) beyond
 EXACT_KNN_MAX_CELLS = 50_000
-
-
-def knn_transformer_kwargs(n_cells: int) -> dict:
-    """Keyword arguments for :func:`scanpy.pp.neighbors`: exact kNN for small data.
-
-    Exact search is fast enough below :data:`EXACT_KNN_MAX_CELLS` and avoids the numba compile
-    of pynndescent (tens of seconds on first use).
-    """
-    return {"transformer": "sklearn"} if n_cells <= EXACT_KNN_MAX_CELLS else {}
 
 
 def check_embedding(embedding: Any, *, what: str = "The embedding") -> np.ndarray:
@@ -78,24 +70,48 @@ def neighbors_graph(
 ) -> AnnData:
     """A new AnnData holding ``embedding`` as ``obsm[use_rep]`` and scanpy's kNN graph of it.
 
-    The graph is :func:`scanpy.pp.neighbors` with exact neighbours up to
-    :data:`EXACT_KNN_MAX_CELLS` cells; ``key_added`` names it as in scanpy.
+    Up to :data:`EXACT_KNN_MAX_CELLS` cells the graph is what :func:`scanpy.pp.neighbors`
+    computes with exact neighbours (``transformer="sklearn"``), built by
+    :mod:`scintegrate._core.knn_graph` so that umap-learn, whose import compiles pynndescent for
+    20-40 s in every new process, is not imported; the slots are scanpy's, so ``sc.tl.leiden``
+    and ``sc.tl.umap`` read them. Larger embeddings go to :func:`scanpy.pp.neighbors` itself
+    (approximate neighbours). ``key_added`` names the graph as in scanpy.
     """
-    import scanpy as sc
-
     n_cells = embedding.shape[0]
     graph = AnnData(
         obsm={use_rep: embedding}, obs=pd.DataFrame(index=np.arange(n_cells).astype(str))
     )
-    sc.pp.neighbors(
-        graph,
-        n_neighbors=n_neighbors,
-        use_rep=use_rep,
-        metric=metric,
-        random_state=random_state,
-        key_added=key_added,
-        **knn_transformer_kwargs(n_cells),
-    )
+    if n_cells > EXACT_KNN_MAX_CELLS:
+        import scanpy as sc
+
+        sc.pp.neighbors(
+            graph,
+            n_neighbors=n_neighbors,
+            use_rep=use_rep,
+            metric=metric,
+            random_state=random_state,
+            key_added=key_added,
+        )
+        return graph
+    from .._core.knn_graph import exact_knn, fuzzy_connectivities, knn_distances_matrix
+
+    if n_neighbors > n_cells:  # as scanpy does for very small data
+        n_neighbors = 1 + int(0.5 * n_cells)
+    indices, distances = exact_knn(embedding, n_neighbors, metric=metric)
+    prefix = "" if key_added is None else f"{key_added}_"
+    graph.obsp[f"{prefix}distances"] = knn_distances_matrix(indices, distances)
+    graph.obsp[f"{prefix}connectivities"] = fuzzy_connectivities(indices, distances)
+    graph.uns[key_added or "neighbors"] = {
+        "connectivities_key": f"{prefix}connectivities",
+        "distances_key": f"{prefix}distances",
+        "params": {
+            "n_neighbors": n_neighbors,
+            "method": "umap",
+            "random_state": 0 if random_state is None else random_state,
+            "metric": metric,
+            "use_rep": use_rep,
+        },
+    }
     return graph
 
 
