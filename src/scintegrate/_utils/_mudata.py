@@ -10,8 +10,8 @@ the same factors for a MuData as for the equivalent concatenated AnnData.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,9 @@ class Stacked:
     rows: dict[str, np.ndarray]  # the stacked rows of each modality's cells
     genes: dict[str, np.ndarray]  # each modality's column of every stacked feature
     batch_key: str  # obs column of ``adata`` naming each cell's dataset
+    # features of one modality only, appended after the shared ones (UINMF's unshared
+    # features): per modality, (its columns, the stacked rows)
+    own: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def stack_modalities(
@@ -212,7 +215,11 @@ def write_back(
         for entry in varm:
             values = np.asarray(source.varm[entry])
             full = np.zeros((mod.n_vars, *values.shape[1:]))
-            full[stacked.genes[name]] = values
+            shared = stacked.genes[name]
+            full[shared] = values[: len(shared)]
+            if name in stacked.own:
+                columns, stacked_rows = stacked.own[name]
+                full[columns] = values[stacked_rows]
             groups["varm"][entry] = full
         modalities[name] = groups
     container = {"obsm": {}, "obs": {}}
@@ -345,3 +352,305 @@ def copy_back(view: AnnData, mdata) -> None:
     for name, value in view.uns.items():
         if name not in mdata.uns or mdata.uns[name] is not value:
             mdata.uns[name] = value
+
+
+def _user_batch_key(params: dict, batch_key: str | None) -> None:
+    """Record the user's ``batch_key`` in place of the stacked data's own column."""
+    params.pop("batch_key", None)
+    if batch_key is not None:
+        params["batch_key"] = batch_key
+    params["datasets_from"] = "modalities" if batch_key is None else "modalities and batch_key"
+
+
+def run_alignment_on_mudata(
+    tool, mdata, *, use_rep: str, batch_key: str | None, copy: bool, key_added: str, **kwargs
+):
+    """Run an alignment tool (``pp.quantile_norm``, ``pp.centroid_align``) on the cell factors
+    of every modality, stacked, and write the aligned factors and clusters back: every modality
+    and the container get ``obsm[f"X_{key_added}"]`` and ``obs[f"{key_added}_clusters"]``, the
+    container ``uns[key_added]``. Returns the copy with ``copy=True``, else ``None``."""
+    from ._validation import check_key
+
+    check_key(key_added)
+    target = mdata.copy() if copy else mdata
+    stacked = stack_modalities(target, batch_key=batch_key, obsm_key=use_rep, features=False)
+    tool(stacked.adata, use_rep=use_rep, batch_key=stacked.batch_key, key_added=key_added, **kwargs)
+    _user_batch_key(stacked.adata.uns[key_added]["params"], batch_key)
+    write_back(
+        target,
+        stacked,
+        key_added,
+        obsm=[f"X_{key_added}"],
+        obs=[f"{key_added}_clusters"],
+        container_obsm=[f"X_{key_added}"],
+    )
+    return target if copy else None
+
+
+OWNER_COLUMN = "unshared_owner"  # var column of the stacked mosaic: the owner of each feature
+
+
+def _datasets_of(stacked: Stacked) -> dict[str, list[str]]:
+    labels = stacked.adata.obs[stacked.batch_key].astype(str).to_numpy()
+    return {name: list(dict.fromkeys(labels[rows])) for name, rows in stacked.rows.items()}
+
+
+def _single_dataset(name: str, datasets: list[str], why: str) -> str:
+    if len(datasets) != 1:
+        raise ValueError(
+            f"{why}, but modality {name!r} holds {len(datasets)} datasets (batch_key splits it: "
+            f"{', '.join(map(repr, datasets[:5]))}); an unshared feature belongs to one dataset, "
+            "so name the dataset that owns it (a mapping {'<mod>:<value>': features}, or an "
+            "owner column holding the batch values)."
+        )
+    return datasets[0]
+
+
+def _owners_from_column(mdata, stacked: Stacked, column: str) -> dict[str, np.ndarray]:
+    """Per modality, the owner dataset of each of its features (``None``: not unshared) from
+    its ``var[column]``: boolean (``True``: unshared in this modality's only dataset) or the
+    owner (the modality, a dataset ``"<mod>:<value>"`` or a batch value; missing: not
+    unshared)."""
+    datasets = _datasets_of(stacked)
+    owners = {}
+    for name in stacked.mods:
+        mod = mdata.mod[name]
+        names = np.full(mod.n_vars, None, dtype=object)
+        owners[name] = names
+        if column not in mod.var.columns:
+            continue
+        series = mod.var[column]
+        if pd.api.types.is_bool_dtype(series.dtype):
+            marked = series.to_numpy()
+            if marked.any():
+                names[marked] = _single_dataset(
+                    name, datasets[name], f"mdata[{name!r}].var[{column!r}] is boolean"
+                )
+            continue
+        present = series.notna().to_numpy() & (series.astype(str).to_numpy() != "")
+        for value in pd.unique(series[present].astype(str)):
+            if value in datasets[name]:
+                owner = value
+            elif f"{name}:{value}" in datasets[name]:
+                owner = f"{name}:{value}"
+            elif value == name:
+                owner = _single_dataset(
+                    name, datasets[name], f"mdata[{name!r}].var[{column!r}] names the modality"
+                )
+            else:
+                raise ValueError(
+                    f"mdata[{name!r}].var[{column!r}] names {value!r}, which is not a dataset of "
+                    f"that modality ({', '.join(map(repr, datasets[name]))}); a feature of a "
+                    "modality can only be unshared in that modality's own datasets."
+                )
+            names[present & (series.astype(str).to_numpy() == value)] = owner
+    if not any(column in mdata.mod[n].var.columns for n in stacked.mods):
+        raise ValueError(
+            f"unshared={column!r} is not a var column of any modality. Mark each modality's "
+            "unshared features in a var column (boolean, or the dataset that owns the feature), "
+            "pass a mapping {modality: feature names}, or unshared=None for none."
+        )
+    return owners
+
+
+def _owners_from_mapping(mdata, stacked: Stacked, features) -> dict[str, np.ndarray]:
+    """Per modality, the owner of each feature from ``{modality or dataset: features}``."""
+    datasets = _datasets_of(stacked)
+    owners = {n: np.full(mdata.mod[n].n_vars, None, dtype=object) for n in stacked.mods}
+    for key, selected in features.items():
+        key = str(key)
+        if key in owners:
+            name = key
+            owner = _single_dataset(name, datasets[name], f"unshared names modality {key!r}")
+        else:
+            found = [n for n, names in datasets.items() if key in names]
+            if not found:
+                known = [d for n in stacked.mods for d in [n, *datasets[n]]]
+                raise ValueError(
+                    f"unshared names {key!r}, which is neither a modality nor a dataset of the "
+                    f"MuData ({', '.join(map(repr, dict.fromkeys(known)))})."
+                )
+            name, owner = found[0], key
+        mod = mdata.mod[name]
+        values = np.asarray(selected)
+        if values.dtype == bool:
+            if values.shape != (mod.n_vars,):
+                raise ValueError(
+                    f"unshared[{key!r}] is a boolean mask of shape {values.shape}; it needs one "
+                    f"entry per feature of mdata[{name!r}] ({mod.n_vars})."
+                )
+            where = np.flatnonzero(values)
+        else:
+            values = np.asarray([selected] if isinstance(selected, str) else values, dtype=object)
+            where = mod.var_names.get_indexer(values.astype(str).ravel())
+            if (where < 0).any():
+                unknown = values.ravel()[where < 0]
+                raise ValueError(
+                    f"unshared[{key!r}] names {len(unknown)} features that are not in "
+                    f"mdata[{name!r}].var_names ({', '.join(map(repr, unknown[:5]))})."
+                )
+        taken = np.flatnonzero(pd.notna(owners[name][where]))
+        if len(taken):
+            feature = mod.var_names[where[taken[0]]]
+            raise ValueError(
+                f"Feature {feature!r} of modality {name!r} is listed as unshared for "
+                f"{owners[name][where[taken[0]]]!r} and for {owner!r}; an unshared feature "
+                "belongs to one dataset."
+            )
+        owners[name][where] = owner
+    return owners
+
+
+def add_unshared(
+    stacked: Stacked,
+    mdata,
+    *,
+    unshared,
+    mask_unshared: str | None,
+    default_mask: str,
+    layer: str | None,
+) -> None:
+    """Append every modality's unshared features (UINMF) to the stacked AnnData.
+
+    ``unshared`` is a ``var`` column of the modalities or a mapping ``{modality or dataset:
+    features}`` (see :func:`_owners_from_column`, :func:`_owners_from_mapping`);
+    ``mask_unshared`` a boolean ``var`` column selecting among them (every one where a modality
+    lacks ``default_mask``), or ``None`` for all. The selected features of modality ``m`` become
+    columns ``"<m>:<feature>"`` holding its cells' values (zero in other modalities' cells),
+    with the owning dataset in ``var[OWNER_COLUMN]``, as ``anndata.concat(join="outer")`` of the
+    modalities would make them. A feature that every modality has is shared, never unshared.
+    """
+    adata = stacked.adata
+    if isinstance(unshared, str):
+        owners = _owners_from_column(mdata, stacked, unshared)
+    elif isinstance(unshared, Mapping):
+        owners = _owners_from_mapping(mdata, stacked, unshared)
+    else:
+        raise ValueError(
+            "unshared must be the name of a var column of the modalities, a mapping "
+            f"{{modality or dataset: feature names}}, or None; got {type(unshared).__name__}."
+        )
+    if mask_unshared is not None and not any(
+        mask_unshared in mdata.mod[n].var.columns for n in stacked.mods
+    ):
+        if mask_unshared != default_mask:
+            raise ValueError(
+                f"mask_unshared={mask_unshared!r} is not a var column of any modality; pass a "
+                "boolean column of the modalities, or None to use every unshared feature."
+            )
+        logger.info(
+            "No modality has a %r column; mask_unshared selects every unshared feature.",
+            mask_unshared,
+        )
+    shared = set(adata.var_names)
+    use_layer = layer is not None and layer in adata.layers
+    blocks, names, owner_names, start = [], [], [], adata.n_vars
+    for name in stacked.mods:
+        mod = mdata.mod[name]
+        selected = pd.notna(owners[name])
+        both = [f for f in mod.var_names[selected] if f in shared]
+        if both:
+            raise ValueError(
+                f"Feature {both[0]!r} of modality {name!r} is marked unshared, but every "
+                "modality has it, so it is shared; unmark it or rename it in one modality."
+            )
+        if mask_unshared is not None and mask_unshared in mod.var.columns:
+            mask = mod.var[mask_unshared].to_numpy()
+            if mask.dtype != bool:
+                raise ValueError(
+                    f"mdata[{name!r}].var[{mask_unshared!r}] must be boolean (True for the "
+                    f"unshared features to use), got dtype {mask.dtype}."
+                )
+            selected &= mask
+        columns = np.flatnonzero(selected)
+        matrix = mod.layers[layer] if use_layer else mod.X
+        blocks.append((stacked.rows[name], matrix[:, columns]))
+        stacked.own[name] = (columns, np.arange(start, start + len(columns)))
+        start += len(columns)
+        names += [f"{name}:{f}" for f in mod.var_names[columns]]
+        owner_names += list(owners[name][columns])
+    n_extra = start - adata.n_vars
+    if n_extra == 0:
+        adata.var[OWNER_COLUMN] = pd.Series(None, index=adata.var_names, dtype=object)
+        return
+    if len(set(names) | shared) != len(names) + len(shared):
+        raise ValueError(
+            "An unshared feature's name '<mod>:<feature>' equals a shared feature's name; rename "
+            "it in its modality."
+        )
+    sparse = sp.issparse(adata.X) or any(sp.issparse(b) for _, b in blocks)
+    if sparse:
+        parts, offset = [], 0
+        for rows, block in blocks:
+            block = sp.coo_matrix(block)
+            parts.append((block.data, rows[block.row], block.col + offset))
+            offset += block.shape[1]
+        extra = sp.csr_matrix(
+            (
+                np.concatenate([p[0] for p in parts]),
+                (np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])),
+            ),
+            shape=(adata.n_obs, n_extra),
+        )
+        X = sp.hstack([sp.csr_matrix(adata.X), extra], format="csr")
+    else:
+        extra = np.zeros((adata.n_obs, n_extra), dtype=np.result_type(*[b for _, b in blocks]))
+        offset = 0
+        for rows, block in blocks:
+            extra[np.ix_(rows, np.arange(offset, offset + block.shape[1]))] = np.asarray(block)
+            offset += block.shape[1]
+        X = np.hstack([np.asarray(adata.X), extra])
+    var = pd.DataFrame(index=pd.Index(names))
+    for column in adata.var.columns:
+        var[column] = False if adata.var[column].dtype == bool else None
+    var = pd.concat([adata.var, var])
+    var[OWNER_COLUMN] = [None] * len(shared) + owner_names
+    result = AnnData(X=X, obs=adata.obs, var=var)
+    if use_layer:
+        result.layers[layer] = X
+    for entry, value in adata.obsm.items():
+        result.obsm[entry] = value
+    stacked.adata = result
+
+
+def run_factor_markers_on_mudata(tool, mdata, key: str, *, batch_key, layer, copy, key_added, **kw):
+    """``tl.factor_markers`` of a MuData integrated by ``tl.inmf``/``tl.online_inmf``: the
+    modalities' cells and shared features stacked with their factors and loadings, the
+    clusters written back to every modality and the container, the tables to the container."""
+    from ._validation import check_key
+
+    check_key(key_added)
+    record = mdata.uns.get(key)
+    if not isinstance(record, Mapping):
+        raise ValueError(
+            f"mdata.uns has no record {key!r}; run tl.inmf or tl.online_inmf on the MuData with "
+            f"key_added={key!r} first, or pass the key you used."
+        )
+    if batch_key is None:
+        batch_key = record.get("params", {}).get("batch_key")
+    target = mdata.copy() if copy else mdata
+    stacked = stack_modalities(target, batch_key=batch_key, layer=layer, obsm_key=f"X_{key}")
+    first = stacked.mods[0]
+    for entry in (f"{key}_W", f"{key}_V"):
+        if entry not in target.mod[first].varm:
+            raise ValueError(
+                f"mdata[{first!r}].varm has no {entry!r}; run tl.inmf or tl.online_inmf on the "
+                f"MuData with key_added={key!r} first."
+            )
+        stacked.adata.varm[entry] = np.asarray(target.mod[first].varm[entry])[stacked.genes[first]]
+    own = dict(record)
+    own["params"] = {**dict(record.get("params", {})), "batch_key": stacked.batch_key}
+    stacked.adata.uns[key] = own
+    tool(
+        stacked.adata,
+        key,
+        batch_key=stacked.batch_key,
+        layer=layer,
+        key_added=key_added,
+        copy=False,
+        **kw,
+    )
+    params = stacked.adata.uns[key_added]["params"]
+    _user_batch_key(params, batch_key)
+    write_back(target, stacked, key_added, obs=[f"{key_added}_clusters"])
+    return target if copy else None

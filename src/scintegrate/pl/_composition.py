@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -11,14 +11,18 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+if TYPE_CHECKING:
+    from mudata import MuData
+
 from .._docs import doc_params
+from .._utils._mudata import is_mudata
 from .._utils._validation import check_adata, check_bool, check_in, get_obs_labels
-from ._common import finish, get_axes
+from ._common import finish, get_axes, plot_mudata
 
 
 @doc_params
 def proportions(
-    adata: AnnData,
+    adata: AnnData | MuData,
     *,
     groupby: str,
     batch_key: str,
@@ -35,6 +39,11 @@ def proportions(
     its cells in each cluster (or cell type): the composition of each dataset, as in Fig. 5a of
     the online iNMF paper (Gao et al. 2021). With ``bars="group"`` every cluster gets a bar
     divided by the datasets its cells come from, which shows clusters made of one dataset only.
+
+    A :class:`~mudata.MuData` counts the cells of every modality together: ``groupby`` and
+    ``batch_key`` may be container columns, ``"modality"`` (each cell's modality),
+    ``"<mod>:<column>"`` or a column gathered from every modality that has it (e.g.
+    ``groupby="inmf_qn_clusters", batch_key="modality"``).
 
     Parameters
     ----------
@@ -56,6 +65,12 @@ def proportions(
     -------
     The bar chart's Axes (or the Figure when ``return_fig``).
     """
+    if is_mudata(adata):
+        return plot_mudata(
+            proportions, adata, ax=ax, show=show, return_fig=return_fig,
+            needs={"columns": [groupby, batch_key]}, groupby=groupby, batch_key=batch_key,
+            bars=bars, normalize=normalize, cmap=cmap,
+        )  # fmt: skip
     check_adata(adata)
     check_in(bars, ("batch", "group"), param="bars")
     normalize = check_bool(normalize, param="normalize")

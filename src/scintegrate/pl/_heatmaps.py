@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -12,14 +12,18 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+if TYPE_CHECKING:
+    from mudata import MuData
+
 from .._docs import doc_params
+from .._utils._mudata import is_mudata
 from .._utils._validation import (
     check_in,
     check_number,
     check_positive_int,
     get_obs_labels,
 )
-from ._common import finish, get_axes, get_cell_factors, get_feature_factors
+from ._common import finish, get_axes, get_cell_factors, get_feature_factors, plot_mudata
 
 
 def _group_means(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
@@ -56,7 +60,7 @@ def _scale_rows(values: np.ndarray, how: str | None) -> np.ndarray:
 
 @doc_params
 def factor_heatmap(
-    adata: AnnData,
+    adata: AnnData | MuData,
     key: str = "nmf",
     *,
     groupby: str,
@@ -77,6 +81,11 @@ def factor_heatmap(
     distances between the groups' mean loadings, leaves in the optimal order of
     :func:`scipy.cluster.hierarchy.linkage`), which puts similar factors, or similar groups,
     next to each other.
+
+    A :class:`~mudata.MuData` draws the cells of every modality together from
+    ``mdata.obsm[f"X_{key}"]`` (cells without factors left out), ``groupby`` being a container
+    column, ``"modality"``, ``"<mod>:<column>"`` or a column gathered from every modality; when
+    the container has no such entry (cells in several modalities), one panel per modality.
 
     Parameters
     ----------
@@ -103,6 +112,13 @@ def factor_heatmap(
     -------
     The heatmap's Axes (or the Figure when ``return_fig``).
     """
+    if is_mudata(adata):
+        return plot_mudata(
+            factor_heatmap, adata, ax=ax, show=show, return_fig=return_fig,
+            needs={"obsm": f"X_{key}", "columns": [groupby]}, panel_size=(6.0, 6.0),
+            key=key, groupby=groupby, normalize=normalize, order_factors=order_factors,
+            order_groups=order_groups, cmap=cmap, vmax=vmax,
+        )  # fmt: skip
     values = _scale_rows(get_cell_factors(adata, key), normalize)
     if not (isinstance(order_factors, bool | np.bool_) or order_factors == "hierarchical"):
         raise ValueError(
@@ -167,7 +183,7 @@ def factor_heatmap(
 
 @doc_params
 def top_features(
-    adata: AnnData,
+    adata: AnnData | MuData,
     key: str = "nmf",
     n_top: int = 5,
     *,
@@ -186,6 +202,9 @@ def top_features(
     factor order. With ``normalize="sum"`` each factor's loadings become a distribution over
     features (as topic-gene distributions); cap the colours with ``vmax`` (e.g. 0.2) so that
     features with small absolute values remain visible.
+
+    A :class:`~mudata.MuData` gives one panel per modality with the loadings (each modality
+    has its own features), titled by the modality; ``ax`` is then one Axes per panel.
 
     Parameters
     ----------
@@ -209,6 +228,13 @@ def top_features(
     -------
     The heatmap's Axes (or the Figure when ``return_fig``).
     """
+    if is_mudata(adata):
+        return plot_mudata(
+            top_features, adata, ax=ax, show=show, return_fig=return_fig,
+            needs={"varm": [varm_key] if varm_key else [f"{key}_W", f"{key}_beta"]},
+            panel_size=(6.0, 8.0), key=key, n_top=n_top, varm_key=varm_key,
+            normalize=normalize, gene_symbols=gene_symbols, cmap=cmap, vmax=vmax,
+        )  # fmt: skip
     loadings, _ = get_feature_factors(adata, key, varm_key)
     if loadings.ndim != 2:
         raise ValueError(

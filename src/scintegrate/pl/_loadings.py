@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -12,10 +13,14 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+if TYPE_CHECKING:
+    from mudata import MuData
+
 from .._docs import doc_params
 from .._utils._factors import get_inmf_loadings
+from .._utils._mudata import is_mudata
 from .._utils._validation import check_positive_int
-from ._common import finish
+from ._common import finish, plot_mudata
 
 _MARKER_COLOR = "#8227A0"  # rliger's highlight colour
 _OTHER_COLOR = "0.6"
@@ -40,7 +45,7 @@ def _marker_genes(adata: AnnData, markers_key: str, factor: int) -> dict[str, se
 
 @doc_params
 def gene_loadings(
-    adata: AnnData,
+    adata: AnnData | MuData,
     key: str = "inmf",
     n_top: int = 10,
     *,
@@ -59,6 +64,10 @@ def gene_loadings(
     largest positive loading as horizontal bars, largest on top. With ``markers_key`` the genes
     that :func:`~scintegrate.tl.factor_markers` reported as markers of that panel (shared, or
     specific to that dataset) are drawn in colour, the others in grey.
+
+    A :class:`~mudata.MuData` integrated by ``tl.inmf``/``tl.online_inmf``/``tl.uinmf`` is
+    drawn from the first modality's loadings (the shared features carry the same ``W`` and
+    ``V`` in every modality) and the container's ``uns`` (``uns[key]``, ``uns[markers_key]``).
 
     Parameters
     ----------
@@ -87,6 +96,12 @@ def gene_loadings(
     -------
     The list of panel Axes, shared first (or the Figure when ``return_fig``).
     """
+    if is_mudata(adata):
+        return plot_mudata(
+            gene_loadings, adata, ax=ax, show=show, return_fig=return_fig,
+            needs={"varm": [f"{key}_W"], "uns": key}, single=True, key=key, n_top=n_top,
+            factor=factor, datasets=datasets, markers_key=markers_key,
+        )  # fmt: skip
     loadings = get_inmf_loadings(adata, key)
     W, V, batches = loadings.W, loadings.V, loadings.batches
     n_top = check_positive_int(n_top, param="n_top")

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+if TYPE_CHECKING:
+    from mudata import MuData
+
 from .._docs import doc_params
-from ._common import finish, get_axes, get_uns_entry
+from .._utils._mudata import is_mudata
+from ._common import finish, get_axes, get_uns_entry, plot_mudata
 
 _LABELS = {
     "loss": "loss",
@@ -21,7 +27,7 @@ _LABELS = {
 
 @doc_params
 def training_curve(
-    adata: AnnData,
+    adata: AnnData | MuData,
     key: str = "nmf",
     *,
     y: str = "loss",
@@ -39,6 +45,9 @@ def training_curve(
     With the defaults this draws the loss and the ARI against the iteration, as in the training
     curves of NMF and scETM. Call it twice on the same ``ax`` with ``y2=None`` to compare runs
     (e.g. ``y="ari"`` of NMF-SSE and NMF-Poisson).
+
+    A :class:`~mudata.MuData` draws the history in ``mdata.uns[key]`` (where the tools run on a
+    MuData write it), or else one panel per modality that has ``uns[key]``.
 
     Parameters
     ----------
@@ -61,6 +70,12 @@ def training_curve(
     -------
     The Axes of ``y`` (or the Figure when ``return_fig``).
     """
+    if is_mudata(adata):
+        return plot_mudata(
+            training_curve, adata, ax=ax, show=show, return_fig=return_fig,
+            needs={"uns": key}, key=key, y=y, y2=y2, x=x, label=label, color=color,
+            color2=color2,
+        )  # fmt: skip
     history = get_uns_entry(adata, key).get("history")
     if not isinstance(history, pd.DataFrame):
         raise ValueError(f"adata.uns[{key!r}] has no 'history' DataFrame to plot.")
@@ -93,7 +108,7 @@ def training_curve(
 
 @doc_params
 def delta_w(
-    adata: AnnData,
+    adata: AnnData | MuData,
     key: str = "inmf",
     *,
     x: str = "epoch",
@@ -109,6 +124,9 @@ def delta_w(
     (``delta_W`` in ``uns[key]["history"]``); its decay shows the shared factors settling, as
     in Fig. S2 of the online iNMF paper (Gao et al. 2021). Call it again on the same ``ax`` to
     compare runs (e.g. mini-batch sizes).
+
+    A :class:`~mudata.MuData` draws the history in ``mdata.uns[key]``, or else one panel per
+    modality that has ``uns[key]``.
 
     Parameters
     ----------
@@ -128,6 +146,11 @@ def delta_w(
     -------
     The Axes (or the Figure when ``return_fig``).
     """
+    if is_mudata(adata):
+        return plot_mudata(
+            delta_w, adata, ax=ax, show=show, return_fig=return_fig, needs={"uns": key},
+            key=key, x=x, label=label, color=color,
+        )  # fmt: skip
     history = get_uns_entry(adata, key).get("history")
     if not isinstance(history, pd.DataFrame) or "delta_W" not in history.columns:
         raise ValueError(

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from anndata import AnnData
 
+if TYPE_CHECKING:
+    from mudata import MuData
+
 from .._core.centroid_align import centroid_align as _centroid_align
 from .._docs import doc_params
 from .._logging import logger
+from .._utils._mudata import is_mudata, run_alignment_on_mudata
 from .._utils._validation import (
     batch_index,
     check_adata,
@@ -39,10 +44,10 @@ def _check_lambda(lambda_, names: np.ndarray) -> np.ndarray:
 
 @doc_params
 def centroid_align(
-    adata: AnnData,
+    adata: AnnData | MuData,
     *,
     use_rep: str = "X_inmf",
-    batch_key: str,
+    batch_key: str | None = None,
     reference: str | None = None,
     lambda_: float | Sequence[float] = 1.0,
     use_dims: Sequence[int] | None = None,
@@ -53,7 +58,7 @@ def centroid_align(
     shift: bool = False,
     key_added: str = "inmf_ca",
     copy: bool = False,
-) -> AnnData | None:
+) -> AnnData | MuData | None:
     """Align the iNMF cell factors of the batches by moving their cluster centroids together.
 
     rliger 2.1's ``centroidAlign``, an alternative to :func:`~scintegrate.pp.quantile_norm`.
@@ -82,10 +87,12 @@ def centroid_align(
         ``obsm`` key of the non-negative cell factors (cells x k), e.g. ``"X_inmf"`` from
         ``tl.inmf``/``tl.online_inmf``.
     batch_key
-        ``obs`` column with the dataset (batch) of every cell; at least two batches.
+        ``obs`` column with the dataset (batch) of every cell; at least two batches. Needed for
+        an AnnData; for a MuData each modality is a batch and ``batch_key`` splits them further.
     reference
         Name of a batch that stays where it is, the others moving onto its centroids. By
         default (``None``, as rliger) every batch moves towards the centroid of all of them.
+        For a MuData a modality, or ``"<mod>:<value>"`` with ``batch_key``.
     lambda_
         Ridge penalty on the batch offsets (``>= 0``): one number, or one per batch in the order
         of ``uns[key_added]["batches"]``. Larger values move the cells less; the offsets of a
@@ -122,6 +129,13 @@ def centroid_align(
         package version), ``batches`` (names in order) and ``offsets``, the fitted centroid
         offsets (n_batches x clusters x dimensions; zero for a ``reference``).
 
+    For a :class:`~mudata.MuData` integrated by ``tl.inmf``/``tl.online_inmf``/``tl.uinmf``,
+    each modality is a batch (split further by ``batch_key``): the factors are read from every
+    modality's ``obsm[use_rep]`` and aligned exactly as those of the concatenated modalities
+    would be; the aligned embedding and clusters go to every modality and to the container
+    (``mdata.obsm``, ``mdata.obs``; not for cells in several modalities), ``uns`` to the
+    container.
+
     Examples
     --------
     >>> import scintegrate as si
@@ -130,9 +144,30 @@ def centroid_align(
     >>> si.pp.centroid_align(adata, batch_key="library")
     >>> si.metrics.alignment_score(adata, batches="library", use_rep="X_inmf_ca")
     """
+    if is_mudata(adata):
+        return run_alignment_on_mudata(
+            centroid_align,
+            adata,
+            use_rep=use_rep,
+            batch_key=batch_key,
+            copy=copy,
+            key_added=key_added,
+            reference=reference,
+            lambda_=lambda_,
+            use_dims=use_dims,
+            center_emb=center_emb,
+            scale_emb=scale_emb,
+            center_cluster=center_cluster,
+            scale_cluster=scale_cluster,
+            shift=shift,
+        )
     # validate everything before touching adata
     check_adata(adata)
     check_key(key_added)
+    if not isinstance(batch_key, str):
+        raise ValueError(
+            f"batch_key must name the adata.obs column with each cell's dataset, got {batch_key!r}."
+        )
     if adata.isbacked and copy:
         raise ValueError(
             "copy=True cannot copy an AnnData opened in backed mode. Call centroid_align "

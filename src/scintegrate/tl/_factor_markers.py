@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
+
+if TYPE_CHECKING:
+    from mudata import MuData
 
 from .._core.factor_markers import MarkerTable, dataset_specificity, log_normalize
 from .._core.factor_markers import factor_markers as _factor_markers
@@ -15,6 +19,7 @@ from .._docs import doc_params
 from .._logging import logger
 from .._settings import settings
 from .._utils._factors import dataset_pair, get_inmf_loadings
+from .._utils._mudata import is_mudata, run_factor_markers_on_mudata
 from .._utils._slots import record_params, write_slots
 from .._utils._validation import (
     check_adata,
@@ -48,7 +53,7 @@ def _frame(table: MarkerTable, genes: pd.Index, dataset: str | None = None) -> p
 
 @doc_params
 def factor_markers(
-    adata: AnnData,
+    adata: AnnData | MuData,
     key: str = "inmf",
     *,
     datasets: Sequence[str] | None = None,
@@ -61,7 +66,7 @@ def factor_markers(
     n_genes: int = 30,
     key_added: str = "inmf_markers",
     copy: bool = False,
-) -> AnnData | None:
+) -> AnnData | MuData | None:
     """Shared and dataset-specific marker genes of every iNMF factor (rliger).
 
     rliger's ``getFactorMarkers`` for two datasets of an integrative NMF (``tl.inmf`` or
@@ -107,7 +112,8 @@ def factor_markers(
         datasets of the factorisation (required when it has more).
     batch_key
         ``obs`` column with every cell's dataset; by default the one the factorisation used
-        (``uns[key]["params"]["batch_key"]``).
+        (``uns[key]["params"]["batch_key"]``). For a MuData the datasets are the modalities,
+        split further by this column of every modality (by default as the factorisation did).
     layer
         Layer with the expression to test (``None``: ``.X``), counts by default (see
         ``target_sum``).
@@ -147,6 +153,13 @@ def factor_markers(
         same columns and ``dataset``, where ``loading`` is that dataset's ``V`` and ``logfc`` is
         from its side (positive).
 
+    For a :class:`~mudata.MuData` integrated by ``tl.inmf``/``tl.online_inmf`` (``uns[key]`` on
+    the container, the factors and loadings on the modalities), the cells of every modality and
+    the features they share are tested exactly as in the concatenated modalities: the clusters
+    go to every modality's ``obs`` and to ``mdata.obs`` (not for cells in several
+    modalities), the tables to ``mdata.uns[key_added]``; ``datasets`` names modalities (or
+    ``"<mod>:<value>"``) and ``layer`` a layer of every modality.
+
     Examples
     --------
     >>> import scintegrate as si
@@ -155,6 +168,22 @@ def factor_markers(
     >>> markers = adata.uns["inmf_markers"]["specific"]
     >>> markers[markers["dataset"] == "stim"].groupby("factor").head(3)
     """
+    if is_mudata(adata):
+        return run_factor_markers_on_mudata(
+            factor_markers,
+            adata,
+            key,
+            batch_key=batch_key,
+            layer=layer,
+            copy=copy,
+            key_added=key_added,
+            datasets=datasets,
+            target_sum=target_sum,
+            factor_share_thresh=factor_share_thresh,
+            logfc_thresh=logfc_thresh,
+            pval_thresh=pval_thresh,
+            n_genes=n_genes,
+        )
     check_adata(adata)
     check_key(key_added)
     loadings = get_inmf_loadings(adata, key)

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
+
+if TYPE_CHECKING:
+    from mudata import MuData
 
 from .._core._sparse import as_csr
 from .._core.uinmf import fit_uinmf
 from .._docs import doc_params
 from .._logging import logger
 from .._settings import settings
+from .._utils._mudata import (
+    OWNER_COLUMN,
+    _user_batch_key,
+    add_unshared,
+    is_mudata,
+    stack_modalities,
+    write_back,
+)
 from .._utils._random import get_rng
 from .._utils._row_inputs import LIGER_LAYER, LIGER_MASK
 from .._utils._unshared import SHARED, unshared_owners
@@ -178,10 +190,10 @@ def split_mosaic(
 
 @doc_params
 def uinmf(
-    adata: AnnData,
+    adata: AnnData | MuData,
     n_components: int = 20,
     *,
-    batch_key: str,
+    batch_key: str | None = None,
     unshared: str | Mapping[str, Sequence[str] | np.ndarray] | None = UNSHARED,
     layer: str | None = LIGER_LAYER,
     mask_var: str | np.ndarray | None = LIGER_MASK,
@@ -192,7 +204,7 @@ def uinmf(
     random_state: int | np.random.Generator | None = 0,
     key_added: str = "uinmf",
     copy: bool = False,
-) -> AnnData | None:
+) -> AnnData | MuData | None:
     """Integrative NMF with unshared features (UINMF) of the datasets in a mosaic ``adata``.
 
     UINMF (Kriebel & Welch 2022) extends iNMF (:func:`inmf`) to features that only one dataset
@@ -234,24 +246,32 @@ def uinmf(
     n_components
         Number of factors ``k``.
     batch_key
-        ``obs`` column naming each cell's dataset.
+        ``obs`` column naming each cell's dataset; needed for an AnnData. For a MuData each
+        modality is a dataset, and ``batch_key`` (a column of every modality's ``obs``) splits
+        them further into datasets ``"<mod>:<value>"``.
     unshared
         Which features are unshared, and whose: a ``var`` column holding for each unshared
         feature the dataset that has it and a missing value (NaN, None, "") for shared features
         (default: the column written by :func:`~scintegrate.pp.liger_unshared`), or a mapping
         ``{dataset: feature names}`` (or boolean masks over ``var``). ``None``: no unshared
-        features (iNMF).
+        features (iNMF). For a MuData, a ``var`` column of the modalities (boolean: ``True``
+        marks that modality's unshared features; or the owning dataset, missing for the
+        others; a modality without the column has none) or a mapping ``{modality or dataset:
+        feature names or boolean mask over that modality's var}``.
     layer
         Layer with the scaled, non-negative data (shared and unshared features); ``None`` uses
         ``.X``.
     mask_var
         Shared features to use, among those without an owner: a boolean ``var`` column
         (default: :func:`~scintegrate.pp.liger_preprocess`'s selection, every feature when
-        absent), a boolean array, or ``None`` for all.
+        absent), a boolean array, or ``None`` for all. For a MuData a column name or ``None``
+        (a shared feature is used where any modality's column is true).
     mask_unshared
         Unshared features to use, among those with an owner: a boolean ``var`` column (default:
         :func:`~scintegrate.pp.liger_unshared`'s selection, every unshared feature when
-        absent), a boolean array, or ``None`` for all.
+        absent), a boolean array, or ``None`` for all. For a MuData a boolean column of the
+        modalities (all of a modality's unshared features where it lacks the column) or
+        ``None``.
     lambda_
         Weight of the dataset-specific terms, ``V_i`` and ``U_i`` (rliger's default 5).
     max_iter
@@ -288,7 +308,42 @@ def uinmf(
         The final value of the objective on all cells.
     ``adata.uns[key_added]["history"]``
         A DataFrame, one row per iteration (0 = the start): ``objective`` and ``time`` (s).
+
+    For a :class:`~mudata.MuData` (``adata`` may be one) each modality is a dataset (split
+    further by ``batch_key``): the shared features are those every modality has, matched by
+    name, and each modality brings its own unshared features (``unshared``), exactly as the
+    outer concatenation of the modalities would (the same seed gives the same factors). The
+    cell factors go to every modality's ``obsm[f"X_{key_added}"]`` and to
+    ``mdata.obsm[f"X_{key_added}"]`` (unless cells are in several modalities); ``W``, ``V``
+    and ``U`` to every modality's ``varm`` on its own features (``U`` non-zero in the rows of
+    its unshared features used, ``W`` and ``V`` zero outside the shared features used);
+    ``uns`` to ``mdata.uns[key_added]``, whose ``batches`` name the datasets (the modalities,
+    or ``"<mod>:<value>"``).
+
+    Examples
+    --------
+    >>> import scintegrate as si
+    >>> # mdata["atac"] holds gene activity (named like mdata["rna"]'s genes) and peaks
+    >>> mdata["atac"].var["unshared"] = ~mdata["atac"].var_names.isin(mdata["rna"].var_names)
+    >>> si.tl.uinmf(mdata, 20, unshared="unshared", layer=None, mask_var=None)
+    >>> si.pp.quantile_norm(mdata, use_rep="X_uinmf", key_added="uinmf_qn")
     """
+    if is_mudata(adata):
+        return _uinmf_mudata(
+            adata,
+            n_components,
+            batch_key=batch_key,
+            unshared=unshared,
+            layer=layer,
+            mask_var=mask_var,
+            mask_unshared=mask_unshared,
+            lambda_=lambda_,
+            max_iter=max_iter,
+            tol=tol,
+            random_state=random_state,
+            key_added=key_added,
+            copy=copy,
+        )
     n_components = check_positive_int(n_components, param="n_components")
     lambda_ = check_lambda(lambda_)
     max_iter = check_positive_int(max_iter, param="max_iter")
@@ -351,5 +406,61 @@ def uinmf(
         genes=data.genes,
         extra={"n_unshared": n_unshared},
         extra_varm={f"{key_added}_U": U},
+    )
+    return target if copy else None
+
+
+def _uinmf_mudata(
+    mdata, n_components, *, batch_key, unshared, mask_var, mask_unshared, layer, key_added, copy,
+    **kwargs,
+):  # fmt: skip
+    """:func:`uinmf` of a MuData: the modalities stacked into one mosaic AnnData (shared
+    features matched by name, each modality's unshared ones appended), fitted, written back."""
+    for param, value in (("mask_var", mask_var), ("mask_unshared", mask_unshared)):
+        if value is not None and not isinstance(value, str):
+            raise ValueError(
+                f"For a MuData, {param} must name a boolean var column of the modalities, or be "
+                f"None; got {type(value).__name__} (a mask cannot span several modalities)."
+            )
+    key_added = check_key(key_added)
+    target = mdata.copy() if copy else mdata
+    stacked = stack_modalities(
+        target,
+        batch_key=batch_key,
+        layer=layer,
+        var_columns=[mask_var] if isinstance(mask_var, str) else [],
+    )
+    if unshared is not None:
+        add_unshared(
+            stacked,
+            target,
+            unshared=unshared,
+            mask_unshared=mask_unshared,
+            default_mask=UNSHARED_MASK,
+            layer=layer,
+        )
+    uinmf(
+        stacked.adata,
+        n_components,
+        batch_key=stacked.batch_key,
+        unshared=None if unshared is None else OWNER_COLUMN,
+        layer=layer,
+        mask_var=mask_var,
+        mask_unshared=None,  # add_unshared appended the selected unshared features only
+        key_added=key_added,
+        copy=False,
+        **kwargs,
+    )
+    params = stacked.adata.uns[key_added]["params"]
+    _user_batch_key(params, batch_key)
+    params["unshared"] = unshared if isinstance(unshared, str) else None
+    params["mask_unshared"] = mask_unshared
+    write_back(
+        target,
+        stacked,
+        key_added,
+        obsm=[f"X_{key_added}"],
+        varm=[f"{key_added}_W", f"{key_added}_V", f"{key_added}_U"],
+        container_obsm=[f"X_{key_added}"],
     )
     return target if copy else None
