@@ -38,7 +38,7 @@ def _tiny_problem(seed=0, center=False, activity=True):
     A[0, 0] = 1.0
     act = sp.csr_matrix(R @ A.T) if activity else None  # ATAC cells x genes
     problem = Problem(G, R, A, act, dtype=torch.float64)
-    weights = {**DEFAULT_WEIGHTS, "orthogonality": 0.3, "private": 0.7}
+    weights = {**DEFAULT_WEIGHTS, "orthogonality": 0.3, "private": 0.7, "activity": 0.8}
     objective = Objective(
         problem, n_shared=1, n_rna_only=1, n_atac_only=1, weights=weights, center_couplings=center
     )
@@ -79,6 +79,7 @@ def test_block_losses_have_the_full_gradient(block, center, activity):
 def test_activity_term_matches_dense_reference():
     """The gene activity term: ||P - (C_1 Σ_g C_gᵀ + b_pc 1ᵀ + 1 b_pgᵀ)||² / total variance of P."""
     objective, P = _tiny_problem(3)
+    assert objective.has_activity
     _, terms = objective.full(P)
     act = objective.p.P
     dense = act.X.to_dense()
