@@ -21,19 +21,49 @@ weights 1 instead; ``--random-init`` the paper's N(0, 1) initialisation (``init=
 
     python benchmarks/scjmt.py [--datasets1 6] [--datasets2 12] [--skip-links] [--center-couplings]
         [--random-init]
+
+``--vs-scmomat`` instead runs scJMT (ours) against scMoMaT (PyPI ``scmomat`` 0.2.2, the published
+successor of scJMT, in its own virtual environment, ``--scmomat-env``), each in a fresh process
+(``benchmarks/_scjmt_worker.py``) with the same thread limit (``--threads``, default 1), on the
+same inputs: the two simulated scenarios above (``--datasets1``/``--datasets2`` datasets,
+``--seeds`` fit seeds each) and, with ``--snareseq``, SNARE-seq mouse cortex (all 10,309 nuclei,
+RNA counts vs ATAC peak counts, pairing hidden, the bundled gene-peak links). Scores, over all
+scored cells (SNARE-seq: the 15 coarse types, ``Mis`` not scored) against the true types: ARI / NMI
+of Leiden clusters of the joint cell factors (one graph per embedding, scanpy's kNN, 15
+neighbours) at the fixed resolution ``--resolution`` (0.3) and the best over the grid
+``--grid``; ARI / NMI of each method's own clusters (ours: argmax of the cell factors; scMoMaT:
+its tutorial's post-processed graph + Leiden 0.9); FOSCTTM of the hidden pairs (SNARE-seq); wall
+time (counts in memory to cell factors, preprocessing included) and peak RSS of the worker.
+On SNARE-seq our LIGER path (online iNMF k=20 + quantile normalisation, in this process) is scored
+the same way for reference.
+
+    python benchmarks/scjmt.py --vs-scmomat --scmomat-env /work/venvs/scmomat [--datasets1 3]
+        [--datasets2 3] [--seeds 0] [--snareseq] [--scjmt-options '{"...": ...}']
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import anndata as ad
 import mudata
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
-from _common import RESULTS, status_mb
+from _common import (
+    ENVS,
+    RESULTS,
+    code_version,
+    empty_dir,
+    ensure_env,
+    run_worker,
+    status_mb,
+    thread_env,
+)
 
 import scintegrate as si
 from scintegrate._core.gene_activity import Genes, Intervals, link_matrix
@@ -188,6 +218,216 @@ def summary(rows: list[dict], number: int) -> dict:
     }
 
 
+# ------------------------------------------------------------------------------------------
+# scJMT (ours) against scMoMaT, each in a fresh worker process
+# ------------------------------------------------------------------------------------------
+WORKER = Path(__file__).resolve().parent / "_scjmt_worker.py"
+SCMOMAT_CHECK = "import scmomat, torch; assert scmomat.__version__ == '0.2.2'"
+GRID = (0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0)
+
+
+def scmomat_python(env: Path) -> Path:
+    """scMoMaT's environment: torch==2.13.0 first (the CPU wheel), then scmomat 0.2.2."""
+    python = ensure_env(env, (), SCMOMAT_CHECK, create=False)
+    if python is None:
+        ensure_env(env, ("torch==2.13.0",), "import torch")
+        python = ensure_env(env, ("scmomat==0.2.2",), SCMOMAT_CHECK)
+    return python
+
+
+def write_inputs(path: Path, rna, atac, links) -> None:
+    arrays = {}
+    for name, X in (("rna", rna), ("atac", atac), ("links", links)):
+        X = sp.csr_matrix(X)
+        arrays |= {
+            f"{name}_data": X.data.astype(np.float32),
+            f"{name}_indices": X.indices,
+            f"{name}_indptr": X.indptr,
+            f"{name}_shape": np.array(X.shape),
+        }
+    np.savez(path, **arrays)
+
+
+def score(z_rna, z_atac, labels, truth, keep, paired, args) -> dict:
+    """Leiden grid and fixed resolution on the joint factors, own clusters, FOSCTTM."""
+    z = np.vstack([z_rna, z_atac])
+    resolutions = sorted(set(args.grid) | {args.resolution})
+    table = si.metrics.cluster_agreement(z[keep], truth[keep], resolution=resolutions)
+    fixed = table[np.isclose(table["resolution"], args.resolution)].iloc[0]
+    best_ari = table.loc[table["ari"].idxmax()]
+    out = {
+        "ari_fixed": float(fixed["ari"]),
+        "nmi_fixed": float(fixed["nmi"]),
+        "n_clusters_fixed": int(fixed["n_clusters"]),
+        "ari_best": float(table["ari"].max()),
+        "nmi_best": float(table["nmi"].max()),
+        "best_resolution": float(best_ari["resolution"]),
+        "ari_own": si.metrics.adjusted_rand_index(truth[keep], labels[keep]),
+        "nmi_own": si.metrics.normalized_mutual_info(truth[keep], labels[keep]),
+        "grid": table.to_dict(orient="list"),
+    }
+    if paired:
+        out["foscttm"] = si.metrics.foscttm(z_rna, z_atac)
+    n_rna = len(z_rna)
+    for part, rows in (("rna", slice(0, n_rna)), ("atac", slice(n_rna, None))):
+        k = keep[rows]
+        out[f"ari_own_{part}"] = si.metrics.adjusted_rand_index(truth[rows][k], labels[rows][k])
+    return out
+
+
+def run_both(name, rna, atac, links, truth, keep, paired, ours_options, seed, args) -> dict:
+    work = empty_dir(RESULTS / "scjmt_vs_scmomat_work" / (name + args.tag))
+    write_inputs(work / "inputs.npz", rna, atac, links)
+    env = thread_env(args.threads)
+    row = {}
+    for impl, python, options in (
+        ("ours", sys.executable, ours_options),
+        ("scmomat", args.scmomat_python, json.loads(args.scmomat_options)),
+    ):
+        if impl in args.skip:
+            continue
+        out = work / impl
+        run = run_worker(
+            python,
+            WORKER,
+            [
+                "--impl", impl, "--data", work / "inputs.npz", "--out", out, "--seed", seed,
+                "--threads", args.threads, "--options", json.dumps(options),
+            ],
+            env=env,
+            log=work / f"{impl}.log",
+        )  # fmt: skip
+        info = json.loads((out / "result.json").read_text())
+        with np.load(out / "factors.npz", allow_pickle=False) as f:
+            z_rna, z_atac, labels = f["z_rna"], f["z_atac"], f["labels"].astype(str)
+        scores = score(z_rna, z_atac, labels, truth, keep, paired, args)
+        peak = max(info["fit"]["peak_rss_mb"], info.get("post", {}).get("peak_rss_mb", 0.0))
+        row[impl] = scores | {
+            "seconds": info["fit"]["seconds"],
+            "seconds_post": info.get("post", {}).get("seconds", 0.0),
+            "seconds_process": run.seconds,
+            "peak_rss_mb": peak,
+            "other_cores": info["fit"]["other_cores"],
+            "options": info["options"],
+        }
+        r = row[impl]
+        print(
+            f"    {name} {impl:8s} seed {seed}: ARI Leiden {args.resolution} {r['ari_fixed']:.3f} "
+            f"(NMI {r['nmi_fixed']:.3f}), best {r['ari_best']:.3f} (NMI {r['nmi_best']:.3f}, res "
+            f"{r['best_resolution']}), own clusters {r['ari_own']:.3f}"
+            + (f", FOSCTTM {r['foscttm']:.3f}" if paired else "")
+            + f" | fit {r['seconds']:.1f} s (+ {r['seconds_post']:.1f} s own clustering), peak "
+            f"RSS {r['peak_rss_mb']:.0f} MB, other processes {r['other_cores']:.1f} cores",
+            flush=True,
+        )
+    return row
+
+
+def simulated_inputs(number: int, dataset: int):
+    if number == 1:
+        m = si.datasets.simulate_rna_atac(n_types=5, random_state=dataset)
+        sizes = {"n_clusters": 5}
+    else:
+        m = si.datasets.simulate_rna_atac(
+            n_types=3, rna_types=[0, 1, 2], atac_types=[1, 2], random_state=dataset
+        )
+        sizes = {"n_shared": 2, "n_rna_only": 1}
+    rna, atac = m["rna"], m["atac"]
+    genes = pd.Index(np.asarray(atac.uns["gene_activity"]["genes"]).astype(str))
+    links = sp.csr_matrix(atac.varm["gene_activity"]).T.tocsr()[genes.get_indexer(rna.var_names)]
+    truth = np.concatenate([rna.obs["cell_type"].astype(str), atac.obs["cell_type"].astype(str)])
+    return rna.X, atac.X, links, truth, sizes
+
+
+def snareseq_inputs():
+    rna = si.datasets.snareseq_cortex_rna()
+    atac = si.datasets.snareseq_cortex_atac_peaks()
+    genes = pd.Index(np.asarray(atac.uns["gene_activity"]["genes"]).astype(str))
+    links = sp.csr_matrix(atac.varm["gene_activity"]).T.tocsr()[genes.get_indexer(rna.var_names)]
+    truth = np.concatenate([rna.obs["cell_type"].astype(str), atac.obs["cell_type"].astype(str)])
+    return rna, atac, links, truth
+
+
+def liger_snareseq(rna, atac, truth, keep, args) -> dict:
+    """Our LIGER path on the same nuclei: RNA and ATAC gene activity, online iNMF k=20 + QN."""
+    activity = si.datasets.snareseq_cortex_atac_gene_activity()
+    both = ad.concat({"rna": rna, "atac": activity}, label="modality", index_unique="-")
+    tic = time.perf_counter()
+    si.pp.liger_preprocess(both, batch_key="modality")
+    si.tl.online_inmf(both, 20, batch_key="modality", random_state=0)
+    si.pp.quantile_norm(both, batch_key="modality")
+    seconds = time.perf_counter() - tic
+    z = both.obsm["X_inmf_qn"]
+    n = rna.n_obs
+    labels = both.obs["inmf_qn_clusters"].astype(str).to_numpy()
+    out = score(z[:n], z[n:], labels, truth, keep, True, args) | {"seconds": seconds}
+    print(
+        f"    snareseq LIGER (online iNMF k=20 + QN, in-process): ARI Leiden {args.resolution} "
+        f"{out['ari_fixed']:.3f} (NMI {out['nmi_fixed']:.3f}), best {out['ari_best']:.3f}, QN "
+        f"clusters {out['ari_own']:.3f}, FOSCTTM {out['foscttm']:.3f} | {seconds:.1f} s",
+        flush=True,
+    )
+    return out
+
+
+def vs_summary(rows: list[dict], title: str) -> dict:
+    out = {}
+    print(f"  {title}: median over {len(rows)} runs [min, max]")
+    for impl in ("ours", "scmomat"):
+        if not all(impl in r for r in rows):
+            continue
+        out[impl] = {}
+        for key in ("ari_fixed", "nmi_fixed", "ari_best", "nmi_best", "ari_own", "nmi_own",
+                    "foscttm", "seconds", "seconds_post", "peak_rss_mb"):  # fmt: skip
+            if key not in rows[0][impl]:
+                continue
+            v = np.array([r[impl][key] for r in rows])
+            out[impl][key] = {"median": float(np.median(v)), "min": float(v.min()),
+                              "max": float(v.max())}  # fmt: skip
+            print(f"    {impl:8s} {key:13s} {np.median(v):9.3f} [{v.min():.3f}, {v.max():.3f}]")
+    if "ours" in out and "scmomat" in out:
+        ratio = out["scmomat"]["seconds"]["median"] / out["ours"]["seconds"]["median"]
+        out["speed_ratio"] = ratio
+        print(f"    scMoMaT / ours median fit time: {ratio:.1f}x")
+    return out
+
+
+def vs_scmomat(args) -> dict:
+    args.scmomat_python = scmomat_python(args.scmomat_env) if "scmomat" not in args.skip else None
+    ours_options = json.loads(args.scjmt_options)
+    out: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "code": code_version()}
+    for number, n in ((1, args.datasets1), (2, args.datasets2)):
+        rows = []
+        print(f"Scenario {number} ({'equal' if number == 1 else 'unequal'} compositions):")
+        for dataset in range(n):
+            rna, atac, links, truth, sizes = simulated_inputs(number, dataset)
+            keep = np.ones(len(truth), dtype=bool)
+            for seed in args.seeds:
+                row = run_both(
+                    f"s{number}_d{dataset}", rna, atac, links, truth, keep, False,
+                    sizes | ours_options, seed, args,
+                )  # fmt: skip
+                rows.append({"dataset": dataset, "seed": seed} | row)
+        if rows:
+            out[f"scenario{number}"] = {"rows": rows, "summary": vs_summary(rows, "summary")}
+    if args.snareseq:
+        print("SNARE-seq mouse cortex, 10,309 nuclei, RNA vs ATAC peaks, pairing hidden:")
+        rna, atac, links, truth = snareseq_inputs()
+        keep = truth != "Mis"
+        sizes = {"n_clusters": 15}
+        rows = []
+        for seed in args.seeds:
+            row = run_both(
+                "snareseq", rna.X, atac.X, links, truth, keep, True, sizes | ours_options,
+                seed, args,
+            )  # fmt: skip
+            rows.append({"seed": seed} | row)
+        out["snareseq"] = {"rows": rows, "summary": vs_summary(rows, "SNARE-seq")}
+        if not args.skip_liger:
+            out["snareseq"]["liger"] = liger_snareseq(rna, atac, truth, keep, args)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets1", type=int, default=6)
@@ -201,7 +441,27 @@ def main() -> None:
     parser.add_argument(
         "--random-init", action="store_true", help="scJMT with the paper's init='random'"
     )
+    parser.add_argument("--vs-scmomat", action="store_true", help="ours against scMoMaT 0.2.2")
+    parser.add_argument("--scmomat-env", type=Path, default=ENVS / "scmomat")
+    parser.add_argument("--snareseq", action="store_true", help="also SNARE-seq cortex")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--resolution", type=float, default=0.3, help="fixed Leiden resolution")
+    parser.add_argument("--grid", type=float, nargs="+", default=list(GRID))
+    parser.add_argument("--scjmt-options", default="{}", help="JSON options of tl.scjmt")
+    parser.add_argument("--scmomat-options", default="{}", help="JSON settings of scMoMaT")
+    parser.add_argument("--skip", nargs="*", default=[], choices=("ours", "scmomat"))
+    parser.add_argument("--skip-liger", action="store_true")
+    parser.add_argument("--tag", default="", help="suffix of the results file")
     args = parser.parse_args()
+    if args.vs_scmomat:
+        si.settings.progress_bar = False
+        out = vs_scmomat(args)
+        RESULTS.mkdir(exist_ok=True)
+        path = RESULTS / f"scjmt_vs_scmomat{args.tag}.json"
+        path.write_text(json.dumps(out, indent=1, default=float))
+        print(f"saved {path}")
+        return
     if args.random_init:
         SCJMT_OPTIONS.update(init="random")
     if args.center_couplings:

@@ -30,26 +30,27 @@ FIT = {
 }
 
 
-def _tiny_problem(seed=0, center=False):
+def _tiny_problem(seed=0, center=False, activity=True):
     rng = np.random.default_rng(seed)
     G = sp.random(7, 5, density=0.6, random_state=seed, format="csr")
     R = sp.random(6, 8, density=0.5, random_state=seed + 1, format="csr")
     A = sp.csr_matrix((rng.random((5, 8)) < 0.4).astype(float))
     A[0, 0] = 1.0
-    problem = Problem(G, R, A, dtype=torch.float64)
-    weights = {**DEFAULT_WEIGHTS, "orthogonality": 0.3, "private": 0.7}
+    act = sp.csr_matrix(R @ A.T) if activity else None  # ATAC cells x genes
+    problem = Problem(G, R, A, act, dtype=torch.float64)
+    weights = {**DEFAULT_WEIGHTS, "orthogonality": 0.3, "private": 0.7, "activity": 0.8}
     objective = Objective(
         problem, n_shared=1, n_rna_only=1, n_atac_only=1, weights=weights, center_couplings=center
     )
     P = init_params(problem, 3, 2, torch.Generator().manual_seed(seed))
-    for name in ("b_atac", "b_rna", "b_g", "b_r"):
+    for name in ("b_atac", "b_rna", "b_g", "b_r", "b_pc", "b_pg")[: 6 if activity else 4]:
         P[name] = torch.randn(P[name].shape, dtype=torch.float64, generator=torch.Generator())
     return objective, P
 
 
-@pytest.mark.parametrize("center", [False, True])
-def test_gradients_match_finite_differences(center):
-    objective, P = _tiny_problem(center=center)
+@pytest.mark.parametrize(("center", "activity"), [(False, True), (True, True), (False, False)])
+def test_gradients_match_finite_differences(center, activity):
+    objective, P = _tiny_problem(center=center, activity=activity)
     names = sorted(P)
 
     def f(*tensors):
@@ -59,10 +60,10 @@ def test_gradients_match_finite_differences(center):
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=True)
 
 
-@pytest.mark.parametrize("center", [False, True])
+@pytest.mark.parametrize(("center", "activity"), [(False, True), (True, True), (False, False)])
 @pytest.mark.parametrize("block", BLOCKS)
-def test_block_losses_have_the_full_gradient(block, center):
-    objective, P = _tiny_problem(1, center=center)
+def test_block_losses_have_the_full_gradient(block, center, activity):
+    objective, P = _tiny_problem(1, center=center, activity=activity)
     cache: dict = {}
     stage = "cells" if block in BLOCKS[:4] else "features"
     objective.fill_cache(stage, P, cache)
@@ -75,10 +76,28 @@ def test_block_losses_have_the_full_gradient(block, center):
     torch.testing.assert_close(block_grad, full_grad)
 
 
+def test_activity_term_matches_dense_reference():
+    """The gene activity term: ||P - (C_1 Σ_g C_gᵀ + b_pc 1ᵀ + 1 b_pgᵀ)||² / total variance of P."""
+    objective, P = _tiny_problem(3)
+    assert objective.has_activity
+    _, terms = objective.full(P)
+    act = objective.p.P
+    dense = act.X.to_dense()
+    c1, cg = torch.softmax(P["C_atac"], 1), torch.softmax(P["C_g"], 1)
+    model = c1 @ P["Sigma_g"] @ cg.T + P["b_pc"][:, None] + P["b_pg"][None, :]
+    expected = ((dense - model) ** 2).sum() / ((dense - dense.mean()) ** 2).sum()
+    torch.testing.assert_close(terms["activity"], expected)
+    assert act.shape == tuple(dense.shape)
+    # weight 0 (or no P) leaves the term out of the objective
+    weights = {**objective.w, "activity": 0.0}
+    off = Objective(objective.p, 1, 1, 1, weights)
+    assert not off.has_activity and float(off.full(P)[1]["activity"]) == 0.0
+
+
 def test_closed_form_biases_zero_the_gradient():
     objective, P = _tiny_problem(2)
     objective.update_biases(P)
-    biases = ("b_atac", "b_r", "b_rna", "b_g")
+    biases = ("b_atac", "b_r", "b_rna", "b_g", "b_pc", "b_pg")
     xs = {b: P[b].detach().clone().requires_grad_(True) for b in biases}
     grads = torch.autograd.grad(objective.full({**P, **xs})[0], list(xs.values()))
     for g in grads:
