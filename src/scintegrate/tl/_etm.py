@@ -729,7 +729,8 @@ def etm(
         varm[f"{key_added}_batch_bias"] = bias.T
 
     if path_input or (backed and copy):
-        target = meta if path_input else counts.results_anndata()
+        # a backed AnnData's copy: its cells and genes, without the matrix on disk
+        target = meta if path_input else AnnData(obs=adata.obs.copy(), var=adata.var.copy())
         returned = target
     else:
         target = adata.copy() if copy else adata
