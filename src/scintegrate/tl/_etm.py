@@ -513,7 +513,7 @@ def etm(
     grad_clip
         Maximum gradient norm (of the loss per count); ``None`` disables clipping.
     chunk_size
-        Consecutive cells kept together when an epoch is shuffled (see *Data on disk*); 1 gives
+        Consecutive cells kept together when an epoch is shuffled (see data on disk above); 1 gives
         a plain random permutation within each window.
     shuffle_buffer
         Cells per shuffling window (at least ``batch_size`` are used): the cells held in memory
