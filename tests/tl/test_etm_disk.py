@@ -202,3 +202,25 @@ def test_bad_inputs_on_disk(cortex, cortex_file, tmp_path):
         f.create_group("X").attrs["encoding-type"] = "csr_matrix"
     with pytest.raises(ValueError, match="incomplete"):
         si.tl.etm(tmp_path / "broken.h5ad", 2)
+
+
+def test_zarr_stores_and_dask_matrices_give_the_in_memory_result(cortex, tmp_path):
+    import anndata as ad
+    import zarr
+
+    kwargs = {"batch_key": "library", "random_state": 2, **SMALL, **WINDOWS}
+    memory = cortex.copy()
+    model = si.tl.etm(memory, 3, return_model=True, **kwargs)
+    store = tmp_path / "cortex.zarr"
+    cortex.write_zarr(store)
+    group = zarr.open_group(str(store), mode="r")
+    lazy = AnnData(X=ad.experimental.read_elem_lazy(group["X"]), obs=cortex.obs, var=cortex.var)
+    for data in (store, group, lazy):
+        out = si.tl.etm(data, 3, **kwargs)
+        out = lazy if out is None else out
+        assert out.uns["etm"]["params"]["from_disk"]
+        np.testing.assert_allclose(out.obsm["X_etm"], memory.obsm["X_etm"], atol=1e-10)
+        np.testing.assert_allclose(
+            model.transform(data, batch_size=128), memory.obsm["X_etm"], atol=1e-10
+        )
+    assert "X_etm" not in cortex.obsm

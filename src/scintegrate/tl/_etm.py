@@ -17,7 +17,7 @@ from .._logging import logger
 from .._settings import settings
 from .._utils._backed import is_writable, write_slots_to_file
 from .._utils._device import resolve_device
-from .._utils._etm_inputs import count_totals, open_counts
+from .._utils._etm_inputs import count_totals, is_path_like, open_counts, reads_from_store
 from .._utils._random import get_rng
 from .._utils._slots import history_frame, record_params, recorded_slots, write_slots
 from .._utils._tracking import label_tracker
@@ -206,8 +206,8 @@ class ETMModel:
         ----------
         data
             The cells to embed, with raw counts for (at least) the training genes, matched by
-            name: an AnnData in memory or backed (its CSR ``.X`` is read from the file in
-            chunks of ``batch_size`` cells), or the path of an h5ad file.
+            name: an AnnData in memory, backed or with a Dask matrix (then read in chunks of
+            ``batch_size`` cells), or an h5ad or zarr path or a zarr group (read in chunks).
         layer
             Where the counts are; ``"training"`` uses the layer of training.
         batch_key
@@ -224,10 +224,10 @@ class ETMModel:
         layer = self.layer if layer == "training" else layer
         batch_key = self.batch_key if batch_key == "training" else batch_key
         batch_size = check_positive_int(batch_size, param="batch_size")
-        path_input = isinstance(data, str | Path)
+        path_input = is_path_like(data)
         if not path_input:
             _check_input(data)
-        on_disk = path_input or (data.isbacked and layer is None)
+        on_disk = reads_from_store(data, layer)
         counts = open_counts(data, layer) if on_disk else None
         try:
             adata = data if not path_input else counts.results_anndata()
@@ -464,25 +464,28 @@ def etm(
     ``max(n_obs // batch_size, 1)`` steps; with ``n_obs <= batch_size`` every step is full-batch.
     On the CPU the same ``random_state`` gives the same result.
 
-    **Data on disk.** A backed AnnData (``read_h5ad(path, backed="r")``, CSR ``.X``) or an h5ad
-    path is never loaded whole: one pass over its rows checks the counts and sums each cell's
-    total, mini-batches are read from the file during training, and the cells are embedded in
-    chunks at the end, so memory does not grow with the number of cells (beyond the results and
-    a few numbers per cell). Each epoch's order is **shuffled by chunk**: the rows are cut into
-    chunks of ``chunk_size`` consecutive cells, the chunks are permuted and grouped into windows
-    of ``shuffle_buffer`` cells, each window's cells are permuted among themselves, and the
-    mini-batches are consecutive slices of that order; a window is read from the file as runs of
-    consecutive rows and held while its mini-batches are trained. Data in memory uses the same
-    order, so the same ``random_state`` gives the same result in memory and from disk (to float
-    rounding). With at most ``shuffle_buffer`` cells the order is a plain random permutation.
+    **Data on disk.** A backed AnnData (``read_h5ad(path, backed="r")``, CSR ``.X``), an h5ad or
+    zarr store, or an AnnData with a Dask matrix is never loaded whole: one pass over its rows
+    checks the counts and sums each cell's total, mini-batches are read during training, and the
+    cells are embedded in chunks at the end, so memory does not grow with the number of cells
+    (beyond the results and a few numbers per cell). Each epoch's order is **shuffled by chunk**:
+    the rows are cut into chunks of ``chunk_size`` consecutive cells, the chunks are permuted and
+    grouped into windows of ``shuffle_buffer`` cells, each window's cells are permuted among
+    themselves, and the mini-batches are consecutive slices of that order; a window is read as
+    runs of consecutive rows and held while its mini-batches are trained. Data in memory uses
+    the same order, so the same ``random_state`` gives the same result in memory and from disk
+    (to float rounding). With at most ``shuffle_buffer`` cells the order is a plain random
+    permutation.
 
     Parameters
     ----------
     adata
-        The cells: an AnnData in memory or backed (``read_h5ad(..., backed="r")``, whose CSR
-        ``.X`` is read from the file), or the path of an h5ad file. Results go into the AnnData,
-        or, for a path or a backed AnnData with ``copy=True``, into a new AnnData (the file's
-        ``obs`` and ``var``, no ``X``) that is returned. A backed AnnData opened read-only needs
+        The cells: an AnnData in memory, backed (``read_h5ad(..., backed="r")``, whose CSR
+        ``.X`` is read from the file) or with a Dask array of CSR chunks as ``.X`` or ``layer``
+        (read a block of rows at a time), or an h5ad or zarr path or a zarr group (AnnData's
+        on-disk formats, CSR matrix). Results go into the AnnData, or, for a path, a zarr group
+        or a backed AnnData with ``copy=True``, into a new AnnData (the store's ``obs`` and
+        ``var``, no ``X``) that is returned. A backed AnnData opened read-only needs
         ``copy=True`` (or ``backed="r+"``, which writes the results into the file too).
     n_topics
         Number of topics K (at least 2).
@@ -575,7 +578,7 @@ def etm(
     >>> si.pl.training_curve(adata, "etm", x="epoch")
     """
     # validate everything before touching adata
-    path_input = isinstance(adata, str | Path)
+    path_input = is_path_like(adata)
     if not path_input:
         _check_input(adata)
     check_key(key_added)
@@ -608,7 +611,7 @@ def etm(
     resolved_device = resolve_device(device)
     backed = not path_input and adata.isbacked
     # a backed AnnData's layers are in memory (anndata backs .X only)
-    on_disk = path_input or (backed and layer is None)
+    on_disk = reads_from_store(adata, layer)
     if backed and not copy and not is_writable(adata):
         raise ValueError(
             f"{adata.filename!r} is opened read-only (backed='r'), so the results cannot be "
@@ -620,7 +623,7 @@ def etm(
     try:
         if on_disk:
             counts = open_counts(adata, layer)
-            meta = adata if backed else counts.results_anndata()
+            meta = counts.results_anndata() if path_input else adata
             if path_input and fixed_gene_emb is not None:
                 emb = counts.varm(fixed_gene_emb) if isinstance(fixed_gene_emb, str) else None
                 if emb is not None:
