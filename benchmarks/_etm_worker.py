@@ -146,9 +146,19 @@ def run_tl(args) -> dict:
 
     def embed_marked(self, *a, **kw):  # the first embedding is the final one (no labels_key)
         marks.setdefault("training_peak_rss_mb", status_mb("VmHWM"))
+        if sources:  # seconds reading (and decoding) rows from the file during training
+            marks.setdefault("training_read_seconds", sources[0].source.read_seconds)
         return embed(self, *a, **kw)
 
+    sources = []
+    init = core.SourceData.__init__
+
+    def init_recorded(self, *a, **kw):
+        init(self, *a, **kw)
+        sources.append(self)
+
     core.ETMModule.embed = embed_marked
+    core.SourceData.__init__ = init_recorded
     data = str(args.data) if args.impl == "tl-disk" else ad.read_h5ad(args.data)
     waited = wait_for_idle(args.wait_idle)
     with Measurement() as m:

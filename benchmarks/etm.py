@@ -208,13 +208,17 @@ def from_disk(args, report: dict) -> None:
             f"batch 2000, {args.disk_epochs} epochs ({5 * args.disk_epochs} steps), "
             f"{args.threads} threads, {args.repeats} alternated repeats"
         )
-        settings = [
-            ("memory", "h5ad", 16_384),
-            ("disk", "h5ad", 16_384),
-            ("disk", "h5ad-gzip", 16_384),
-            ("memory", "h5ad", 4096),
-            ("disk", "h5ad-gzip", 4096),
-        ]
+        settings = (
+            []
+            if args.skip_steps
+            else [
+                ("memory", "h5ad", 16_384),
+                ("disk", "h5ad", 16_384),
+                ("disk", "h5ad-gzip", 16_384),
+                ("memory", "h5ad", 4096),
+                ("disk", "h5ad-gzip", 4096),
+            ]
+        )
         thetas = {}
         for repeat in range(args.repeats):
             for where, kind, buffer in settings:
@@ -245,12 +249,13 @@ def from_disk(args, report: dict) -> None:
                 if (r["source"], r["file"], r["shuffle_buffer"]) == (where, kind, buffer)
             ]
             summary[f"{where}/{kind}/{buffer}"] = float(np.median(picked))
-        for buffer in (16_384, 4096):
+        for buffer in (16_384, 4096) if settings else ():
             base = summary[f"memory/h5ad/{buffer}"]
             for key, value in summary.items():
                 if key.endswith(f"/{buffer}") and key.startswith("disk"):
                     print(f"  {key}: {value / base:.2f}x the in-memory time per step (medians)")
-        report["snareseq_steps"] = {"runs": rows, "median_seconds_per_step": summary}
+        if settings:
+            report["snareseq_steps"] = {"runs": rows, "median_seconds_per_step": summary}
 
         scale = []
         for n in args.rss_sizes:
@@ -309,6 +314,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="alternated runs per setting")
     parser.add_argument("--rss-sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--rss-epochs", type=int, default=1)
+    parser.add_argument("--skip-steps", action="store_true", help="only the RSS part of 3")
     args = parser.parse_args()
     if args.from_disk:
         args.results = args.results or RESULTS / "etm_from_disk.json"
