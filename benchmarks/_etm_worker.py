@@ -131,6 +131,10 @@ def run_scetm(X, batch, args):
     return m, steps, theta, delta, {"torch": torch.__version__, "scETM": version("scETM")}
 
 
+class _Stop(Exception):
+    """Training stopped after ``--max-steps`` (the memory benchmark on large files)."""
+
+
 def run_tl(args) -> dict:
     """``tl.etm`` on an h5ad file, in memory or from disk (``--impl tl-memory`` / ``tl-disk``)."""
     import anndata as ad
@@ -159,21 +163,46 @@ def run_tl(args) -> dict:
 
     core.ETMModule.embed = embed_marked
     core.SourceData.__init__ = init_recorded
+    if args.max_steps:  # training stops after this many steps: no results, the peak so far
+        batch_at = core.SourceData.batch_at
+        done = []
+
+        def batch_at_capped(self, *a, **kw):
+            if len(done) == args.max_steps:
+                marks["training_peak_rss_mb"] = status_mb("VmHWM")
+                marks["training_read_seconds"] = self.source.read_seconds
+                raise _Stop
+            done.append(1)
+            return batch_at(self, *a, **kw)
+
+        core.SourceData.batch_at = batch_at_capped
     data = str(args.data) if args.impl == "tl-disk" else ad.read_h5ad(args.data)
     waited = wait_for_idle(args.wait_idle)
     with Measurement() as m:
-        out = si.tl.etm(
-            data,
-            args.k,
-            batch_key="library" if args.batches else None,
-            max_epochs=args.epochs,
-            batch_size=args.batch_size,
-            chunk_size=args.chunk_size,
-            shuffle_buffer=args.shuffle_buffer,
-            kl_weight=args.kl_weight if args.kl_weight is not None else 1.0,
-            random_state=args.seed,
-            copy=True,
-        )
+        try:
+            out = si.tl.etm(
+                data,
+                args.k,
+                batch_key="library" if args.batches else None,
+                max_epochs=args.epochs,
+                batch_size=args.batch_size,
+                chunk_size=args.chunk_size,
+                shuffle_buffer=args.shuffle_buffer,
+                kl_weight=args.kl_weight if args.kl_weight is not None else 1.0,
+                random_state=args.seed,
+                copy=True,
+            )
+        except _Stop:
+            out = None
+    if out is None:
+        return {
+            "impl": args.impl,
+            "steps": args.max_steps,
+            "stopped_after_steps": args.max_steps,
+            "waited_for_idle_s": waited,
+            **marks,
+            **m.as_dict(),
+        }
     history = out.uns["etm"]["history"]
     steps = int(out.uns["etm"]["params"]["n_steps"])
     per_epoch = steps // len(history)
@@ -212,6 +241,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1, help="tl-* only")
     parser.add_argument("--chunk-size", type=int, default=256, help="tl-* only")
     parser.add_argument("--shuffle-buffer", type=int, default=16_384, help="tl-* only")
+    parser.add_argument("--max-steps", type=int, default=0, help="tl-disk: stop training after")
     args = parser.parse_args()
     if args.impl.startswith("tl-"):
         result = run_tl(args)

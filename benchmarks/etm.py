@@ -157,7 +157,7 @@ def clustering_scores(embedding, labels) -> dict:
     }
 
 
-def tl_in_worker(impl, data, out, args, *, epochs, batches, shuffle_buffer) -> dict:
+def tl_in_worker(impl, data, out, args, *, epochs, batches, shuffle_buffer, max_steps=0) -> dict:
     """``tl.etm`` in a fresh ``_etm_worker.py`` process (``impl``: tl-memory or tl-disk)."""
     arguments = [
         "--impl", impl, "--data", data, "--out", out, "--k", args.k, "--epochs", epochs,
@@ -165,6 +165,8 @@ def tl_in_worker(impl, data, out, args, *, epochs, batches, shuffle_buffer) -> d
     ]  # fmt: skip
     if batches:
         arguments.append("--batches")
+    if max_steps:
+        arguments += ["--max-steps", max_steps]
     if args.kl_weight is not None:
         arguments += ["--kl-weight", args.kl_weight]
     env = thread_env(args.threads)
@@ -262,24 +264,29 @@ def from_disk(args, report: dict) -> None:
             path = scale_file(n)
             result = tl_in_worker(
                 "tl-disk", path, tmp / "scale", args, epochs=args.rss_epochs, batches=False,
-                shuffle_buffer=16_384,
+                shuffle_buffer=16_384, max_steps=args.rss_max_steps,
             )  # fmt: skip
+            result["n_cells"] = n
             result["file_mb"] = path.stat().st_size / 2**20
             scale.append(result)
+            overall = (
+                f"training stopped after {args.rss_max_steps} steps"
+                if args.rss_max_steps
+                else f"overall {result['peak_rss_mb']:.0f} MiB (results theta + delta "
+                f"{result['results_mb']:.0f} MiB)"
+            )
             print(
                 f"  n={n:>8d} from disk ({result['file_mb']:.0f} MiB file): {result['steps']} "
-                f"steps, {1000 * result['seconds_per_step']:.0f} ms/step, call "
-                f"{result['seconds']:.0f} s; peak RSS in training "
-                f"{result['training_peak_rss_mb']:.0f} MiB, overall {result['peak_rss_mb']:.0f} "
-                f"MiB (results theta + delta {result['results_mb']:.0f} MiB); other processes "
-                f"{result['other_cores']:.1f} cores"
+                f"steps, call {result['seconds']:.0f} s (validation pass included); peak RSS in "
+                f"training {result['training_peak_rss_mb']:.0f} MiB, {overall}; reading in "
+                f"training {result.get('training_read_seconds', float('nan')):.1f} s; other "
+                f"processes {result['other_cores']:.1f} cores"
             )
         if len(scale) > 1:
             a, b = scale[0], scale[-1]
             print(
-                f"  peak RSS ratio n={b['n_cells']} / n={a['n_cells']}: training "
-                f"{b['training_peak_rss_mb'] / a['training_peak_rss_mb']:.2f}, overall "
-                f"{b['peak_rss_mb'] / a['peak_rss_mb']:.2f}"
+                f"  peak RSS in training, n={b['n_cells']} / n={a['n_cells']}: "
+                f"{b['training_peak_rss_mb'] / a['training_peak_rss_mb']:.2f}"
             )
         report["scale"] = scale
 
@@ -314,6 +321,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="alternated runs per setting")
     parser.add_argument("--rss-sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--rss-epochs", type=int, default=1)
+    parser.add_argument(
+        "--rss-max-steps", type=int, default=0, help="stop training after (0: the epochs)"
+    )
     parser.add_argument("--skip-steps", action="store_true", help="only the RSS part of 3")
     args = parser.parse_args()
     if args.from_disk:
