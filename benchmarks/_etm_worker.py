@@ -245,6 +245,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.impl.startswith("tl-"):
         result = run_tl(args)
+        args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "result.json").write_text(json.dumps(result, indent=1))
         json.dump(result, sys.stdout)
         return
