@@ -5,7 +5,12 @@ Started by ``benchmarks/etm.py``:
 * ``--impl ours`` runs in the package's environment (``scintegrate._core.etm.fit_etm``, the
   trainer behind ``tl.etm``);
 * ``--impl scetm`` runs in ``benchmarks/.envs/scetm`` (scETM 0.5.0, ``scETM`` +
-  ``UnsupervisedTrainer``), with small import-time shims for newer numpy / anndata / scanpy.
+  ``UnsupervisedTrainer``), with small import-time shims for newer numpy / anndata / scanpy;
+* ``--impl tl-memory`` / ``--impl tl-disk`` (``etm.py --from-disk``) run ``tl.etm`` on an
+  h5ad file (``--data``) read into memory first (untimed), or given as a path (read from disk
+  during training). Timed: the ``tl.etm`` call; per step: the training loop only (its history).
+  The peak RSS is also taken when training ends, before the cells are embedded and the
+  n x topics results written (``training_peak_rss_mb``).
 
 Input (``--data``): an ``.npz`` with the raw counts (cells x genes CSR), the batch codes and the
 cell-type labels. Timed, without evaluation or checkpoints: for ours the whole ``fit_etm`` call
@@ -126,9 +131,104 @@ def run_scetm(X, batch, args):
     return m, steps, theta, delta, {"torch": torch.__version__, "scETM": version("scETM")}
 
 
+class _Stop(Exception):
+    """Training stopped after ``--max-steps`` (the memory benchmark on large files)."""
+
+
+def run_tl(args) -> dict:
+    """``tl.etm`` on an h5ad file, in memory or from disk (``--impl tl-memory`` / ``tl-disk``)."""
+    import anndata as ad
+    import torch
+    from _common import status_mb
+
+    import scintegrate as si
+    from scintegrate._core import etm as core
+
+    si.settings.progress_bar = False
+    marks = {}
+    embed = core.ETMModule.embed
+
+    def embed_marked(self, *a, **kw):  # the first embedding is the final one (no labels_key)
+        marks.setdefault("training_peak_rss_mb", status_mb("VmHWM"))
+        if sources:  # seconds reading (and decoding) rows from the file during training
+            marks.setdefault("training_read_seconds", sources[0].source.read_seconds)
+        return embed(self, *a, **kw)
+
+    sources = []
+    init = core.SourceData.__init__
+
+    def init_recorded(self, *a, **kw):
+        init(self, *a, **kw)
+        sources.append(self)
+
+    core.ETMModule.embed = embed_marked
+    core.SourceData.__init__ = init_recorded
+    if args.max_steps:  # training stops after this many steps: no results, the peak so far
+        batch_at = core.SourceData.batch_at
+        done = []
+
+        def batch_at_capped(self, *a, **kw):
+            if len(done) == args.max_steps:
+                marks["training_peak_rss_mb"] = status_mb("VmHWM")
+                marks["training_read_seconds"] = self.source.read_seconds
+                raise _Stop
+            done.append(1)
+            return batch_at(self, *a, **kw)
+
+        core.SourceData.batch_at = batch_at_capped
+    data = str(args.data) if args.impl == "tl-disk" else ad.read_h5ad(args.data)
+    waited = wait_for_idle(args.wait_idle)
+    with Measurement() as m:
+        try:
+            out = si.tl.etm(
+                data,
+                args.k,
+                batch_key="library" if args.batches else None,
+                max_epochs=args.epochs,
+                batch_size=args.batch_size,
+                chunk_size=args.chunk_size,
+                shuffle_buffer=args.shuffle_buffer,
+                kl_weight=args.kl_weight if args.kl_weight is not None else 1.0,
+                random_state=args.seed,
+                copy=True,
+            )
+        except _Stop:
+            out = None
+    if out is None:
+        return {
+            "impl": args.impl,
+            "steps": args.max_steps,
+            "stopped_after_steps": args.max_steps,
+            "waited_for_idle_s": waited,
+            **marks,
+            **m.as_dict(),
+        }
+    history = out.uns["etm"]["history"]
+    steps = int(out.uns["etm"]["params"]["n_steps"])
+    per_epoch = steps // len(history)
+    times = history["time"].to_numpy()
+    later = (times[-1] - times[0]) / (steps - per_epoch) if len(times) > 1 else float("nan")
+    args.out.mkdir(parents=True, exist_ok=True)
+    np.savez(args.out / "embedding.npz", theta=out.obsm["X_etm"], delta=out.obsm["etm_delta"])
+    return {
+        "impl": args.impl,
+        "n_cells": int(out.n_obs),
+        "steps": steps,
+        "seconds_training": float(times[-1]),
+        "seconds_per_step": float(times[-1]) / steps,
+        # epochs after the first (numba compilation, first reads and allocations excluded)
+        "seconds_per_step_after_first_epoch": later,
+        "waited_for_idle_s": waited,
+        "results_mb": (out.obsm["X_etm"].nbytes + out.obsm["etm_delta"].nbytes) / 2**20,
+        "versions": {"torch": torch.__version__},
+        **marks,
+        **m.as_dict(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--impl", choices=("ours", "scetm"), required=True)
+    parser.add_argument("--impl", choices=("ours", "scetm", "tl-memory", "tl-disk"), required=True)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--k", type=int, default=16)
@@ -138,7 +238,17 @@ def main() -> None:
     parser.add_argument("--kl-weight", type=float, default=None, help="default: each its own")
     parser.add_argument("--wait-idle", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=1, help="tl-* only")
+    parser.add_argument("--chunk-size", type=int, default=256, help="tl-* only")
+    parser.add_argument("--shuffle-buffer", type=int, default=16_384, help="tl-* only")
+    parser.add_argument("--max-steps", type=int, default=0, help="tl-disk: stop training after")
     args = parser.parse_args()
+    if args.impl.startswith("tl-"):
+        result = run_tl(args)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "result.json").write_text(json.dumps(result, indent=1))
+        json.dump(result, sys.stdout)
+        return
     X, batch, _ = load_inputs(args.data)
     waited = wait_for_idle(args.wait_idle)
     run = run_ours if args.impl == "ours" else run_scetm

@@ -18,10 +18,21 @@ scETM is not a dependency: it lives in ``benchmarks/.envs/scetm`` (created with
 skipped with a note when missing. Each run is a fresh subprocess (``_etm_worker.py``) limited
 to ``--threads`` threads that times the training loop only and reports its peak RSS.
 
+3. **From disk** (``--from-disk``, instead of 1 and 2): ``tl.etm`` on an h5ad file read into
+   memory vs given as a path (mini-batches read from the file, see ``tl.etm``'s *Data on
+   disk*): (a) seconds per training step on the SNARE-seq data (written uncompressed, as
+   ``write_h5ad`` does by default, and gzip-compressed; the default shuffling window, which
+   holds all 10,309 cells, and a 4,096-cell window that makes each epoch read three windows),
+   runs alternated; (b) peak RSS training from disk on n = 100k and 1M cells resampled from
+   the Kang et al. PBMC profiles as ``inmf_scale.py`` does (2,000 genes, Poisson draws around
+   real cells, log-normal depth; one chunked gzip h5ad per n, cached under
+   ``benchmarks/results/etm_scale_data``), ``--rss-epochs`` epochs each.
+
 Run from the repository root::
 
     .venv/bin/python benchmarks/etm.py            # both parts
     .venv/bin/python benchmarks/etm.py --quick    # fewer steps
+    .venv/bin/python benchmarks/etm.py --from-disk [--rss-sizes 100000 1000000]
 
 Results are printed and written to ``benchmarks/results/etm.json``.
 """
@@ -146,6 +157,140 @@ def clustering_scores(embedding, labels) -> dict:
     }
 
 
+def tl_in_worker(impl, data, out, args, *, epochs, batches, shuffle_buffer, max_steps=0) -> dict:
+    """``tl.etm`` in a fresh ``_etm_worker.py`` process (``impl``: tl-memory or tl-disk)."""
+    arguments = [
+        "--impl", impl, "--data", data, "--out", out, "--k", args.k, "--epochs", epochs,
+        "--batch-size", 2000, "--wait-idle", args.wait_idle, "--shuffle-buffer", shuffle_buffer,
+    ]  # fmt: skip
+    if batches:
+        arguments.append("--batches")
+    if max_steps:
+        arguments += ["--max-steps", max_steps]
+    if args.kl_weight is not None:
+        arguments += ["--kl-weight", args.kl_weight]
+    env = thread_env(args.threads)
+    env["PYTHONPATH"] = str(REPO / "src") + ":" + str(HERE)
+    stdout = run_worker(sys.executable, WORKER, arguments, env=env, cwd=HERE).stdout
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def scale_file(n: int) -> Path:
+    """An h5ad of ``n`` raw-count cells resampled as ``inmf_scale.py`` does (cached): blocks of
+    50,000 cells alternating control and stimulated profiles, no batches."""
+    from inmf_scale import GENERATE_BLOCK, load_profiles, resampled_block, write_h5ad
+
+    path = RESULTS / "etm_scale_data" / f"n{n}.h5ad"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profiles, genes = load_profiles()
+    rng = np.random.default_rng(3000 + n % 997)
+    names = ("ctrl", "stim")
+    blocks = (
+        resampled_block(profiles[names[(s // GENERATE_BLOCK) % 2]], min(GENERATE_BLOCK, n - s), rng)
+        for s in range(0, n, GENERATE_BLOCK)
+    )
+    write_h5ad(path, blocks, n, genes, "c")
+    return path
+
+
+def from_disk(args, report: dict) -> None:
+    import scintegrate as si
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        adata = si.datasets.snareseq_cortex_rna()
+        files = {"h5ad": tmp / "snare.h5ad", "h5ad-gzip": tmp / "snare_gzip.h5ad"}
+        adata.write_h5ad(files["h5ad"])
+        adata.write_h5ad(files["h5ad-gzip"], compression="gzip")
+        print(
+            f"from disk: SNARE-seq RNA {adata.n_obs} cells x {adata.n_vars} genes, k={args.k}, "
+            f"batch 2000, {args.disk_epochs} epochs ({5 * args.disk_epochs} steps), "
+            f"{args.threads} threads, {args.repeats} alternated repeats"
+        )
+        settings = (
+            []
+            if args.skip_steps
+            else [
+                ("memory", "h5ad", 16_384),
+                ("disk", "h5ad", 16_384),
+                ("disk", "h5ad-gzip", 16_384),
+                ("memory", "h5ad", 4096),
+                ("disk", "h5ad-gzip", 4096),
+            ]
+        )
+        thetas = {}
+        for repeat in range(args.repeats):
+            for where, kind, buffer in settings:
+                result = tl_in_worker(
+                    f"tl-{where}", files[kind], tmp / "out", args, epochs=args.disk_epochs,
+                    batches=True, shuffle_buffer=buffer,
+                )  # fmt: skip
+                theta = np.load(tmp / "out" / "embedding.npz")["theta"]
+                ref = thetas.setdefault(buffer, theta)
+                result.update(
+                    repeat=repeat, source=where, file=kind, shuffle_buffer=buffer,
+                    max_abs_theta_difference_to_memory=float(np.abs(theta - ref).max()),
+                )  # fmt: skip
+                rows.append(result)
+                print(
+                    f"  {where:6s} {kind:9s} window {buffer:6d}: "
+                    f"{1000 * result['seconds_per_step']:6.1f} ms/step "
+                    f"({1000 * result['seconds_per_step_after_first_epoch']:6.1f} after epoch 1), "
+                    f"call {result['seconds']:5.1f} s, peak RSS {result['peak_rss_mb']:5.0f} MiB, "
+                    f"|theta - memory| {result['max_abs_theta_difference_to_memory']:.1e}, "
+                    f"other processes {result['other_cores']:.1f} cores"
+                )
+        summary = {}
+        for where, kind, buffer in settings:
+            picked = [
+                r["seconds_per_step"]
+                for r in rows
+                if (r["source"], r["file"], r["shuffle_buffer"]) == (where, kind, buffer)
+            ]
+            summary[f"{where}/{kind}/{buffer}"] = float(np.median(picked))
+        for buffer in (16_384, 4096) if settings else ():
+            base = summary[f"memory/h5ad/{buffer}"]
+            for key, value in summary.items():
+                if key.endswith(f"/{buffer}") and key.startswith("disk"):
+                    print(f"  {key}: {value / base:.2f}x the in-memory time per step (medians)")
+        if settings:
+            report["snareseq_steps"] = {"runs": rows, "median_seconds_per_step": summary}
+
+        scale = []
+        for n in args.rss_sizes:
+            path = scale_file(n)
+            result = tl_in_worker(
+                "tl-disk", path, tmp / "scale", args, epochs=args.rss_epochs, batches=False,
+                shuffle_buffer=16_384, max_steps=args.rss_max_steps,
+            )  # fmt: skip
+            result["n_cells"] = n
+            result["file_mb"] = path.stat().st_size / 2**20
+            scale.append(result)
+            overall = (
+                f"training stopped after {args.rss_max_steps} steps"
+                if args.rss_max_steps
+                else f"overall {result['peak_rss_mb']:.0f} MiB (results theta + delta "
+                f"{result['results_mb']:.0f} MiB)"
+            )
+            print(
+                f"  n={n:>8d} from disk ({result['file_mb']:.0f} MiB file): {result['steps']} "
+                f"steps, call {result['seconds']:.0f} s (validation pass included); peak RSS in "
+                f"training {result['training_peak_rss_mb']:.0f} MiB, {overall}; reading in "
+                f"training {result.get('training_read_seconds', float('nan')):.1f} s; other "
+                f"processes {result['other_cores']:.1f} cores"
+            )
+        if len(scale) > 1:
+            a, b = scale[0], scale[-1]
+            print(
+                f"  peak RSS in training, n={b['n_cells']} / n={a['n_cells']}: "
+                f"{b['training_peak_rss_mb'] / a['training_peak_rss_mb']:.2f}"
+            )
+        report["scale"] = scale
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--k", type=int, default=16)
@@ -170,8 +315,31 @@ def main() -> None:
         "--seeds", type=int, default=1, help="SNARE-seq runs per implementation (seeds 0, 1, ...)"
     )
     parser.add_argument("--pbmc", type=Path, default=PBMC, help="PBMC 3k raw .h5ad(.gz)")
-    parser.add_argument("--results", type=Path, default=RESULTS / "etm.json")
+    parser.add_argument("--results", type=Path, default=None)
+    parser.add_argument("--from-disk", action="store_true", help="part 3 only")
+    parser.add_argument("--disk-epochs", type=int, default=20, help="SNARE-seq epochs (5 steps)")
+    parser.add_argument("--repeats", type=int, default=2, help="alternated runs per setting")
+    parser.add_argument("--rss-sizes", type=int, nargs="*", default=[100_000, 1_000_000])
+    parser.add_argument("--rss-epochs", type=int, default=1)
+    parser.add_argument(
+        "--rss-max-steps", type=int, default=0, help="stop training after (0: the epochs)"
+    )
+    parser.add_argument("--skip-steps", action="store_true", help="only the RSS part of 3")
     args = parser.parse_args()
+    if args.from_disk:
+        args.results = args.results or RESULTS / "etm_from_disk.json"
+        report = {
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "code": code_version(),
+            "threads": args.threads,
+            "k": args.k,
+        }
+        from_disk(args, report)
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(json.dumps(report, indent=1))
+        print(f"written to {args.results}")
+        return
+    args.results = args.results or RESULTS / "etm.json"
     if args.quick:
         args.steps, args.assignment_steps = 100, 200
 

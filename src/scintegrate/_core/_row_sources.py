@@ -1,15 +1,21 @@
-"""Row sources: the cells of one dataset as CSR row blocks, from memory or an HDF5 CSR matrix.
+"""Row sources: the cells of one dataset as CSR row blocks, from memory, from a CSR matrix stored
+in HDF5 or zarr (AnnData's on-disk layout), or from a Dask array of CSR chunks.
 
 A source hands out mini-batches of rows as float64 CSR blocks restricted to the model's genes,
-optionally normalised on the fly (LIGER's library-size normalisation and per-gene scaling). An
-HDF5 source reads only the rows asked for, as contiguous runs: with the chunk-shuffled epoch
-order of online iNMF a mini-batch is a few runs, so each compressed HDF5 chunk is decompressed
+optionally normalised on the fly (LIGER's library-size normalisation and per-gene scaling). A
+stored source reads only the rows asked for, as contiguous runs: with the chunk-shuffled epoch
+order of online iNMF a mini-batch is a few runs, so each compressed chunk is decompressed
 about once per epoch instead of once per cell. Memory is set by the mini-batch, never by the
 number of cells (the index pointer is read run by run, not loaded whole).
+
+Every source can hand out a *portable* part of itself (:meth:`RowSource.portable`): a picklable
+source of a range of its rows, with the same genes and scaling, that reopens its file (or holds
+its slice of the data) wherever it is unpickled. The Dask passes ship these to the workers.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,6 +109,17 @@ class RowSource:
     def close(self) -> None:
         """Release what the source opened (nothing for data in memory)."""
 
+    def portable(self, start: int, stop: int) -> RowSource:
+        """A picklable source of the rows ``start:stop`` with the same genes and scaling, for
+        another process (stored sources reopen their file there, lazily)."""
+        return RowRange(self, start, stop)
+
+    def _copy_settings(self, other: RowSource) -> RowSource:
+        other.genes = self.genes
+        other.inv_rms = self.inv_rms
+        other.where = self.where
+        return other
+
     # -- shared -----------------------------------------------------------------------------
     def take(self, rows: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
         """The rows (sorted indices) as ``(matrix, positions)``: ``matrix[positions]`` are they."""
@@ -188,10 +205,52 @@ class MemoryRows(RowSource):
         block = self.X[rows if self.cells is None else self.cells[rows]]
         return block.indptr, block.indices, block.data
 
+    def portable(self, start, stop):
+        rows = slice(start, stop) if self.cells is None else self.cells[start:stop]
+        return self._copy_settings(MemoryRows(self.X[rows]))
 
-class H5Rows(RowSource):
-    """Rows of a CSR matrix stored in HDF5 the way AnnData writes it (``data``, ``indices``,
-    ``indptr``); ``cells`` selects a sorted subset of its rows."""
+
+class RowRange(RowSource):
+    """The rows ``start:stop`` of another source (pickled with it: see :meth:`portable`)."""
+
+    def __init__(self, parent: RowSource, start: int, stop: int) -> None:
+        super().__init__(parent.genes, parent.inv_rms)
+        self.parent, self.start = parent, int(start)
+        self.n_cells = int(stop) - int(start)
+        self.n_columns = parent.n_columns
+        self.where = parent.where
+
+    def _read(self, rows):
+        return self.parent._read(np.asarray(rows, dtype=np.int64) + self.start)
+
+    # close(): nothing; the parent is the caller's (an unpickled parent's file closes with it)
+
+
+def store_name(group) -> str:
+    """Where a stored group lives, for messages: the HDF5 file name or the zarr store."""
+    file = getattr(group, "file", None)
+    if file is not None and hasattr(file, "filename"):
+        return str(file.filename)
+    return str(getattr(group, "store", group))
+
+
+def _zarr_location(group) -> tuple[str, str]:
+    """``(store path, group path)`` of a zarr group in a local store; anything else (memory or
+    remote stores) is pickled as the group itself."""
+    root = getattr(group.store, "root", None)
+    if root is None:
+        raise TypeError("not a local zarr store")
+    return str(root), group.path
+
+
+class StoredRows(RowSource):
+    """Rows of a CSR matrix stored the way AnnData writes it (``data``, ``indices``, ``indptr``
+    and a ``shape`` attribute), in HDF5 (an h5py group) or zarr (a zarr group); ``cells`` selects
+    a sorted subset of its rows.
+
+    Pickled, it carries where the matrix is (file and group) and reopens it read-only on first
+    use, so parts of it (:meth:`portable`) can be read by other processes.
+    """
 
     def __init__(
         self,
@@ -203,34 +262,85 @@ class H5Rows(RowSource):
         owns_file: bool = False,
     ) -> None:
         super().__init__(genes, inv_rms)
-        self.group = group
         self.owns_file = owns_file  # opened for this source: closed by close()
-        self._file = group.file
-        self._data = group["data"]
-        self._indices = group["indices"]
-        self._indptr = group["indptr"]
+        self._attach(group)
         n_rows, self.n_columns = (int(s) for s in group.attrs["shape"])
         self.cells = None if cells is None else np.asarray(cells, dtype=np.int64)
         self.n_cells = n_rows if cells is None else len(self.cells)
-        if len(self._indptr) != n_rows + 1:
+        if self._indptr.shape[0] != n_rows + 1:
             raise ValueError(
-                f"The sparse matrix {group.name!r} in {group.file.filename!r} is damaged: its "
-                f"index pointer has {len(self._indptr)} entries for {n_rows} rows."
+                f"The sparse matrix {group.name!r} in {store_name(group)!r} is damaged: its "
+                f"index pointer has {self._indptr.shape[0]} entries for {n_rows} rows."
             )
 
+    def _attach(self, group) -> None:
+        self.group = group
+        self._file = getattr(group, "file", None)  # h5py only; zarr has nothing to close
+        self._data = group["data"]
+        self._indices = group["indices"]
+        self._indptr = group["indptr"]
+
+    @property
+    def is_hdf5(self) -> bool:
+        return self._file is not None
+
     def close(self) -> None:
-        if self.owns_file and self._file.id.valid:
+        if self.owns_file and self._file is not None and self._file.id.valid:
             self._file.close()
 
+    # pickling: the location, reopened where it is unpickled
+    def __getstate__(self) -> dict:
+        state = {k: v for k, v in self.__dict__.items() if k not in _OPEN_HANDLES}
+        if self.is_hdf5:
+            state["_location"] = ("hdf5", str(self._file.filename), self.group.name)
+        else:
+            try:
+                state["_location"] = ("zarr", *_zarr_location(self.group))
+            except TypeError:
+                state["_location"] = ("zarr-group", self.group)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        location = state.pop("_location")
+        self.__dict__.update(state)
+        self._location = location
+        self.owns_file = True
+        self.group = None
+
+    def portable(self, start, stop):
+        if self.cells is None:
+            return RowRange(self, start, stop)
+        part = copy.copy(self)  # through __getstate__: reopens its file where it is used
+        part.cells = self.cells[start:stop]
+        part.n_cells = len(part.cells)
+        return part
+
+    def _ensure_open(self) -> None:
+        if getattr(self, "group", None) is not None:
+            return
+        kind, *where = self._location
+        if kind == "hdf5":
+            import h5py
+
+            self._attach(h5py.File(where[0], "r")[where[1]])
+        elif kind == "zarr":
+            import zarr
+
+            root = zarr.open_group(where[0], mode="r")
+            self._attach(root[where[1]] if where[1] else root)
+        else:
+            self._attach(where[0])
+
     def _read(self, rows):
+        self._ensure_open()
         stored = rows if self.cells is None else self.cells[rows]
         pointers, indices, data = [np.zeros(1, dtype=np.int64)], [], []
         offset = 0
         for start, stop in contiguous_runs(stored):
-            ptr = self._indptr[start : stop + 1].astype(np.int64)
+            ptr = np.asarray(self._indptr[start : stop + 1]).astype(np.int64)
             a, b = int(ptr[0]), int(ptr[-1])
-            indices.append(self._indices[a:b])
-            data.append(self._data[a:b])
+            indices.append(np.asarray(self._indices[a:b]))
+            data.append(np.asarray(self._data[a:b]))
             pointers.append(ptr[1:] - a + offset)
             offset += b - a
         if not indices:
@@ -238,14 +348,61 @@ class H5Rows(RowSource):
         return np.concatenate(pointers), np.concatenate(indices), np.concatenate(data)
 
 
+_OPEN_HANDLES = ("group", "_file", "_data", "_indices", "_indptr")
+H5Rows = StoredRows  # the name it had when only HDF5 was read
+
+
+class DaskRows(RowSource):
+    """Rows of a Dask array of CSR (or dense) chunks, such as anndata's lazy readers return
+    (``anndata.experimental.read_elem_lazy``); ``cells`` selects a sorted subset of its rows.
+
+    Rows are read as contiguous runs, all computed in one call with Dask's synchronous scheduler
+    in the process that reads them (a mini-batch is never sent to a cluster and back).
+    """
+
+    def __init__(
+        self,
+        X,
+        *,
+        cells: np.ndarray | None = None,
+        genes: np.ndarray | None = None,
+        inv_rms: np.ndarray | None = None,
+    ) -> None:
+        super().__init__(genes, inv_rms)
+        if X.ndim != 2:
+            raise ValueError(f"A cells x genes matrix is needed; the Dask array has {X.ndim} axes.")
+        self.X = X
+        self.cells = None if cells is None else np.asarray(cells, dtype=np.int64)
+        self.n_cells = X.shape[0] if cells is None else len(self.cells)
+        self.n_columns = int(X.shape[1])
+
+    def _read(self, rows):
+        import dask
+
+        stored = rows if self.cells is None else self.cells[rows]
+        runs = contiguous_runs(stored)
+        if not runs:
+            return np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        parts = dask.compute(*[self.X[a:b] for a, b in runs], scheduler="sync")
+        block = sp.vstack([as_csr(part) for part in parts], format="csr")
+        return block.indptr, block.indices, block.data
+
+    def portable(self, start, stop):
+        if self.cells is None:
+            return self._copy_settings(DaskRows(self.X[start:stop]))
+        return self._copy_settings(DaskRows(self.X, cells=self.cells[start:stop]))
+
+
 def csr_group(file, key: str):
-    """The HDF5 group of a CSR matrix at ``key`` (``"X"`` or ``"layers/<name>"``) of an open
-    h5ad file (an h5py File, or its root group), with clear errors for anything else."""
-    name = file.file.filename
+    """The group of a CSR matrix at ``key`` (``"X"`` or ``"layers/<name>"``) of an open h5ad
+    file (an h5py File, or its root group) or zarr store (its root group), with clear errors for
+    anything else."""
+    name = store_name(file)
     if key not in file:
         raise ValueError(f"{name!r} has no matrix {key!r}.")
     group = file[key]
-    encoding = group.attrs.get("encoding-type", "")
+    attrs = group.attrs
+    encoding = attrs.get("encoding-type", "") if hasattr(attrs, "get") else ""
     if isinstance(encoding, bytes):
         encoding = encoding.decode()
     if encoding != "csr_matrix":

@@ -105,8 +105,6 @@ class CSRData:
         self.n_obs, self.n_vars = X.shape
         self.device = device
         self.dtype = dtype
-        # gathered values come in this dtype (see _gather_block)
-        self._values_like = np.empty(0, dtype=_numpy_dtype(dtype))
         self.library = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
         codes = np.zeros(self.n_obs, dtype=np.int64) if batch_codes is None else batch_codes
         self.batch = np.asarray(codes, dtype=np.int64)
@@ -124,51 +122,197 @@ class CSRData:
             return self._all
         return self._make(np.asarray(cells))
 
+    @property
+    def library_mean(self) -> float:
+        """Mean count per cell (sets the scale of the gradient)."""
+        return float(self.library.mean())
+
+    def batch_at(self, order: np.ndarray, bounds: np.ndarray, start: int, stop: int) -> MiniBatch:
+        """The mini-batch of positions ``start:stop`` of an epoch order (see :func:`epoch_plan`)."""
+        return self._make(order[start:stop])
+
     def _make(self, cells: np.ndarray) -> MiniBatch:
-        cells = cells[np.argsort(self.batch[cells], kind="stable")]
-        library, batch = self.library[cells], self.batch[cells]
-        n = len(cells)
-        starts = np.flatnonzero(np.r_[True, batch[1:] != batch[:-1]])
-        groups = tuple(
-            (int(batch[a]), int(a), int(b))
-            for a, b in zip(starts, np.r_[starts[1:], n], strict=True)
+        return gather_minibatch(
+            self.X, self.library, self.batch, cells, cells, self.device, self.dtype
         )
-        width = padded_width(self.n_vars)
-        # 32-bit positions when they fit: the transposition's scattered writes then stay in
-        # cache (0.95 vs 1.5 ms per 2000-cell step)
-        small = n * width < 2**31 and self.X.nnz < 2**31
-        offsets, genes, counts, weights, rows, flat, t_crow, t_col, t_values = _gather_block(
-            self.X.indptr,
-            self.X.indices,
-            self.X.data,
-            self.library,
-            cells,
-            self.n_vars,
-            width,
-            self._values_like,
-            _INT32_LIKE if small else _INT64_LIKE,
-        )
-        device, dtype = self.device, self.dtype
 
-        def tensor(values):
-            return torch.from_numpy(values).to(device)
 
-        return MiniBatch(
-            cells=cells,
-            groups=groups,
-            offsets=tensor(offsets[:-1]),
-            flat=tensor(flat),
-            indices=tensor(genes),
-            counts=tensor(counts).to(dtype),
-            weights=tensor(weights).to(dtype),
-            rows=tensor(rows),
-            library=tensor(library).to(dtype),
-            batch=tensor(batch),
-            t_crow=tensor(t_crow),
-            t_col=tensor(t_col),
-            t_values=tensor(t_values).to(dtype),
-            n_vars=self.n_vars,
+def gather_minibatch(
+    X, library: np.ndarray, batch_codes: np.ndarray, cells: np.ndarray, local: np.ndarray,
+    device: str, dtype: torch.dtype,
+) -> MiniBatch:  # fmt: skip
+    """The mini-batch of ``cells`` (row numbers of the dataset) held at rows ``local`` of the
+    canonical float64 CSR matrix ``X``; ``library`` is per row of ``X``, ``batch_codes`` per
+    row of the dataset.
+
+    Its cells are ordered by batch (stable), so that each batch is a contiguous block of rows.
+    """
+    by_batch = np.argsort(batch_codes[cells], kind="stable")
+    cells, local = cells[by_batch], local[by_batch]
+    cell_library, batch = library[local], batch_codes[cells]
+    n = len(cells)
+    starts = np.flatnonzero(np.r_[True, batch[1:] != batch[:-1]])
+    groups = tuple(
+        (int(batch[a]), int(a), int(b)) for a, b in zip(starts, np.r_[starts[1:], n], strict=True)
+    )
+    n_vars = X.shape[1]
+    width = padded_width(n_vars)
+    # 32-bit positions when they fit: the transposition's scattered writes then stay in
+    # cache (0.95 vs 1.5 ms per 2000-cell step)
+    small = n * width < 2**31 and X.nnz < 2**31
+    offsets, genes, counts, weights, rows, flat, t_crow, t_col, t_values = _gather_block(
+        X.indptr,
+        X.indices,
+        X.data,
+        library,
+        local,
+        n_vars,
+        width,
+        np.empty(0, dtype=_numpy_dtype(dtype)),
+        _INT32_LIKE if small else _INT64_LIKE,
+    )
+
+    def tensor(values):
+        return torch.from_numpy(values).to(device)
+
+    return MiniBatch(
+        cells=cells,
+        groups=groups,
+        offsets=tensor(offsets[:-1]),
+        flat=tensor(flat),
+        indices=tensor(genes),
+        counts=tensor(counts).to(dtype),
+        weights=tensor(weights).to(dtype),
+        rows=tensor(rows),
+        library=tensor(cell_library).to(dtype),
+        batch=tensor(batch),
+        t_crow=tensor(t_crow),
+        t_col=tensor(t_col),
+        t_values=tensor(t_values).to(dtype),
+        n_vars=n_vars,
+    )
+
+
+def epoch_plan(
+    n: int, chunk_size: int, buffer: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """One epoch's order of ``n`` cells, shuffled by chunk, and its windows.
+
+    The rows are cut into chunks of ``chunk_size`` consecutive rows; the chunks are permuted and
+    taken ``buffer // chunk_size`` at a time (a window, at most ``buffer`` cells); the cells of a
+    window are permuted among themselves. Mini-batches are consecutive slices of the order, so
+    each mixes cells of a window's many chunks, and a reader holds one or two windows, each read
+    as runs of consecutive rows. Returns the order and the window bounds (positions in the order,
+    from 0 to ``n``). With one window (``n <= buffer`` rounded to chunks) the order is
+    ``rng.permutation(n)``, and with ``chunk_size=1`` a uniformly random permutation.
+    """
+    n_chunks = -(-n // chunk_size)
+    per_window = max(buffer // chunk_size, 1)
+    if n_chunks <= per_window:
+        return rng.permutation(n), np.array([0, n])
+    chunks = rng.permutation(n_chunks)
+    parts, bounds = [], [0]
+    within = np.arange(chunk_size)
+    for a in range(0, n_chunks, per_window):
+        rows = (np.sort(chunks[a : a + per_window])[:, None] * chunk_size + within).ravel()
+        rows = rows[rows < n]
+        parts.append(rows[rng.permutation(len(rows))])
+        bounds.append(bounds[-1] + len(rows))
+    return np.concatenate(parts), np.asarray(bounds)
+
+
+class SourceData:
+    """A count matrix on disk (any row source) that yields mini-batches, window by window.
+
+    ``source`` hands out CSR row blocks (see :mod:`._row_sources`); ``library`` holds every
+    cell's count total, from the validation pass. In training, the rows of the one or two
+    windows of :func:`epoch_plan` that a mini-batch needs are held in memory (read as runs of
+    consecutive rows) and mini-batches are gathered from them exactly as :class:`CSRData` does,
+    so the same order gives the same mini-batches. Memory is set by the window, never by the
+    number of cells (beyond a few numbers per cell: library, batch code, epoch order).
+    """
+
+    def __init__(
+        self, source, library: np.ndarray, batch_codes: np.ndarray | None, device: str,
+        dtype: torch.dtype,
+    ):  # fmt: skip
+        self.source = source
+        self.n_obs, self.n_vars = source.n_cells, source.n_genes
+        self.device = device
+        self.dtype = dtype
+        self.library = np.asarray(library, dtype=np.float64)
+        codes = np.zeros(self.n_obs, dtype=np.int64) if batch_codes is None else batch_codes
+        self.batch = np.asarray(codes, dtype=np.int64)
+        self._windows: dict[int, tuple[np.ndarray, object]] = {}  # window -> (rows, CSR)
+        self._all: MiniBatch | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.n_obs, self.n_vars
+
+    @property
+    def library_mean(self) -> float:
+        return float(self.library.mean())
+
+    def _read(self, rows: np.ndarray):
+        """Rows (sorted) as a canonical float64 CSR matrix of its own."""
+        block, positions = self.source.take(rows)
+        if len(positions) != block.shape[0] or not np.array_equal(
+            positions, np.arange(block.shape[0])
+        ):
+            block = block[positions]
+        if block.has_canonical_format and block.dtype == np.float64:
+            return block
+        return as_csr(block, dtype=np.float64, canonical=True)
+
+    def batch_of(self, cells: np.ndarray | None) -> MiniBatch:
+        """The mini-batch of ``cells`` (row numbers; ``None``: all rows, cached), read from disk."""
+        if cells is None:
+            if self._all is None:
+                self._all = self.batch_of(np.arange(self.n_obs))
+            return self._all
+        cells = np.asarray(cells, dtype=np.int64)
+        rows = np.unique(cells)
+        block = self._read(rows)
+        local = np.searchsorted(rows, cells)
+        return gather_minibatch(
+            block, self.library[rows], self.batch, cells, local, self.device, self.dtype
         )
+
+    def batch_at(self, order: np.ndarray, bounds: np.ndarray, start: int, stop: int) -> MiniBatch:
+        """The mini-batch of positions ``start:stop`` of the epoch order ``order``."""
+        first = int(np.searchsorted(bounds, start, side="right")) - 1
+        last = int(np.searchsorted(bounds, stop, side="left")) - 1
+        for window in list(self._windows):
+            if not first <= window <= last:
+                del self._windows[window]
+        for window in range(first, last + 1):
+            if window not in self._windows:
+                rows = np.sort(order[bounds[window] : bounds[window + 1]])
+                self._windows[window] = (rows, self._read(rows))
+        cells = order[start:stop]
+        if first == last:
+            rows, block = self._windows[first]
+            local = np.searchsorted(rows, cells)
+        else:  # the mini-batch straddles two windows: gather from both, stacked
+            import scipy.sparse as sp
+
+            parts = [self._windows[w] for w in range(first, last + 1)]
+            rows = np.concatenate([r for r, _ in parts])
+            block = sp.vstack([b for _, b in parts], format="csr")
+            local = np.empty(len(cells), dtype=np.int64)
+            offset = 0
+            for w, (window_rows, _) in zip(range(first, last + 1), parts, strict=True):
+                inside = slice(max(bounds[w], start) - start, min(bounds[w + 1], stop) - start)
+                local[inside] = offset + np.searchsorted(window_rows, cells[inside])
+                offset += len(window_rows)
+        return gather_minibatch(
+            block, self.library[rows], self.batch, cells, local, self.device, self.dtype
+        )
+
+    def release(self) -> None:
+        """Drop the windows held in memory (after training)."""
+        self._windows.clear()
 
 
 _INT32_LIKE = np.empty(0, np.int32)
@@ -567,6 +711,8 @@ def fit_etm(
     kl_weight: float,
     kl_warmup: float,
     grad_clip: float | None,
+    chunk_size: int = 1,
+    shuffle_buffer: int | None = None,
     early_stopping_patience: int | None = None,
     early_stopping_tol: float = 1e-4,
     callback: Callable[[np.ndarray], dict] | None = None,
@@ -576,10 +722,13 @@ def fit_etm(
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
 ) -> ETMResult:
-    """Train scETM on a cells x genes count matrix ``X`` (sparse or dense, non-negative).
+    """Train scETM on a cells x genes count matrix ``X`` (sparse or dense, non-negative, or a
+    :class:`SourceData` reading it from disk).
 
-    One epoch is ``max(n_obs // batch_size, 1)`` steps over a fresh random partition of the
-    cells (the leftover cells of an epoch are skipped; a full batch when ``n_obs <= batch_size``).
+    One epoch is ``max(n_obs // batch_size, 1)`` steps over consecutive slices of a fresh epoch
+    order (:func:`epoch_plan` with ``chunk_size`` and ``shuffle_buffer``; ``None``: one window,
+    a plain permutation); the leftover cells of an epoch are skipped; a full batch when
+    ``n_obs <= batch_size``. The same order, hence the same result, in memory and from disk.
     Adam with ``lr_t = lr * exp(-lr_decay * t)`` per step and gradient-norm clipping. The
     history records per epoch the mean loss, reconstruction NLL and KL per cell over the epoch's
     steps, the KL weight, the learning rate at the end of the epoch and the seconds of training
@@ -604,15 +753,16 @@ def fit_etm(
         generator=init_generator,
         dtype=dtype,
     ).to(device)
-    data = CSRData(X, batch_codes, device, dtype)
+    data = X if isinstance(X, SourceData) else CSRData(X, batch_codes, device, dtype)
     n_obs = data.n_obs
+    buffer = n_obs if shuffle_buffer is None else max(int(shuffle_buffer), batch_size)
     full_batch = n_obs <= batch_size
     steps_per_epoch = 1 if full_batch else n_obs // batch_size
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = Adam(params, lr, fused=True)  # one pass per step; no torch.optim import cost
     # the gradient is taken of the loss per count (a constant rescaling of the per-cell loss),
     # so that gradient clipping and Adam's epsilon see the same scale whatever the depth
-    scale = 1.0 / max(float(data.library.mean()), 1.0)
+    scale = 1.0 / max(data.library_mean, 1.0)
     history: dict[str, list] = {
         k: [] for k in ("epoch", "loss", "reconstruction", "kl", "kl_weight", "lr", "time")
     }
@@ -628,14 +778,14 @@ def fit_etm(
         for epoch in range(1, max_epochs + 1):
             started = time.perf_counter()
             w_kl = kl_schedule(epoch - 1, max_epochs, kl_weight, kl_warmup)
-            if full_batch:
-                order = None
-            else:
-                order = rng.permutation(n_obs)
+            if not full_batch:
+                order, bounds = epoch_plan(n_obs, chunk_size, buffer, rng)
             sums = torch.zeros(3, dtype=torch.float64, device=device)
             for s in range(steps_per_epoch):
-                cells = None if full_batch else order[s * batch_size : (s + 1) * batch_size]
-                batch = data.batch_of(cells)
+                if full_batch:
+                    batch = data.batch_of(None)
+                else:
+                    batch = data.batch_at(order, bounds, s * batch_size, (s + 1) * batch_size)
                 nll, kl = module.loss_terms(batch, generator=noise)
                 nll, kl = nll.mean(), kl.mean()
                 loss = nll + w_kl * kl
@@ -683,6 +833,8 @@ def fit_etm(
             bar.set_postfix(loss=f"{means[0]:.4g}")
             if stopped_early:
                 break
+    if isinstance(data, SourceData):
+        data.release()
     theta, mu = module.embed(data)
     return ETMResult(
         module=module,

@@ -15,9 +15,11 @@ from anndata import AnnData
 from .._docs import doc_params
 from .._logging import logger
 from .._settings import settings
+from .._utils._backed import is_writable, write_slots_to_file
 from .._utils._device import resolve_device
+from .._utils._etm_inputs import count_totals, is_path_like, open_counts, reads_from_store
 from .._utils._random import get_rng
-from .._utils._slots import history_frame, record_params, write_slots
+from .._utils._slots import history_frame, record_params, recorded_slots, write_slots
 from .._utils._tracking import label_tracker
 from .._utils._validation import (
     check_adata,
@@ -64,6 +66,16 @@ def _check_counts(X, where: str) -> None:
             f"{where} has {empty} cells with zero counts; their topic mixture is undefined. "
             "Remove them first, e.g. sc.pp.filter_cells(adata, min_counts=1)."
         )
+
+
+def _check_input(adata) -> AnnData:
+    """An AnnData (in memory or backed) with cells and genes; other types are refused."""
+    if not isinstance(adata, AnnData):
+        raise TypeError(
+            f"adata must be an AnnData object (in memory or backed) or the path of an h5ad file, "
+            f"got {type(adata).__name__}. Wrap arrays with anndata.AnnData(X)."
+        )
+    return check_adata(adata)
 
 
 def _fixed_embedding(adata: AnnData, fixed_gene_emb: str | None) -> np.ndarray | None:
@@ -178,7 +190,7 @@ class ETMModel:
 
     def transform(
         self,
-        data: AnnData,
+        data: AnnData | str | Path,
         *,
         layer: str | None = "training",
         batch_key: str | None = "training",
@@ -193,8 +205,9 @@ class ETMModel:
         Parameters
         ----------
         data
-            AnnData of the cells to embed, with raw counts for (at least) the training genes,
-            matched by name.
+            The cells to embed, with raw counts for (at least) the training genes, matched by
+            name: an AnnData in memory, backed or with a Dask matrix (then read in chunks of
+            ``batch_size`` cells), or an h5ad or zarr path or a zarr group (read in chunks).
         layer
             Where the counts are; ``"training"`` uses the layer of training.
         batch_key
@@ -206,27 +219,47 @@ class ETMModel:
         batch_size
             Cells encoded at a time.
         """
-        from .._core.etm import CSRData
+        from .._core.etm import CSRData, SourceData
 
-        adata = check_adata(data)
         layer = self.layer if layer == "training" else layer
         batch_key = self.batch_key if batch_key == "training" else batch_key
         batch_size = check_positive_int(batch_size, param="batch_size")
-        if batch_key is not None:
-            values = get_obs_labels(adata, batch_key, param="batch_key").astype(str)
-            unseen = sorted(str(v) for v in set(values) - set(self.batches))
-            if unseen:
-                raise ValueError(
-                    f"adata.obs[{batch_key!r}] has batches the model was not trained on: "
-                    f"{', '.join(map(repr, unseen[:5]))} (trained on "
-                    f"{', '.join(map(repr, self.batches[:10]))}). Train a model that includes "
-                    "them, or pass batch_key=None to embed without the check."
+        path_input = is_path_like(data)
+        if not path_input:
+            _check_input(data)
+        on_disk = reads_from_store(data, layer)
+        counts = open_counts(data, layer) if on_disk else None
+        try:
+            adata = data if not path_input else counts.results_anndata()
+            if batch_key is not None:
+                values = get_obs_labels(adata, batch_key, param="batch_key").astype(str)
+                unseen = sorted(str(v) for v in set(values) - set(self.batches))
+                if unseen:
+                    raise ValueError(
+                        f"adata.obs[{batch_key!r}] has batches the model was not trained on: "
+                        f"{', '.join(map(repr, unseen[:5]))} (trained on "
+                        f"{', '.join(map(repr, self.batches[:10]))}). Train a model that "
+                        "includes them, or pass batch_key=None to embed without the check."
+                    )
+            genes = self._genes(adata)
+            dtype = next(self.module.parameters()).dtype
+            if on_disk:  # read and embedded in chunks of batch_size cells
+                source = counts.source
+                identity = len(genes) == source.n_columns and np.array_equal(
+                    genes, np.arange(len(genes))
                 )
-        X = get_matrix(adata, layer)
-        X = X[:, self._genes(adata)]
-        _check_counts(X, matrix_label(layer))
-        counts = CSRData(X, None, self.device, next(self.module.parameters()).dtype)
-        theta, mu = self.module.embed(counts, chunk_size=batch_size)
+                source.genes = None if identity else genes
+                library = count_totals(source, counts.where, None if identity else genes)
+                cells = SourceData(source, library, None, self.device, dtype)
+            else:
+                X = get_matrix(adata, layer)
+                X = X[:, genes]
+                _check_counts(X, matrix_label(layer))
+                cells = CSRData(X, None, self.device, dtype)
+            theta, mu = self.module.embed(cells, chunk_size=batch_size)
+        finally:
+            if counts is not None:
+                counts.close()
         return mu if return_delta else theta
 
     def get_latent_representation(
@@ -377,7 +410,7 @@ def _plain(value):
 
 @doc_params
 def etm(
-    adata: AnnData,
+    adata: AnnData | str | Path,
     n_topics: int = 50,
     *,
     layer: str | None = None,
@@ -393,6 +426,8 @@ def etm(
     kl_weight: float = 1.0,
     kl_warmup: float = 1 / 3,
     grad_clip: float | None = 50.0,
+    chunk_size: int = 256,
+    shuffle_buffer: int = 16_384,
     early_stopping_patience: int | None = None,
     labels_key: str | None = None,
     eval_every: int = 10,
@@ -429,9 +464,29 @@ def etm(
     ``max(n_obs // batch_size, 1)`` steps; with ``n_obs <= batch_size`` every step is full-batch.
     On the CPU the same ``random_state`` gives the same result.
 
+    **Data on disk.** A backed AnnData (``read_h5ad(path, backed="r")``, CSR ``.X``), an h5ad or
+    zarr store, or an AnnData with a Dask matrix is never loaded whole: one pass over its rows
+    checks the counts and sums each cell's total, mini-batches are read during training, and the
+    cells are embedded in chunks at the end, so memory does not grow with the number of cells
+    (beyond the results and a few numbers per cell). Each epoch's order is **shuffled by chunk**:
+    the rows are cut into chunks of ``chunk_size`` consecutive cells, the chunks are permuted and
+    grouped into windows of ``shuffle_buffer`` cells, each window's cells are permuted among
+    themselves, and the mini-batches are consecutive slices of that order; a window is read as
+    runs of consecutive rows and held while its mini-batches are trained. Data in memory uses
+    the same order, so the same ``random_state`` gives the same result in memory and from disk
+    (to float rounding). With at most ``shuffle_buffer`` cells the order is a plain random
+    permutation.
+
     Parameters
     ----------
-    {adata}
+    adata
+        The cells: an AnnData in memory, backed (``read_h5ad(..., backed="r")``, whose CSR
+        ``.X`` is read from the file) or with a Dask array of CSR chunks as ``.X`` or ``layer``
+        (read a block of rows at a time), or an h5ad or zarr path or a zarr group (AnnData's
+        on-disk formats, CSR matrix). Results go into the AnnData, or, for a path, a zarr group
+        or a backed AnnData with ``copy=True``, into a new AnnData (the store's ``obs`` and
+        ``var``, no ``X``) that is returned. A backed AnnData opened read-only needs
+        ``copy=True`` (or ``backed="r+"``, which writes the results into the file too).
     n_topics
         Number of topics K (at least 2).
     layer
@@ -460,6 +515,13 @@ def etm(
         Final weight of the KL term and the fraction of epochs over which it is warmed up from 0.
     grad_clip
         Maximum gradient norm (of the loss per count); ``None`` disables clipping.
+    chunk_size
+        Consecutive cells kept together when an epoch is shuffled (see data on disk above); 1 gives
+        a plain random permutation within each window.
+    shuffle_buffer
+        Cells per shuffling window (at least ``batch_size`` are used): the cells held in memory
+        when reading from disk; mini-batches mix the cells of about
+        ``shuffle_buffer / chunk_size`` chunks.
     early_stopping_patience
         Stop when the epoch loss has not improved by 1e-4 (relative) for this many epochs
         after the KL warm-up; ``None`` (default) trains ``max_epochs``.
@@ -482,8 +544,8 @@ def etm(
 
     Returns
     -------
-    ``None``, the copy when ``copy=True``, the :class:`ETMModel` when ``return_model=True``, or
-    ``(copy, model)`` when both. Writes:
+    ``None``, the copy when ``copy=True`` (or the new AnnData for a path), the :class:`ETMModel`
+    when ``return_model=True``, or both as ``(adata, model)``. Writes:
 
     ``adata.obsm[f"X_{key_added}"]``
         ``theta``, the cells' topic mixtures (n_obs x K, rows sum to 1; posterior means mapped
@@ -516,7 +578,9 @@ def etm(
     >>> si.pl.training_curve(adata, "etm", x="epoch")
     """
     # validate everything before touching adata
-    check_adata(adata)
+    path_input = is_path_like(adata)
+    if not path_input:
+        _check_input(adata)
     check_key(key_added)
     n_topics = check_positive_int(n_topics, param="n_topics", minimum=2)
     emb_dim = check_positive_int(emb_dim, param="emb_dim", minimum=0)
@@ -536,6 +600,8 @@ def etm(
     kl_warmup = check_number(kl_warmup, param="kl_warmup", minimum=0, maximum=1)
     if grad_clip is not None:
         grad_clip = check_number(grad_clip, param="grad_clip", minimum=0, exclusive_minimum=True)
+    chunk_size = check_positive_int(chunk_size, param="chunk_size")
+    shuffle_buffer = check_positive_int(shuffle_buffer, param="shuffle_buffer")
     if early_stopping_patience is not None:
         early_stopping_patience = check_positive_int(
             early_stopping_patience, param="early_stopping_patience"
@@ -543,50 +609,83 @@ def etm(
     eval_every = check_positive_int(eval_every, param="eval_every")
     resolution = check_number(resolution, param="resolution", minimum=0, exclusive_minimum=True)
     resolved_device = resolve_device(device)
-    rng = get_rng(random_state)
-    X = get_matrix(adata, layer)
-    _check_counts(X, matrix_label(layer))
-    if adata.n_obs < 2:
-        raise ValueError("scETM needs at least 2 cells (batch normalisation in the encoder).")
-    if n_topics > adata.n_vars:
-        # each topic is a distribution over genes: more topics than genes cannot be told apart
+    backed = not path_input and adata.isbacked
+    # a backed AnnData's layers are in memory (anndata backs .X only)
+    on_disk = reads_from_store(adata, layer)
+    if backed and not copy and not is_writable(adata):
         raise ValueError(
-            f"n_topics={n_topics} is larger than the number of genes ({adata.n_vars}); "
-            "choose fewer topics."
+            f"{adata.filename!r} is opened read-only (backed='r'), so the results cannot be "
+            "written into it. Pass copy=True to get them as a new AnnData, or open the file "
+            "with backed='r+'."
         )
-    codes, batches = (
-        (None, []) if batch_key is None else obs_batch_codes(adata, batch_key, order="sorted")
-    )
-    fixed = _fixed_embedding(adata, fixed_gene_emb)
-    if emb_dim == 0 and fixed is None:
-        raise ValueError("emb_dim=0 needs fixed_gene_emb (the gene embeddings would be empty).")
-    callback = label_tracker(adata, labels_key, resolution=resolution, metric="euclidean")
+    rng = get_rng(random_state)
+    counts = None
+    try:
+        if on_disk:
+            counts = open_counts(adata, layer)
+            meta = counts.results_anndata() if path_input else adata
+            if path_input and fixed_gene_emb is not None:
+                emb = counts.varm(fixed_gene_emb) if isinstance(fixed_gene_emb, str) else None
+                if emb is not None:
+                    meta.varm[fixed_gene_emb] = emb
+            n_obs, n_vars = counts.source.n_cells, counts.source.n_genes
+            X = None
+        else:
+            meta = adata
+            X = get_matrix(adata, layer)
+            _check_counts(X, matrix_label(layer))
+            n_obs, n_vars = adata.shape
+        if n_obs < 2:
+            raise ValueError("scETM needs at least 2 cells (batch normalisation in the encoder).")
+        if n_topics > n_vars:
+            # each topic is a distribution over genes: more topics than genes cannot be told apart
+            raise ValueError(
+                f"n_topics={n_topics} is larger than the number of genes ({n_vars}); "
+                "choose fewer topics."
+            )
+        codes, batches = (
+            (None, []) if batch_key is None else obs_batch_codes(meta, batch_key, order="sorted")
+        )
+        fixed = _fixed_embedding(meta, fixed_gene_emb)
+        if emb_dim == 0 and fixed is None:
+            raise ValueError("emb_dim=0 needs fixed_gene_emb (the gene embeddings would be empty).")
+        callback = label_tracker(meta, labels_key, resolution=resolution, metric="euclidean")
 
-    from .._core.etm import fit_etm
+        import torch
 
-    result = fit_etm(
-        X,
-        n_topics,
-        batch_codes=codes,
-        n_batches=max(len(batches), 1),
-        emb_dim=emb_dim,
-        hidden_sizes=hidden_sizes,
-        dropout=dropout,
-        fixed_emb=fixed,
-        max_epochs=max_epochs,
-        batch_size=batch_size,
-        lr=lr,
-        lr_decay=lr_decay,
-        kl_weight=kl_weight,
-        kl_warmup=kl_warmup,
-        grad_clip=grad_clip,
-        early_stopping_patience=early_stopping_patience,
-        callback=callback,
-        eval_every=eval_every,
-        random_state=rng,
-        device=resolved_device,
-        progress=settings.progress_bar,
-    )
+        from .._core.etm import SourceData, fit_etm
+
+        if on_disk:
+            library = count_totals(counts.source, counts.where)
+            X = SourceData(counts.source, library, codes, resolved_device, torch.float32)
+        result = fit_etm(
+            X,
+            n_topics,
+            batch_codes=codes,
+            n_batches=max(len(batches), 1),
+            emb_dim=emb_dim,
+            hidden_sizes=hidden_sizes,
+            dropout=dropout,
+            fixed_emb=fixed,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            lr_decay=lr_decay,
+            kl_weight=kl_weight,
+            kl_warmup=kl_warmup,
+            grad_clip=grad_clip,
+            chunk_size=chunk_size,
+            shuffle_buffer=shuffle_buffer,
+            early_stopping_patience=early_stopping_patience,
+            callback=callback,
+            eval_every=eval_every,
+            random_state=rng,
+            device=resolved_device,
+            progress=settings.progress_bar,
+        )
+    finally:
+        if counts is not None:
+            counts.close()
     history = result.history
     logger.info(
         "scETM: %d epochs (%d steps) in %.1f s, final loss %.6g%s",
@@ -613,6 +712,9 @@ def etm(
             "kl_weight": kl_weight,
             "kl_warmup": kl_warmup,
             "grad_clip": grad_clip,
+            "chunk_size": chunk_size,
+            "shuffle_buffer": shuffle_buffer,
+            "from_disk": on_disk,
             "early_stopping_patience": early_stopping_patience,
             "labels_key": labels_key,
             "eval_every": eval_every if labels_key is not None else None,
@@ -629,9 +731,16 @@ def etm(
     if bias is not None:
         varm[f"{key_added}_batch_bias"] = bias.T
 
-    adata = adata.copy() if copy else adata
+    if path_input or (backed and copy):
+        # a backed AnnData's copy: its cells and genes, without the matrix on disk
+        target = meta if path_input else AnnData(obs=adata.obs.copy(), var=adata.var.copy())
+        returned = target
+    else:
+        target = adata.copy() if copy else adata
+        returned = target if copy else None
+    replaced = recorded_slots(target, key_added)
     write_slots(
-        adata,
+        target,
         key_added,
         obsm={f"X_{key_added}": result.theta, f"{key_added}_delta": result.mu},
         varm=varm,
@@ -642,10 +751,12 @@ def etm(
             "history": history_frame(history),
         },
     )
+    if target.isbacked:
+        write_slots_to_file(target, key_added, replaced)
     if not return_model:
-        return adata if copy else None
+        return returned
     config = {
-        "n_genes": int(adata.n_vars),
+        "n_genes": int(n_vars),
         "n_topics": n_topics,
         "n_batches": max(len(batches), 1),
         "emb_dim": emb_dim,
@@ -655,7 +766,7 @@ def etm(
     module.eval()
     model = ETMModel(
         module,
-        adata.var_names,
+        target.var_names,
         batches,
         batch_key=batch_key,
         layer=layer,
@@ -663,7 +774,7 @@ def etm(
         config=config,
         history=history,
     )
-    return (adata, model) if copy else model
+    return model if returned is None else (returned, model)
 
 
 def _decoder_arrays(module: ETMModule):
