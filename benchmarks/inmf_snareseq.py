@@ -73,7 +73,7 @@ def main() -> None:
         tool(both, args.k, batch_key="modality", random_state=args.seed, **options)
         seconds = time.perf_counter() - tic
         si.pp.quantile_norm(both, batch_key="modality")
-        both.obsm[f"X_scib{len(rows)}"] = both.obsm["X_inmf_qn"]  # kept for the scIB table
+        both.obsm[f"X_scib{len(rows)}"] = both.obsm["X_inmf_qn"].copy()  # for the scIB table
         rows[name] = {
             "seconds": seconds,
             "objective": both.uns["inmf"]["objective"],
