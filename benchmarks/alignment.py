@@ -15,7 +15,9 @@ For each alignment: the median wall time of ``--repeats`` calls after a warm-up 
 (``_common.Measurement``, with the cores other processes used meanwhile), the LIGER alignment
 score between the datasets, and the ARI of Leiden clusters of the aligned embedding against the
 labels: at one fixed resolution (``--resolution``), and the best over ``RESOLUTIONS``
-(optimistic: it peeks at the labels). The unaligned factors are the reference point.
+(optimistic: it peeks at the labels). The unaligned factors are the reference point. Then the
+scIB metrics of every embedding and of a PCA of the log-normalised counts (``metrics.scib``, on
+``--scib-cells`` labelled cells; ``benchmarks/_scib.py``).
 
     python benchmarks/alignment.py [--resolution 1.0] [--k 20] [--kang ../shared/data/...]
 """
@@ -31,6 +33,7 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 from _common import REPO, RESULTS, Measurement, code_version, wait_for_idle
+from _scib import add_scib_argument, scib_table
 
 import scintegrate as si
 
@@ -162,6 +165,17 @@ def run(name, adata, batch_key, labels, keep, args, *, paired: bool) -> dict:
             "other_cores": float(np.median([m.other_cores for m in times])),
             **scores(adata, reps[label], batch_key, labels, keep, args.resolution, paired),
         }
+    scib = scib_table(
+        adata,
+        {"unaligned iNMF factors": "X_inmf"} | {label: reps[label] for label in calls},
+        batch_key=batch_key,
+        labels=labels,
+        keep=keep,
+        args=args,
+    )
+    if scib is not None:
+        for label in rows:
+            rows[label]["scib"] = scib.loc[label].to_dict()
     sizes = adata.obs[batch_key].value_counts()
     header = (
         f"{name}: {' + '.join(f'{n} {b}' for b, n in sizes.items())} cells, "
@@ -208,6 +222,7 @@ def main() -> None:
         "--kang", type=Path, default=REPO.parent / "shared" / "data" / "kang2018_pbmc_ifnb"
     )
     parser.add_argument("--skip-kang", action="store_true")
+    add_scib_argument(parser)
     args = parser.parse_args()
     si.settings.progress_bar = False
 

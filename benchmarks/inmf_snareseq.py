@@ -20,6 +20,7 @@ import time
 import anndata as ad
 import numpy as np
 from _common import RESULTS
+from _scib import add_scib_argument, scib_table
 
 import scintegrate as si
 
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--resolution", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
+    add_scib_argument(parser)
     args = parser.parse_args()
     si.settings.progress_bar = False
 
@@ -71,6 +73,7 @@ def main() -> None:
         tool(both, args.k, batch_key="modality", random_state=args.seed, **options)
         seconds = time.perf_counter() - tic
         si.pp.quantile_norm(both, batch_key="modality")
+        both.obsm[f"X_scib{len(rows)}"] = both.obsm["X_inmf_qn"].copy()  # for the scIB table
         rows[name] = {
             "seconds": seconds,
             "objective": both.uns["inmf"]["objective"],
@@ -97,6 +100,14 @@ def main() -> None:
             f"{name:44s} {r['seconds']:7.2f} {r['alignment']:9.3f} {r['purity']:7.3f} "
             f"{r['ari']:6.3f} {r['nmi']:6.3f} {r['n_clusters']:8d} {r['foscttm']:8.3f}"
         )
+    print()
+    both.obsm["X_nmf_concat"] = plain.obsm["X_nmf"]
+    embeddings = {name: f"X_scib{i}" for i, name in enumerate(runs)}
+    embeddings["NMF of the concatenation (no integration)"] = "X_nmf_concat"
+    scib = scib_table(both, embeddings, batch_key="modality", labels=labels, keep=keep, args=args)
+    if scib is not None:
+        for name in rows:
+            rows[name]["scib"] = scib.loc[name].to_dict()
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "inmf_snareseq.json"
     out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))

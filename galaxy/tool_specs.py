@@ -129,7 +129,11 @@ def png() -> tuple[str, dict[str, Any]]:
 
 # Commands the command line offers but that cannot work from Galaxy yet, and why; tests/galaxy
 # checks that the reason still holds (a strict xfail), so that they are added once it is fixed.
-UNAVAILABLE: dict[str, str] = {}  # commands left out of the tools, and why (none at present)
+# commands left out of the tools, and why
+UNAVAILABLE: dict[str, str] = {
+    "metrics scib": "needs the optional scib-metrics (JAX), which the tools' one requirement, "
+    "the scintegrate package, does not bring",
+}
 
 PARAMS = "uns/{}/params/command_line"  # written by the command line into every tool's record
 

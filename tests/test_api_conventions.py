@@ -38,6 +38,7 @@ POSITIONAL_OK = {
     "n_dims",
     "n_clusters",
     "y",
+    "embeddings",
 }
 
 

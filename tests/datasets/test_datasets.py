@@ -19,6 +19,18 @@ def test_bundled_dataset(cortex):
     assert cortex.obs_names.is_unique and cortex.var_names.is_unique
 
 
+def test_kang_subset():
+    kang = si.datasets.kang2018_pbmc_subset()
+    assert kang.n_obs == 2000 and 2000 <= kang.n_vars <= 2100
+    assert sp.issparse(kang.X) and kang.X.dtype == np.float32
+    data = kang.X.data
+    assert (data >= 0).all() and np.array_equal(data, np.round(data))
+    assert kang.obs["condition"].value_counts().to_dict() == {"ctrl": 1000, "stim": 1000}
+    assert {"CD14 Mono", "B", "T", "NK"} <= set(kang.obs["cell_type"])
+    assert {"CD14", "MS4A1", "CD3E", "GNLY"} <= set(kang.var_names)
+    assert kang.obs_names.is_unique and kang.var_names.is_unique
+
+
 def test_rna_atac_simulation_is_seeded_and_linked():
     a = si.datasets.simulate_rna_atac(n_rna=40, n_atac=30, n_types=2, n_genes=20, random_state=3)
     b = si.datasets.simulate_rna_atac(n_rna=40, n_atac=30, n_types=2, n_genes=20, random_state=3)

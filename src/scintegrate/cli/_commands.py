@@ -597,6 +597,7 @@ def build_commands() -> list[Command]:
         "agreement": ("single", {"data": DATA_IN, "X": "the matrix of IN (--layer)"}),
         "purity": ("single", {"adata": DATA_IN}),
         "dataset_specificity": ("single", {"adata": DATA_IN}),
+        "scib": ("single", {"adata": DATA_IN}),
         "adjusted_rand_index": (
             "columns",
             {"labels_true": "--labels-true COLUMN", "labels_pred": "--labels-pred COLUMN"},

@@ -2,6 +2,7 @@
 
 from ._branch_simulation import branch_simulation
 from ._datasets import (
+    kang2018_pbmc_subset,
     snareseq_celllines,
     snareseq_cortex_atac_gene_activity,
     snareseq_cortex_atac_peaks,
@@ -11,6 +12,7 @@ from ._rna_atac_simulation import simulate_rna_atac
 
 __all__ = [
     "branch_simulation",
+    "kang2018_pbmc_subset",
     "simulate_rna_atac",
     "snareseq_celllines",
     "snareseq_cortex_atac_gene_activity",

@@ -6,6 +6,8 @@
 - LIGER's integration metrics: ``alignment_score``, ``agreement``, ``purity``.
 - Factors of an integrative NMF: ``dataset_specificity``.
 - Paired modalities: ``foscttm``, ``neighborhood_overlap``, ``label_transfer_accuracy``.
+- The scIB metrics of several embeddings, computed by ``scib-metrics``: ``scib`` (optional
+  dependency, ``pip install 'scintegrate[scib]'``).
 """
 
 from ._clustering import (
@@ -19,6 +21,7 @@ from ._clustering import (
 from ._factors import dataset_specificity
 from ._integration import agreement, alignment_score, purity
 from ._pairing import foscttm, label_transfer_accuracy, neighborhood_overlap
+from ._scib import scib
 
 __all__ = [
     "adjusted_rand_index",
@@ -34,4 +37,5 @@ __all__ = [
     "nmi",
     "normalized_mutual_info",
     "purity",
+    "scib",
 ]
