@@ -90,7 +90,7 @@ def test_kernelised_objective_and_gradient_match_reference_and_finite_difference
     # central finite differences on a few entries of each alpha
     eps = 1e-6
     with torch.no_grad():
-        for k, a in enumerate(alphas):
+        for k in range(len(alphas)):
             for i, j in ((0, 0), (5, 2), (17, 1)):
                 up = [b.detach().clone() for b in alphas]
                 down = [b.detach().clone() for b in alphas]
