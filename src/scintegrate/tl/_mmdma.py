@@ -140,10 +140,10 @@ def mmdma(
         ``input_kernel`` with ``formulation="primal"`` (all cells when there are fewer).
         Ignored otherwise.
     n_kernel_components
-        With a non-linear ``input_kernel`` and ``formulation="primal"``: keep the leading
-        ``n_kernel_components`` principal components of the centred Nyström features (the
-        top kernel principal components; ``None``: all), i.e. fit the dual on that rank
-        approximation of the kernel. Ignored otherwise.
+        Leading kernel principal components kept by the primal with a non-linear
+        ``input_kernel``: the centred Nyström features are reduced to that many principal
+        components (``None``: all), i.e. the dual is fitted on that rank approximation of the
+        kernel. Ignored otherwise.
     backend
         Kernel sums of the MMD: ``"torch"`` (blockwise, always available), ``"keops"`` (pykeops
         ``LazyTensor``, install ``scintegrate[keops]``; compiles on first use) or ``"auto"``
