@@ -402,3 +402,65 @@ def test_snareseq_celllines_bundled():
     assert mdata["rna"].shape == (1047, 10) and mdata["atac"].shape == (1047, 19)
     np.testing.assert_array_equal(mdata["rna"].obs["barcode"], mdata["atac"].obs["barcode"])
     assert mdata["rna"].obs["cell_type"].value_counts()["H1"] == 379
+
+
+def test_input_kernels_slots_params_and_seeds(branch):
+    """RBF dual (alpha, no W), RBF primal on Nyström features (no W), a callable kernel; the
+    same seed gives the same result."""
+    dual = si.tl.mmdma(branch, formulation="dual", input_kernel="rbf", copy=True, **QUICK)
+    params = dual.uns["mmdma"]["params"]
+    assert params["input_kernel"] == "rbf" and params["input_bandwidth_rule"] == "median"
+    assert set(params["input_bandwidth"]) == {"rna", "atac"}
+    for m in ("rna", "atac"):
+        assert dual[m].obsm["mmdma_alpha"].shape == (200, 3)
+        assert "mmdma_W" not in dual[m].varm
+        assert np.isfinite(dual[m].obsm["X_mmdma"]).all()
+    kw = {"input_kernel": "rbf", "n_landmarks": 50, "n_kernel_components": 10, "copy": True}
+    a = si.tl.mmdma(branch, random_state=3, **kw, **QUICK)
+    b = si.tl.mmdma(branch, random_state=3, **kw, **QUICK)
+    c = si.tl.mmdma(branch, random_state=4, **kw, **QUICK)
+    np.testing.assert_array_equal(a["atac"].obsm["X_mmdma"], b["atac"].obsm["X_mmdma"])
+    assert not np.allclose(a["atac"].obsm["X_mmdma"], c["atac"].obsm["X_mmdma"])
+    assert a.uns["mmdma"]["params"]["n_landmarks"] == 50
+    assert "mmdma_W" not in a["rna"].varm
+    # a later linear call on the same key brings W back, the RBF call's slots are replaced
+    si.tl.mmdma(a, **QUICK)
+    assert a.uns["mmdma"]["params"]["input_kernel"] == "linear"
+    assert "mmdma_W" in a["rna"].varm
+    # a callable: its matrix, as returned
+    out = si.tl.mmdma(
+        branch, formulation="dual", input_kernel=lambda A: (A @ A.T) ** 2, copy=True, **QUICK
+    )
+    assert out.uns["mmdma"]["params"]["input_kernel"] == "callable"
+
+
+def test_input_kernel_bad_input(branch, monkeypatch):
+    with pytest.raises(ValueError, match="input_kernel='poly' is not supported"):
+        si.tl.mmdma(branch, input_kernel="poly")
+    with pytest.raises(TypeError, match="input_kernel must be"):
+        si.tl.mmdma(branch, input_kernel=3)
+    with pytest.raises(ValueError, match="needs formulation='dual'"):
+        si.tl.mmdma(branch, input_kernel=lambda A: A @ A.T)
+    with pytest.raises(ValueError, match="input_bandwidth must be 'median'"):
+        si.tl.mmdma(branch, input_kernel="rbf", input_bandwidth="scott")
+    with pytest.raises(ValueError, match="input_bandwidth must be a finite number > 0"):
+        si.tl.mmdma(branch, input_kernel="rbf", input_bandwidth=0)
+    with pytest.raises(ValueError, match="n_kernel_components must be an integer >= 1"):
+        si.tl.mmdma(branch, input_kernel="rbf", n_kernel_components=0)
+    with pytest.raises(ValueError, match="n_landmarks must be an integer >= 2"):
+        si.tl.mmdma(branch, input_kernel="rbf", n_landmarks=1)
+    with pytest.raises(ValueError, match="symmetric"):
+        si.tl.mmdma(branch, formulation="dual", input_kernel=lambda A: np.triu(A @ A.T), **QUICK)
+    with pytest.raises(ValueError, match="rank available"):
+        si.tl.mmdma(branch, input_kernel="rbf", n_kernel_components=2, **QUICK)
+    W = [np.ones((30, 3)), np.ones((30, 3))]
+    with pytest.raises(ValueError, match="non-linear input_kernel needs formulation='dual'"):
+        si.tl.mmdma(branch, input_kernel="rbf", init=W, **QUICK)
+    from scintegrate._core.mmdma import _input_kernels
+
+    monkeypatch.setattr(_input_kernels, "DUAL_MAX_CELLS", 150)
+    before = branch["rna"].X.copy()
+    with pytest.raises(ValueError, match=r"limit 150\): the two matrices would need 0\.0 GiB"):
+        si.tl.mmdma(branch, formulation="dual", input_kernel="rbf")
+    assert "mmdma" not in branch.uns
+    np.testing.assert_array_equal(branch["rna"].X, before)

@@ -106,6 +106,7 @@ def fit_mmdma(
     rng: np.random.Generator | None = None,
     progress: bool = False,
     block_size: int | None = None,
+    kernels: Sequence | None = None,
 ) -> MMDMAResult:
     """Learn the two maps of MMD-MA by Adam; the objective is in the package docstring.
 
@@ -117,8 +118,11 @@ def fit_mmdma(
     starts from its own random orthonormal maps; the one with the lowest final loss is kept.
     ``init`` may instead be a pair of arrays, the starting maps themselves (primal: ``p x d``
     and ``q x d``; dual: ``n x d`` and ``m x d``), for a warm start; every restart then starts
-    from them.
+    from them. ``kernels`` (dual only) gives the two n x n input kernel matrices ``K_x``,
+    ``K_y`` (:func:`._input_kernels.kernel_matrix`) instead of the linear ``X Xᵀ``, ``Y Yᵀ``.
     """
+    if kernels is not None and formulation != "dual":
+        raise ValueError("kernels (input kernel matrices) need formulation='dual'.")
     opts = _Options(
         formulation=formulation, backend=backend, lambda_penalty=lambda_penalty,
         lambda_distortion=lambda_distortion, bandwidth=bandwidth,
@@ -136,15 +140,19 @@ def fit_mmdma(
         # 2-core machine), so small problems run single-threaded
         torch.set_num_threads(1)
     try:
-        return _fit(X, Y, n_dims, opts, rng)
+        return _fit(X, Y, n_dims, opts, rng, kernels)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit(X, Y, n_dims: int, opts: _Options, rng: np.random.Generator) -> MMDMAResult:
+def _fit(X, Y, n_dims: int, opts: _Options, rng: np.random.Generator, kernels=None) -> MMDMAResult:
     """Train ``opts.n_restarts`` starts, each with its own torch generator drawn from ``rng``,
     and keep the one with the lowest score (the first of equals)."""
-    mods = [_Modality(M, opts.formulation, opts.dtype, opts.device) for M in (X, Y)]
+    kernels = (None, None) if kernels is None else kernels
+    mods = [
+        _Modality(M, opts.formulation, opts.dtype, opts.device, kernel=K)
+        for M, K in zip((X, Y), kernels, strict=True)
+    ]
     bar = progress_bar(
         total=opts.n_restarts * opts.max_epochs,
         desc="MMD-MA",
@@ -375,9 +383,15 @@ def objective(
     backend: str = "torch",
     dtype=torch.float64,
     device: str = "cpu",
+    kernels: Sequence | None = None,
 ) -> dict[str, float]:
-    """The objective and its terms at given maps (full batch, fixed bandwidth)."""
-    mods = [_Modality(M, formulation, dtype, device) for M in (X, Y)]
+    """The objective and its terms at given maps (full batch, fixed bandwidth); ``kernels``: the
+    dual's input kernel matrices, as in :func:`fit_mmdma`."""
+    kernels = (None, None) if kernels is None else kernels
+    mods = [
+        _Modality(M, formulation, dtype, device, kernel=K)
+        for M, K in zip((X, Y), kernels, strict=True)
+    ]
     ws = [torch.as_tensor(np.asarray(w), dtype=dtype, device=device) for w in weights]
     with torch.no_grad():
         Z = [m.embed(w) for m, w in zip(mods, ws, strict=True)]

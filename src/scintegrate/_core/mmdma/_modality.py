@@ -115,20 +115,40 @@ def _gram_sq_norm(X) -> float:
     return total
 
 
+def _frobenius_sq(K: np.ndarray) -> float:
+    """``||K||_F^2`` in float64, row block by row block (no float64 copy of ``K``)."""
+    total = 0.0
+    for i in range(0, K.shape[0], 1024):
+        block = np.asarray(K[i : i + 1024], dtype=np.float64)
+        total += float(np.einsum("ij,ij->", block, block))
+    return total
+
+
+# cells above which the top eigenvectors of a given kernel come from Lanczos (eigsh), not eigh
+_EIGH_MAX_CELLS = 3000
+
+
 class _Modality:
     """One modality's constant data and the terms of the loss that depend only on it."""
 
-    def __init__(self, X, formulation: str, dtype, device) -> None:
+    def __init__(self, X, formulation: str, dtype, device, kernel=None) -> None:
         self.n, self.p = X.shape
         self.formulation = formulation
         self._basis = None
         self.X_host = None
+        # a given (non-linear) input kernel matrix of the dual, n x n
+        self.given_kernel = kernel is not None
         sparse = sp.issparse(X)
         if formulation == "dual":
-            Xd = X.toarray() if sparse else np.asarray(X, np.float64)
-            K = np.asarray(Xd, np.float64) @ np.asarray(Xd, np.float64).T
-            self.K = torch.as_tensor(K, dtype=dtype, device=device)
-            self.gram_sq = float(np.sum(K * K))
+            if kernel is not None:
+                K = np.asarray(kernel)
+                self.K = torch.as_tensor(K, dtype=dtype, device=device)
+                self.gram_sq = _frobenius_sq(K)
+            else:
+                Xd = X.toarray() if sparse else np.asarray(X, np.float64)
+                K = np.asarray(Xd, np.float64) @ np.asarray(Xd, np.float64).T
+                self.K = torch.as_tensor(K, dtype=dtype, device=device)
+                self.gram_sq = float(np.sum(K * K))
             self.X, self.Xt, self.G, self.sparse = None, None, None, False
             self.route = "dual"
             self.gram_norm = math.sqrt(self.gram_sq) if self.gram_sq > 0 else 1.0
@@ -198,7 +218,16 @@ class _Modality:
         so that ``X^T a = V_d``)."""
         if self._basis is not None and self._basis.shape[1] == d:
             return self._basis
-        if self.route in ("dual", "gram"):
+        if self.route == "dual" and self.given_kernel and self.n > _EIGH_MAX_CELLS:
+            from scipy.sparse.linalg import eigsh
+
+            K = self.K.detach().cpu().numpy()
+            v0 = np.full(self.n, 1.0 / math.sqrt(self.n))
+            evals, evecs = eigsh(K, k=d, which="LA", v0=v0)
+            order = np.argsort(evals)[::-1]
+            evals = np.maximum(evals[order], evals.max() * 1e-12)
+            basis = torch.from_numpy(np.ascontiguousarray(evecs[:, order] / np.sqrt(evals)))
+        elif self.route in ("dual", "gram"):
             M = (self.K if self.route == "dual" else self.G).detach().double().cpu()
             evals, evecs = torch.linalg.eigh(M)
             order = torch.argsort(evals, descending=True)[:d]
@@ -239,6 +268,15 @@ class _Modality:
         q, _ = torch.linalg.qr(torch.randn(rows, d, generator=gen, dtype=torch.float64))
         if self.formulation == "primal":
             return q.to(dtype=dtype, device=device).contiguous()
+        if self.given_kernel:
+            # a = q (qᵀ K q)^{-1/2}: aᵀ K a = I at O(n² d) cost (no eigendecomposition of K)
+            Kq = _product(self.K, q.to(dtype=self.K.dtype, device=self.K.device))
+            M = (q.T @ Kq.double().cpu()).double()
+            M = 0.5 * (M + M.T)
+            evals, evecs = torch.linalg.eigh(M)
+            evals = evals.clamp_min(evals.max().clamp_min(1e-300) * 1e-10)
+            alpha = q @ (evecs / evals.sqrt()[None, :]) @ evecs.T
+            return alpha.to(dtype=dtype, device=device).contiguous()
         # a = U S^{-1/2} R with K = U S U^T and R orthonormal in the range of K: a^T K a = I
         K = self.K.to(torch.float64).cpu()
         evals, evecs = torch.linalg.eigh(K)
