@@ -351,7 +351,6 @@ class StoredRows(RowSource):
             return np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0)
         return np.concatenate(pointers), np.concatenate(indices), np.concatenate(data)
 
-
     def _read_zarr_runs(self, runs):
         """Many runs from zarr in three calls (each zarr read has a fixed cost that per-run
         reads would pay thousands of times for a scattered sample): the index pointer at the

@@ -12,6 +12,7 @@ import pandas as pd
 from anndata import AnnData
 
 if TYPE_CHECKING:
+    from distributed import Client
     from mudata import MuData
 
 from .._core._row_sources import MemoryRows
@@ -82,7 +83,7 @@ def online_inmf(
     write_scaled: str | Path | None = None,
     init: OnlineINMFModel | str | Path | None = None,
     return_model: bool = False,
-    client=None,
+    client: Client | str | bool | None = None,
     random_state: int | np.random.Generator | None = 0,
     key_added: str = "inmf",
     copy: bool = False,

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 from .._core.inmf import INMFResult
 from .._core.online_inmf import OnlineINMF
@@ -106,7 +110,7 @@ class OnlineINMFModel:
         preprocess: bool | None = None,
         n_epochs: int = 1,
         write_scaled: str | Path | None = None,
-        client=None,
+        client: Client | str | bool | None = None,
     ) -> OnlineINMFModel:
         """Continue training on ``data``: new datasets get a new ``V_i`` (from their own cells)
         while ``W`` and every earlier dataset's ``V_i``, ``A_i``, ``B_i`` are kept (the paper's
@@ -138,7 +142,7 @@ class OnlineINMFModel:
         batch_key: str | None = None,
         layer: str | None = LIGER_LAYER,
         preprocess: bool | None = None,
-        client=None,
+        client: Client | str | bool | None = None,
     ) -> np.ndarray:
         """Cell factors of ``data`` with the model fixed (nothing in the model changes).
 
@@ -188,7 +192,7 @@ class OnlineINMFModel:
         batch_key: str | None = None,
         layer: str | None = LIGER_LAYER,
         preprocess: bool | None = None,
-        client=None,
+        client: Client | str | bool | None = None,
     ) -> float:
         """Objective (1) of ``data``'s cells at their optimal factors, the model fixed: with
         ``dataset``, that dataset's term ``||X - H(W + V_i)ᵀ||² + λ||H V_iᵀ||²``; without,
