@@ -19,8 +19,14 @@ Then, each in a fresh process (peak RSS per process):
 3. Memory flatness: the same data replicated 1x, 4x and 16x, one epoch of online iNMF from
    disk (training only) vs the batch ANLS solver in memory (2 iterations).
 
+With ``--dask`` (instead of parts 1-3): the inputs of ``--sizes`` also written as zarr stores
+(AnnData's layout, same chunks of 65,536 values, zstd), and ``tl.online_inmf`` run on the h5ad
+files and on the zarr stores, in one process and with a ``LocalCluster`` of ``--dask-workers``
+worker processes of one thread each: wall time per phase (statistics, training, final factors),
+peak RSS of the calling process and of every worker, held-out objective, genes selected.
+
 Usage: ``python benchmarks/inmf_scale.py [--sizes 100000 300000 1000000] [--pyplanc-sizes
-100000] [--threads 2] [--skip-memory]``.
+100000] [--threads 2] [--skip-memory] [--dask [--dask-workers 2]]``.
 """
 
 from __future__ import annotations
@@ -142,6 +148,43 @@ def fit_in_worker(
     return json.loads(stdout[stdout.rfind('{"seconds"') :].splitlines()[0])
 
 
+def zarr_copy(path: Path) -> Path:
+    """The h5ad file as a zarr store in AnnData's layout (cached), copied slice by slice."""
+    import anndata as ad
+    import h5py
+    import zarr
+    from anndata.io import read_elem, write_elem
+
+    target = path.with_suffix(".zarr")
+    if target.exists():
+        return target
+    tmp = path.with_suffix(".zarr.tmp")
+    root = zarr.open_group(str(tmp), mode="w")
+    root.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
+    with h5py.File(path, "r") as f, ad.settings.override(allow_write_nullable_strings=True):
+        write_elem(root, "obs", read_elem(f["obs"]))
+        write_elem(root, "var", read_elem(f["var"]))
+        source = f["X"]
+        group = root.create_group("X")
+        group.attrs.update(
+            {
+                "encoding-type": "csr_matrix",
+                "encoding-version": "0.1.0",
+                "shape": [int(v) for v in source.attrs["shape"]],
+            }
+        )
+        for name in ("data", "indices", "indptr"):
+            values = source[name]
+            array = group.create_array(
+                name, shape=values.shape, dtype=values.dtype, chunks=(1 << 16,)
+            )
+            step = 1 << 24
+            for start in range(0, values.shape[0], step):
+                array[start : start + step] = values[start : start + step]
+    tmp.rename(target)
+    return target
+
+
 def heldout_objective(factors: Path, scaled_heldout, names) -> float:
     """Objective (1) of the held-out cells with W and V_i fixed (same evaluation for all)."""
     import h5py
@@ -204,6 +247,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dask", action="store_true", help="one process vs a LocalCluster")
+    parser.add_argument("--dask-workers", type=int, default=2)
     args = parser.parse_args()
     print(json.dumps(code_version()))
     ours_python = sys.executable
@@ -213,6 +258,11 @@ def main() -> None:
         f"profiles: {', '.join(f'{n} {X.shape[0]} cells' for n, X in profiles.items())}; "
         f"{len(genes)} genes"
     )
+
+    if args.dask:
+        run_dask(args, profiles, genes)
+        print(f"\ntotal {time.perf_counter() - started:.0f} s")
+        return
 
     print("\n== 1. tl.online_inmf from raw-count h5ad files (on-the-fly scaling)")
     print(
@@ -295,6 +345,63 @@ def main() -> None:
                 flush=True,
             )
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+def run_dask(args, profiles, genes) -> None:
+    """``--dask``: one process vs a LocalCluster, on h5ad and zarr inputs."""
+    print(
+        f"\n== tl.online_inmf in one process vs LocalCluster({args.dask_workers} workers x 1 "
+        f"thread), k={args.k}, {args.epochs} epoch(s)"
+    )
+    print(
+        f"{'cells':>9} {'input':>5} {'workers':>7} {'wall s':>7} {'stats s':>7} {'train s':>8} "
+        f"{'read s':>7} {'final H s':>9} {'main MB':>8} {'worker MB':>13} "
+        f"{'held-out obj/cell':>18} {'other cores':>11}"
+    )
+    for n in args.sizes:
+        t = time.perf_counter()
+        names, files, heldout = dataset_files(n, profiles, genes)
+        zarrs = [zarr_copy(p) for p in files]
+        made = time.perf_counter() - t
+        rows = {}
+        for kind, inputs in (("h5ad", files), ("zarr", zarrs)):
+            for workers in (0, args.dask_workers):
+                arguments = ["ours-dask", "--files", *inputs, "--names", *names]
+                arguments += ["--heldout", *heldout, "--k", args.k, "--epochs", args.epochs]
+                arguments += ["--workers", workers, "--threads", 1]
+                stdout = run_worker(sys.executable, WORKER, arguments, env=thread_env(1)).stdout
+                r = json.loads(stdout.strip().splitlines()[-1])
+                rows[kind, workers] = r
+                tm = r["timing"]
+                peaks = "/".join(f"{v:.0f}" for v in r.get("worker_peak_rss_mb", [])) or "-"
+                print(
+                    f"{n:>9} {kind:>5} {workers:>7} {r['seconds']:>7.1f} "
+                    f"{tm['preparation']:>7.1f} {tm['training']:>8.1f} "
+                    f"{tm['training_reading']:>7.1f} {tm['final_factors']:>9.1f} "
+                    f"{r['peak_rss_mb']:>8.0f} {peaks:>13} "
+                    f"{r['heldout_objective'] / (HELDOUT * len(names)):>18.8g} "
+                    f"{r['other_cores']:>11.2f}",
+                    flush=True,
+                )
+        base = rows["h5ad", 0]
+        same = all(r["genes"] == base["genes"] for r in rows.values())
+        spread = max(
+            abs(r["heldout_objective"] / base["heldout_objective"] - 1) for r in rows.values()
+        )
+        print(
+            f"   inputs made/cached in {made:.0f} s; same genes in every run: {same}; largest "
+            f"relative held-out objective difference: {spread:.2e}"
+        )
+        print("   json: " + json.dumps({f"{k}-{w}": _summary(r) for (k, w), r in rows.items()}))
+
+
+def _summary(r: dict) -> dict:
+    keep = ("seconds", "peak_rss_mb", "worker_peak_rss_mb", "heldout_objective", "other_cores")
+    out = {k: r[k] for k in keep if k in r}
+    out["timing"] = r["timing"]
+    out["cluster_start_seconds"] = r.get("cluster_start_seconds")
+    out["heldout_seconds"] = r.get("heldout_seconds")
+    return out
 
 
 if __name__ == "__main__":

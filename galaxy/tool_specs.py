@@ -251,7 +251,8 @@ new datasets (scenario 2 of the paper) by giving it as "Continue training this m
             "": Function(
                 basic=("n_components", "batch_key", "lambda_", "max_epochs", "batch_size"),
                 handled={
-                    "write_scaled": "writes files to a server folder; Galaxy keeps only declared outputs"
+                    "write_scaled": "writes files to a server folder; Galaxy keeps only declared outputs",
+                    "scheduler": "a Dask cluster is the Galaxy server's business, not a tool form's",
                 },
             )
         },

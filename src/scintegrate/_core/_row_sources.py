@@ -291,7 +291,9 @@ class StoredRows(RowSource):
     # pickling: the location, reopened where it is unpickled
     def __getstate__(self) -> dict:
         state = {k: v for k, v in self.__dict__.items() if k not in _OPEN_HANDLES}
-        if self.is_hdf5:
+        if self.group is None:  # an unpickled copy not opened yet
+            pass
+        elif self.is_hdf5:
             state["_location"] = ("hdf5", str(self._file.filename), self.group.name)
         else:
             try:
@@ -301,11 +303,10 @@ class StoredRows(RowSource):
         return state
 
     def __setstate__(self, state: dict) -> None:
-        location = state.pop("_location")
         self.__dict__.update(state)
-        self._location = location
         self.owns_file = True
-        self.group = None
+        for name in _OPEN_HANDLES:
+            setattr(self, name, None)
 
     def portable(self, start, stop):
         if self.cells is None:
@@ -334,9 +335,12 @@ class StoredRows(RowSource):
     def _read(self, rows):
         self._ensure_open()
         stored = rows if self.cells is None else self.cells[rows]
+        runs = contiguous_runs(stored)
+        if not self.is_hdf5 and len(runs) > 1:
+            return self._read_zarr_runs(runs)
         pointers, indices, data = [np.zeros(1, dtype=np.int64)], [], []
         offset = 0
-        for start, stop in contiguous_runs(stored):
+        for start, stop in runs:
             ptr = np.asarray(self._indptr[start : stop + 1]).astype(np.int64)
             a, b = int(ptr[0]), int(ptr[-1])
             indices.append(np.asarray(self._indices[a:b]))
@@ -346,6 +350,35 @@ class StoredRows(RowSource):
         if not indices:
             return np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0)
         return np.concatenate(pointers), np.concatenate(indices), np.concatenate(data)
+
+    def _read_zarr_runs(self, runs):
+        """Many runs from zarr in three calls (each zarr read has a fixed cost that per-run
+        reads would pay thousands of times for a scattered sample): the index pointer at the
+        runs' rows and their ends, then every stored value of the runs by coordinates."""
+        starts = np.array([a for a, _ in runs], dtype=np.int64)
+        stops = np.array([b for _, b in runs], dtype=np.int64)
+        lengths = stops - starts
+        wanted = np.concatenate([np.arange(a, b + 1) for a, b in runs])
+        ptr = np.asarray(self._indptr.get_coordinate_selection(wanted)).astype(np.int64)
+        bounds = np.cumsum(lengths + 1)
+        pieces = np.split(ptr, bounds[:-1])
+        first = np.array([p[0] for p in pieces])
+        last = np.array([p[-1] for p in pieces])
+        counts = last - first
+        if counts.sum() == 0:
+            positions = np.zeros(0, dtype=np.int64)
+        else:
+            positions = np.concatenate(
+                [np.arange(a, b) for a, b in zip(first, last, strict=True) if b > a]
+            )
+        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        pointers = [np.zeros(1, dtype=np.int64)]
+        pointers += [p[1:] - p[0] + o for p, o in zip(pieces, offsets, strict=True)]
+        if len(positions) == 0:
+            return np.concatenate(pointers), np.zeros(0, np.int64), np.zeros(0)
+        indices = np.asarray(self._indices.get_coordinate_selection(positions))
+        data = np.asarray(self._data.get_coordinate_selection(positions))
+        return np.concatenate(pointers), indices, data
 
 
 _OPEN_HANDLES = ("group", "_file", "_data", "_indices", "_indptr")

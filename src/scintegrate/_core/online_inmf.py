@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
@@ -160,11 +161,14 @@ class OnlineINMF:
         n_epochs: int,
         *,
         progress: bool = False,
+        prefetch: bool = False,
     ) -> None:
         """Run ``n_epochs`` more epochs over the datasets ``active`` (data given in that order).
 
         Datasets not in ``active`` keep their V_i, A_i, B_i, but still shape W through A_i, B_i
-        (scenario 2 of the paper: new data refines the shared factors).
+        (scenario 2 of the paper: new data refines the shared factors). With ``prefetch`` the
+        next mini-batch is read by a background thread while the current one is computed (the
+        same batches in the same order: the result is the same).
         """
         sources = [as_source(source) for source in sources]
         n_cells = [source.n_cells for source in sources]
@@ -172,33 +176,56 @@ class OnlineINMF:
         update_v = [i in set(active) for i in range(len(self.names))]
         bar = progress_bar(total=parts * n_epochs, desc="online iNMF", disable=not progress)
         start = time.perf_counter() - self.elapsed
-        for _ in range(n_epochs):
-            splits = [
-                np.array_split(_epoch_order(n, self.chunk_size, self.rng), parts) for n in n_cells
-            ]
-            for part in range(parts):
-                estimate = 0.0
-                for source, i, split in zip(sources, active, splits, strict=True):
-                    cells = split[part]
-                    if len(cells) == 0:
-                        continue
-                    X, rows = source.take(np.sort(cells))
-                    estimate += self._absorb(X, i, rows, source.n_cells, new_epoch=part == 0)
-                W_before = self.W.copy()
-                for _ in range(self.hals_iter):
-                    hals_update_w_v(self.W, self.V, self.A, self.B, self.lambda_, update_v)
-                change = np.linalg.norm(self.W - W_before) / max(np.linalg.norm(W_before), 1e-300)
-                self.history["iteration"].append(len(self.history["iteration"]) + 1)
-                self.history["epoch"].append(max(self.steps[i] for i in active) / parts)
-                self.history["objective"].append(estimate)
-                self.history["delta_W"].append(change)
-                self.history["time"].append(time.perf_counter() - start)
-                bar.set_postfix(objective=f"{estimate:.6g}", refresh=False)
-                bar.update()
-            for i in active:
-                self.epochs[i] += 1
+        pool = ThreadPoolExecutor(1, thread_name_prefix="prefetch") if prefetch else None
+
+        def read(splits, part):
+            batch = []
+            for source, split in zip(sources, splits, strict=True):
+                cells = split[part]
+                batch.append(source.take(np.sort(cells)) if len(cells) else None)
+            return batch
+
+        try:
+            for _ in range(n_epochs):
+                self._epoch(sources, active, n_cells, parts, update_v, bar, start, read, pool)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
         self.elapsed = time.perf_counter() - start
         bar.close()
+
+    def _epoch(self, sources, active, n_cells, parts, update_v, bar, start, read, pool) -> None:
+        """One epoch of :meth:`train` (``read`` gives a part's mini-batches, ``pool`` reads the
+        next part ahead when given)."""
+        splits = [
+            np.array_split(_epoch_order(n, self.chunk_size, self.rng), parts) for n in n_cells
+        ]
+        ahead = None if pool is None else pool.submit(read, splits, 0)
+        for part in range(parts):
+            if ahead is None:
+                batch = read(splits, part)
+            else:
+                batch = ahead.result()
+                ahead = pool.submit(read, splits, part + 1) if part + 1 < parts else None
+            estimate = 0.0
+            for source, i, taken in zip(sources, active, batch, strict=True):
+                if taken is None:
+                    continue
+                X, rows = taken
+                estimate += self._absorb(X, i, rows, source.n_cells, new_epoch=part == 0)
+            W_before = self.W.copy()
+            for _ in range(self.hals_iter):
+                hals_update_w_v(self.W, self.V, self.A, self.B, self.lambda_, update_v)
+            change = np.linalg.norm(self.W - W_before) / max(np.linalg.norm(W_before), 1e-300)
+            self.history["iteration"].append(len(self.history["iteration"]) + 1)
+            self.history["epoch"].append(max(self.steps[i] for i in active) / parts)
+            self.history["objective"].append(estimate)
+            self.history["delta_W"].append(change)
+            self.history["time"].append(time.perf_counter() - start)
+            bar.set_postfix(objective=f"{estimate:.6g}", refresh=False)
+            bar.update()
+        for i in active:
+            self.epochs[i] += 1
 
     def _absorb(self, X, i: int, cells: np.ndarray, n_cells: int, *, new_epoch: bool) -> float:
         """Solve one mini-batch of dataset i and fold it into A_i, B_i (10); returns its
@@ -230,18 +257,21 @@ class OnlineINMF:
         """Cell factors of a source's cells with the model fixed: with a dataset's V_i (its
         H-step), or onto W alone for cells of a dataset the model has not seen (scenario 3).
         Streams the cells in blocks of ``batch_size``; returns ``H`` and the objective term."""
-        source = as_source(source)
+        L, G = self.solve_factors(dataset)
+        H, values = solve_source(as_source(source), L, G, self.k, self.block_size, out=out)
+        return H, sum_terms(values)
+
+    @property
+    def block_size(self) -> int:
+        """Cells per block when solving every cell (the mini-batch size)."""
+        return max(self.batch_size, 1)
+
+    def solve_factors(self, dataset: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """``L = W (+ V_i)`` and the Gram matrix of the H-step for a dataset (``None``: W)."""
         V = None if dataset is None else self.V[dataset]
         G = gram_h(self.W, V, self.lambda_)
         L = self.W if V is None else self.W + V
-        H = np.zeros((source.n_cells, self.k)) if out is None else out
-        value = 0.0
-        for start, stop, block, positions in source.blocks(max(self.batch_size, 1)):
-            h = np.empty((stop - start, self.k))
-            sq_norm, cross = solve_rows(block, positions, L, G, h)
-            value += sq_norm - 2.0 * cross + float(np.sum(G * (h.T @ h)))
-            H[start:stop] = h
-        return H, max(value, 0.0)
+        return L, G
 
     # -- state ----------------------------------------------------------------------------
     _LISTS = ("V", "A", "B", "A_old", "B_old")
@@ -296,6 +326,37 @@ class OnlineINMF:
         if not consistent:
             raise ValueError("the model's factors, statistics and datasets do not match")
         return model
+
+
+def solve_source(
+    source: RowSource,
+    L: np.ndarray,
+    G: np.ndarray,
+    k: int,
+    block_size: int,
+    *,
+    out: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[float]]:
+    """Every cell's factors of a source (NNLS against ``L`` with Gram matrix ``G``), in blocks
+    of ``block_size`` cells, and each block's objective term, in order. A cell's factors depend
+    on that cell alone, so any split of the cells into ranges that start at multiples of
+    ``block_size`` gives the same factors and terms (the Dask pass relies on it)."""
+    H = np.zeros((source.n_cells, k)) if out is None else out
+    values = []
+    for start, stop, block, positions in source.blocks(block_size):
+        h = np.empty((stop - start, k))
+        sq_norm, cross = solve_rows(block, positions, L, G, h)
+        values.append(sq_norm - 2.0 * cross + float(np.sum(G * (h.T @ h))))
+        H[start:stop] = h
+    return H, values
+
+
+def sum_terms(values) -> float:
+    """The objective from per-block terms, added in order (clipped at 0 against rounding)."""
+    value = 0.0
+    for term in values:
+        value += term
+    return max(value, 0.0)
 
 
 @single_threaded_blas

@@ -166,6 +166,7 @@ def run_online_inmf(args: argparse.Namespace, command: Command) -> None:
     """One file in memory (datasets by ``--batch-key``), or several read from disk."""
     kwargs = command.kwargs(args)
     kwargs["return_model"] = args.model_out is not None
+    kwargs["client"] = args.scheduler if args.scheduler is not None else False
     if args.model_in is not None:
         from ..tl import OnlineINMFModel
 
@@ -433,6 +434,14 @@ def _online_inmf_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("output", metavar="OUT", help="output .h5ad (or .h5mu for an .h5mu IN)")
     parser.add_argument("--mod", default=None, help="modality of an .h5mu input to work on")
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="address of a Dask scheduler (e.g. tcp://10.0.0.1:8786): the statistics pass and "
+        "the final factors run as tasks on its workers, which must see the input paths; needs "
+        "pip install 'scintegrate[dask]'",
+    )
     _model_in(parser, required=False)
     _model_out(parser)
 
@@ -543,14 +552,19 @@ def build_commands() -> list[Command]:
             "online-inmf",
             tl.online_inmf,
             run_online_inmf,
-            anndata | model | {"init": "--model-in FILE continues a saved model"},
+            anndata
+            | model
+            | {
+                "init": "--model-in FILE continues a saved model",
+                "client": "--scheduler ADDRESS runs the data passes on a Dask cluster",
+            },
             _online_inmf_arguments,
         ),
         Command(
             "online-inmf-project",
             tl.OnlineINMFModel.transform,
             run_model_transform,
-            {"data": DATA_IN},
+            {"data": DATA_IN, "client": "the command line projects in this process"},
             _transform_arguments("inmf"),
         ),
         Command(

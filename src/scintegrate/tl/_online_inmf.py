@@ -12,12 +12,14 @@ import pandas as pd
 from anndata import AnnData
 
 if TYPE_CHECKING:
+    from distributed import Client
     from mudata import MuData
 
 from .._core._row_sources import MemoryRows
 from .._docs import doc_params
 from .._logging import logger
 from .._utils._backed import is_writable, write_slots_to_file
+from .._utils._dask import resolve_client
 from .._utils._mudata import is_mudata, run_on_mudata
 from .._utils._row_inputs import (
     LIGER_LAYER,
@@ -27,6 +29,7 @@ from .._utils._row_inputs import (
     collect_datasets,
     dataset_obs,
     gene_positions,
+    is_dask_array,
     select_genes,
     streaming_stats,
 )
@@ -80,6 +83,7 @@ def online_inmf(
     write_scaled: str | Path | None = None,
     init: OnlineINMFModel | str | Path | None = None,
     return_model: bool = False,
+    client: Client | str | bool | None = None,
     random_state: int | np.random.Generator | None = 0,
     key_added: str = "inmf",
     copy: bool = False,
@@ -97,11 +101,13 @@ def online_inmf(
 
     The paper's three scenarios:
 
-    1. **Data larger than memory.** Pass h5ad paths, backed AnnData objects
-       (``read_h5ad(..., backed="r")``, CSR ``.X``) or a list/dict of them, one per dataset.
-       Mini-batches are read from disk as a few contiguous runs of ``chunk_size`` cells (the
-       epoch order shuffles runs, not cells, so compressed HDF5 chunks are not decoded once per
-       cell). Raw counts are LIGER-normalised and scaled per mini-batch from statistics gathered
+    1. **Data larger than memory.** Pass h5ad or zarr paths (AnnData's ``write_h5ad`` /
+       ``write_zarr``), zarr groups, backed AnnData objects (``read_h5ad(..., backed="r")``, CSR
+       ``.X``), AnnData objects whose ``.X`` (or ``layer``) is a Dask array of CSR chunks (as
+       ``anndata.experimental.read_elem_lazy`` returns), or a list/dict of them, one per
+       dataset. Mini-batches are read from disk as a few contiguous runs of ``chunk_size``
+       cells (the epoch order shuffles runs, not cells, so compressed chunks are not decoded
+       once per cell). Raw counts are LIGER-normalised and scaled per mini-batch from statistics gathered
        in one streaming pass (and the variable genes chosen from them); with ``write_scaled`` the
        scaled data is written once to chunked files in that directory and read from there.
     2. **New datasets.** ``init=model`` (a model returned with ``return_model=True``, or the path
@@ -110,12 +116,24 @@ def online_inmf(
        change of ``W`` is in the history (``delta_W``).
     3. **New cells.** :meth:`OnlineINMFModel.transform` solves cells with the model fixed.
 
+    **On a Dask cluster** (``client``): the passes that grow with the number of cells, the
+    statistics pass over raw counts (library sizes, variable genes, scaling) and the final
+    solve of every cell's factors, run as tasks over ranges of rows on the workers, which read
+    their rows from the files themselves (or compute their slice of a Dask array); ``W`` and
+    ``V_i`` are broadcast to the workers once. The sequential updates of ``W`` and ``V_i`` stay
+    in this process, with the next mini-batch read while the current one is computed. Same
+    statistics and genes as in one process, factors equal to floating-point tolerance; a task
+    whose worker dies is run again. Data in memory is sent to the workers in ranges; files are
+    not (the workers must see the same paths). See the "Scaling out" page of the documentation.
+
     Parameters
     ----------
     adata
-        The data: an AnnData with one dataset per value of ``obs[batch_key]`` (in memory or
-        backed), or an h5ad path, or a list or dict (``{name: data}``) of AnnData objects and h5ad
-        paths, one per dataset (names: the dict keys, the file names, or ``dataset_<i>``).
+        The data: an AnnData with one dataset per value of ``obs[batch_key]`` (in memory,
+        backed, or with a Dask array as ``.X``), or an h5ad or zarr path or a zarr group, or a
+        list or dict (``{name: data}``) of AnnData objects, paths and zarr groups, one per
+        dataset (names: the dict keys, the file names without ``.h5ad``/``.zarr``, or
+        ``dataset_<i>``).
     n_components
         Number of factors ``k`` (ignored with ``init``).
     batch_key
@@ -153,6 +171,13 @@ def online_inmf(
         A model to continue (:class:`OnlineINMFModel` or the path of a saved one).
     return_model
         Also return the :class:`OnlineINMFModel` (to continue, project, or save).
+    client
+        Where the statistics pass and the final solve run: ``None`` (default) on the active
+        ``dask.distributed`` client if one exists (``distributed.Client(...)`` made it the
+        default), else in this process; ``False``: always in this process; a
+        ``distributed.Client``, or a scheduler address such as ``"tcp://10.0.0.1:8786"`` (a
+        client is opened for the call and closed after): on that cluster. Needs
+        ``pip install 'scintegrate[dask]'``.
     {random_state}
     {key_added}
     {copy}
@@ -216,6 +241,7 @@ def online_inmf(
             write_scaled=write_scaled,
             init=init,
             return_model=return_model,
+            client=client,
             random_state=random_state,
         )
     lambda_ = check_lambda(lambda_)
@@ -235,6 +261,11 @@ def online_inmf(
             f"of a saved one, got {type(init).__name__}."
         )
     single = isinstance(adata, AnnData)
+    if single:  # a Dask matrix (the layer, or .X read as counts when the layer is absent)
+        matrix = adata.layers[layer] if layer in adata.layers else adata.X
+        lazy = is_dask_array(matrix)
+    else:
+        lazy = False
     in_memory = single and not adata.isbacked
     if single and adata.isbacked and not copy and not is_writable(adata):
         raise ValueError(
@@ -245,11 +276,13 @@ def online_inmf(
     if not single and copy:
         logger.info("copy=True has no effect for lists or paths: the results are a new AnnData.")
     if single:
-        on_disk = adata.isbacked
+        on_disk = adata.isbacked or lazy
     else:
         entries = list(adata.values()) if isinstance(adata, dict) else adata
-        entries = [entries] if isinstance(entries, str | Path) else entries
-        on_disk = any(not isinstance(a, AnnData) or a.isbacked for a in entries)
+        entries = entries if isinstance(entries, list | tuple) else [entries]
+        on_disk = any(
+            not isinstance(a, AnnData) or a.isbacked or is_dask_array(a.X) for a in entries
+        )
     chunk = chunk_size or (_AUTO_CHUNK_ON_DISK if on_disk else 1)
     results_key = batch_key if (single or batch_key is not None) else "dataset"
 
@@ -262,8 +295,9 @@ def online_inmf(
     }
     clock = time.perf_counter()
     datasets, sources = [], []
+    client, owned_client = resolve_client(client)
     try:
-        if in_memory and init is None and not preprocess:
+        if in_memory and not lazy and init is None and not preprocess:
             # the classic path: validated per-batch matrices of the (scaled) layer
             n_components = check_positive_int(n_components, param="n_components")
             split = split_datasets(adata, batch_key, layer, mask_var, n_components)
@@ -288,7 +322,7 @@ def online_inmf(
                     )
                 for d in datasets:
                     if d.counts if preprocess is None else preprocess:
-                        d.stats = streaming_stats(d)
+                        d.stats = streaming_stats(d, client)
                 genes = select_genes(datasets, mask_var, any(d.stats for d in datasets))
                 if n_components > len(genes):
                     raise ValueError(
@@ -298,15 +332,24 @@ def online_inmf(
                 model = new_model(n_components, **training, var_names=genes)
             else:
                 model = init
-            sources = prepare_sources(model, datasets, preprocess, write_scaled)
+            sources = prepare_sources(model, datasets, preprocess, write_scaled, client=client)
             prepared = time.perf_counter()
-            train(model, datasets, sources, max_epochs, chunk_size=chunk_size)
+            train(
+                model,
+                datasets,
+                sources,
+                max_epochs,
+                chunk_size=chunk_size,
+                prefetch=client is not None,
+            )
             cells = [d.source.cells for d in datasets] if single else None
         trained = time.perf_counter()
         read_in_training = sum(s.read_seconds for s in sources)
-        Hs, objective = final_factors(model, datasets, sources)
+        Hs, objective = final_factors(model, datasets, sources, client)
     finally:
         close_all(datasets, sources)
+        if owned_client:
+            client.close()
     timing = {
         "preparation": prepared - clock,
         "training": trained - prepared,
@@ -339,6 +382,7 @@ def online_inmf(
         preprocess=preprocess,
         continued=init is not None,
         algorithm="online",
+        dask_workers=0 if client is None else len(client.ncores()),
     )
     if single and not (adata.isbacked and copy):
         target = adata.copy() if (copy and in_memory) else adata

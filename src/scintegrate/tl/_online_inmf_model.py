@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+if TYPE_CHECKING:
+    from distributed import Client
+
 from .._core.inmf import INMFResult
 from .._core.online_inmf import OnlineINMF
 from .._settings import settings
+from .._utils._dask import resolve_client
 from .._utils._random import get_rng
 from .._utils._row_inputs import (
     LIGER_LAYER,
@@ -105,22 +110,27 @@ class OnlineINMFModel:
         preprocess: bool | None = None,
         n_epochs: int = 1,
         write_scaled: str | Path | None = None,
+        client: Client | str | bool | None = None,
     ) -> OnlineINMFModel:
         """Continue training on ``data``: new datasets get a new ``V_i`` (from their own cells)
         while ``W`` and every earlier dataset's ``V_i``, ``A_i``, ``B_i`` are kept (the paper's
         scenario 2); a dataset the model already knows (same name) continues where it stopped.
 
-        ``data`` and the other arguments are as in :func:`online_inmf`; every dataset must have
-        the model's genes (by name, in any order). Returns the model itself.
+        ``data`` and the other arguments are as in :func:`online_inmf` (``client``: where the
+        statistics pass of raw counts runs); every dataset must have the model's genes (by
+        name, in any order). Returns the model itself.
         """
         n_epochs = check_positive_int(n_epochs, param="n_epochs")
-        datasets = collect_datasets(data, batch_key=batch_key, layer=layer)
-        sources = []
+        client, owned = resolve_client(client)
+        datasets, sources = [], []
         try:
-            sources = prepare_sources(self, datasets, preprocess, write_scaled)
-            train(self, datasets, sources, n_epochs)
+            datasets = collect_datasets(data, batch_key=batch_key, layer=layer)
+            sources = prepare_sources(self, datasets, preprocess, write_scaled, client=client)
+            train(self, datasets, sources, n_epochs, prefetch=client is not None)
         finally:
             close_all(datasets, sources)
+            if owned:
+                client.close()
         return self
 
     # -- cells ------------------------------------------------------------------------------
@@ -132,6 +142,7 @@ class OnlineINMFModel:
         batch_key: str | None = None,
         layer: str | None = LIGER_LAYER,
         preprocess: bool | None = None,
+        client: Client | str | bool | None = None,
     ) -> np.ndarray:
         """Cell factors of ``data`` with the model fixed (nothing in the model changes).
 
@@ -139,14 +150,15 @@ class OnlineINMFModel:
         dataset's ``V_i`` (and its stored scaling when it was scaled on the fly): the H-step of
         training. Without it, cells of a dataset the model has not seen are projected onto the
         shared factors ``W`` alone (scenario 3 of the paper), each dataset of ``data`` scaled by
-        its own statistics when it holds raw counts. ``data`` is an AnnData (in memory or
-        backed), an h5ad path, or a list/dict of them; the other arguments are as in
-        :func:`online_inmf`.
+        its own statistics when it holds raw counts. ``data`` is an AnnData (in memory, backed,
+        or with a Dask ``.X``), an h5ad or zarr path, a zarr group, or a list/dict of them; the
+        other arguments are as in :func:`online_inmf`.
 
         Parameters
         ----------
         data
-            The cells: an AnnData (in memory or backed), an h5ad path, or a list or dict of them.
+            The cells: an AnnData (in memory, backed, or with a Dask array of CSR chunks as
+            ``.X``), an h5ad or zarr path, a zarr group, or a list or dict of them.
         dataset
             A dataset of the model whose ``V_i`` (and scaling) the cells are solved with;
             ``None`` projects them onto the shared factors ``W`` alone.
@@ -159,13 +171,18 @@ class OnlineINMFModel:
         preprocess
             Normalise and scale raw counts on the fly; ``None``: only for inputs without the
             ``layer``.
+        client
+            Where the statistics pass and the solve run: ``None`` (default) on the active
+            ``dask.distributed`` client if there is one, else in this process; ``False``: in this
+            process; a ``Client`` or a scheduler address: on that cluster (as in
+            :func:`online_inmf`).
 
         Returns
         -------
         Cells x k, in the order of the cells of ``data`` (datasets concatenated for a list or a
         ``batch_key``).
         """
-        return self._solve(data, dataset, batch_key, layer, preprocess)[0]
+        return self._solve(data, dataset, batch_key, layer, preprocess, client)[0]
 
     def objective(
         self,
@@ -175,28 +192,35 @@ class OnlineINMFModel:
         batch_key: str | None = None,
         layer: str | None = LIGER_LAYER,
         preprocess: bool | None = None,
+        client: Client | str | bool | None = None,
     ) -> float:
         """Objective (1) of ``data``'s cells at their optimal factors, the model fixed: with
         ``dataset``, that dataset's term ``||X - H(W + V_i)ᵀ||² + λ||H V_iᵀ||²``; without,
         ``||X - H Wᵀ||²``. On held-out cells this measures how well the model generalises.
         Arguments as in :meth:`transform`."""
-        return self._solve(data, dataset, batch_key, layer, preprocess)[1]
+        return self._solve(data, dataset, batch_key, layer, preprocess, client)[1]
 
-    def _solve(self, data, dataset, batch_key, layer, preprocess) -> tuple[np.ndarray, float]:
+    def _solve(
+        self, data, dataset, batch_key, layer, preprocess, client
+    ) -> tuple[np.ndarray, float]:
         if dataset is not None and dataset not in self._core.names:
             raise ValueError(
                 f"dataset={dataset!r} is not part of the model (datasets: {self.datasets})."
             )
-        if isinstance(data, AnnData) and batch_key is None:
-            datasets = [from_anndata(data, dataset or "new", layer)]
-        else:
-            datasets = collect_datasets(data, batch_key=batch_key, layer=layer)
+        client, owned = resolve_client(client)
+        datasets = []
         try:
-            return self._solve_datasets(datasets, dataset, preprocess)
+            if isinstance(data, AnnData) and batch_key is None:
+                datasets = [from_anndata(data, dataset or "new", layer)]
+            else:
+                datasets = collect_datasets(data, batch_key=batch_key, layer=layer)
+            return self._solve_datasets(datasets, dataset, preprocess, client)
         finally:
             close_all(datasets)
+            if owned:
+                client.close()
 
-    def _solve_datasets(self, datasets, dataset, preprocess) -> tuple[np.ndarray, float]:
+    def _solve_datasets(self, datasets, dataset, preprocess, client) -> tuple[np.ndarray, float]:
         index = None if dataset is None else self._core.names.index(dataset)
         parts, total = [], 0.0
         for d in datasets:
@@ -206,9 +230,9 @@ class OnlineINMFModel:
                 if dataset is not None and self._scaling.get(dataset) is not None:
                     source.inv_rms = self._scaling[dataset]
                 else:
-                    d.stats = streaming_stats(d)
+                    d.stats = streaming_stats(d, client)
                     source = prepare(d, self.var_names, preprocess=True)
-            H, value = self._core.solve(source, index)
+            H, value = solve(self._core, source, index, client)
             parts.append(H)
             total += value
         return (np.concatenate(parts) if len(parts) > 1 else parts[0]), total
@@ -263,7 +287,7 @@ def model_settings(model: OnlineINMFModel) -> dict[str, float | int]:
 
 
 def prepare_sources(
-    model: OnlineINMFModel, datasets: list[Dataset], preprocess, write_scaled_to
+    model: OnlineINMFModel, datasets: list[Dataset], preprocess, write_scaled_to, *, client=None
 ) -> list:
     """Each dataset's rows restricted to the model's genes, scaled on the fly when they are
     counts (with the scaling the model stored for a dataset it knows), and written once to
@@ -284,7 +308,7 @@ def prepare_sources(
             source.inv_rms = model._scaling[d.name]
         elif scale:
             if d.stats is None:
-                d.stats = streaming_stats(d)
+                d.stats = streaming_stats(d, client)
             source = prepare(d, model.var_names, preprocess=True)
         if directory is not None:
             source = write_scaled(
@@ -301,9 +325,11 @@ def train(
     n_epochs: int,
     *,
     chunk_size: int | None = None,
+    prefetch: bool = False,
 ) -> None:
     """``n_epochs`` epochs over ``datasets`` (read from ``sources``); datasets the model does not
-    know yet are added first. ``chunk_size`` replaces the model's for this and later training."""
+    know yet are added first. ``chunk_size`` replaces the model's for this and later training;
+    ``prefetch`` reads the next mini-batch while the current one is computed."""
     core = model._core
     if chunk_size is not None:
         core.chunk_size = chunk_size
@@ -320,11 +346,23 @@ def train(
         for d, s in new:
             model._scaling[d.name] = s.inv_rms if s.inv_rms is not None else None
     active = [core.names.index(d.name) for d in datasets]
-    core.train(sources, active, n_epochs, progress=settings.progress_bar)
+    core.train(sources, active, n_epochs, progress=settings.progress_bar, prefetch=prefetch)
 
 
-def final_factors(model: OnlineINMFModel, datasets, sources) -> tuple[list[np.ndarray], float]:
-    """Every cell's H with the final factors (streamed), and objective (1) over the data.
+def solve(core, source, index: int | None, client, out=None) -> tuple[np.ndarray, float]:
+    """A source's cell factors with the model fixed, in this process or on a Dask client."""
+    if client is None:
+        return core.solve(source, index, out=out)
+    from .._utils._dask import distributed_solve
+
+    return distributed_solve(client, core, source, index, out=out)
+
+
+def final_factors(
+    model: OnlineINMFModel, datasets, sources, client=None
+) -> tuple[list[np.ndarray], float]:
+    """Every cell's H with the final factors (streamed, or as tasks on a Dask ``client``), and
+    objective (1) over the data.
 
     The datasets' H are views of one (cells x k) array, filled block by block: the results need
     no concatenated copy.
@@ -333,7 +371,8 @@ def final_factors(model: OnlineINMFModel, datasets, sources) -> tuple[list[np.nd
     Hs, objective, start = [], 0.0, 0
     for d, source in zip(datasets, sources, strict=True):
         H = H_all[start : start + source.n_cells]
-        objective += model._core.solve(source, model._core.names.index(d.name), out=H)[1]
+        index = model._core.names.index(d.name)
+        objective += solve(model._core, source, index, client, out=H)[1]
         Hs.append(H)
         start += source.n_cells
     return Hs, objective
