@@ -229,21 +229,27 @@ def _stop(worker: subprocess.Popen | None) -> None:
 def _umap_coordinates(
     embeddings: dict[str, np.ndarray], worker: subprocess.Popen | None, random_state: int
 ) -> dict[str, np.ndarray]:
-    """2-D UMAP of each embedding: by the worker process, or here if it failed."""
+    """2-D UMAP of each embedding (its 15-NN graph built here): by the worker, or here if it
+    failed."""
     import json
     import tempfile
 
     from ._demo_umap_worker import _layouts
+    from ._utils._clustering import neighbors_graph
 
     with tempfile.TemporaryDirectory(prefix="scintegrate-demo-") as folder:
         request = {
-            "input": str(Path(folder) / "embeddings.npz"),
+            "graphs": {},
             "output": str(Path(folder) / "coords.npz"),
-            "n_neighbors": 15,
             "epochs": _UMAP_EPOCHS,
             "random_state": random_state,
         }
-        np.savez(request["input"], **embeddings)
+        for name, embedding in embeddings.items():
+            graph = neighbors_graph(
+                embedding, n_neighbors=15, metric="euclidean", random_state=random_state
+            )
+            request["graphs"][name] = str(Path(folder) / f"{name}.h5ad")
+            graph.write_h5ad(request["graphs"][name])
         if worker is not None:
             try:
                 _, errors = worker.communicate(json.dumps(request) + "\n", timeout=900)

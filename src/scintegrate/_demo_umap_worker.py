@@ -9,55 +9,61 @@ waits for the embeddings on its standard input.
 Run by path (``python _demo_umap_worker.py``), so that neither scintegrate nor torch is
 imported here. The protocol is one JSON line on standard input::
 
-    {"input": "embeddings.npz", "output": "coords.npz", "n_neighbors": 15, "epochs": 200,
+    {"graphs": {"nmf": "nmf.h5ad", ...}, "output": "coords.npz", "epochs": 200,
      "random_state": 0}
 
-Every array of the input file is a cells x dimensions embedding; the output file gets its 2-D
-UMAP under the same name (scanpy's ``pp.neighbors`` with exact neighbours and ``tl.umap``).
-Exit status 0 on success; anything else ends the process with a traceback on standard error.
+Each graph file is an AnnData holding an embedding and its kNN graph in scanpy's slots, built by
+the demo's process (``_utils._clustering.neighbors_graph``, which needs no compiling: that
+saves this process compiling umap-learn's graph code, 12 s of CPU); the output file gets each
+one's 2-D UMAP (scanpy's ``tl.umap``) under the same name. Exit status 0 on success; anything
+else ends the process with a traceback on standard error.
 """
 
 import sys
 
 
 def _prepare() -> None:
-    """Import scanpy and umap-learn and compile the layout's kernels on a few points."""
+    """Import scanpy and umap-learn and compile the layout's kernels on a tiny graph."""
     import warnings
 
     import anndata as ad
     import numpy as np
     import scanpy as sc
+    from scipy import sparse
 
+    n_cells = 60
+    ring = sparse.diags([1.0, 1.0], [1, -1], shape=(n_cells, n_cells), format="csr")
+    tiny = ad.AnnData(
+        obsm={"X_emb": np.random.default_rng(0).random((n_cells, 2))},
+        obsp={"connectivities": ring, "distances": ring},
+        uns={"neighbors": _neighbors_record(2)},
+    )
+    tiny.obs_names = tiny.obs_names.astype(str)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tiny = ad.AnnData(obsm={"X_tiny": np.random.default_rng(0).random((60, 2))})
-        tiny.obs_names = tiny.obs_names.astype(str)
-        sc.pp.neighbors(
-            tiny, n_neighbors=5, use_rep="X_tiny", transformer="sklearn", random_state=0
-        )
         sc.tl.umap(tiny, maxiter=2, random_state=0)
 
 
+def _neighbors_record(n_neighbors: int) -> dict:
+    """``uns["neighbors"]`` as scanpy writes it, naming the graph's slots."""
+    return {
+        "connectivities_key": "connectivities",
+        "distances_key": "distances",
+        "params": {"n_neighbors": n_neighbors, "method": "umap", "use_rep": "X_emb"},
+    }
+
+
 def _layouts(request: dict) -> None:
+    """The UMAP (scanpy's ``tl.umap``) of every graph file named in ``request``."""
     import anndata as ad
     import numpy as np
     import scanpy as sc
 
     coords = {}
-    with np.load(request["input"]) as embeddings:
-        for name in embeddings.files:
-            embedding = np.asarray(embeddings[name], dtype=np.float32)
-            drawn = ad.AnnData(obsm={"X_emb": embedding})
-            drawn.obs_names = drawn.obs_names.astype(str)
-            sc.pp.neighbors(
-                drawn,
-                n_neighbors=request["n_neighbors"],
-                use_rep="X_emb",
-                transformer="sklearn",
-                random_state=request["random_state"],
-            )
-            sc.tl.umap(drawn, maxiter=request["epochs"], random_state=request["random_state"])
-            coords[name] = drawn.obsm["X_umap"]
+    for name, path in request["graphs"].items():
+        graph = ad.read_h5ad(path)
+        sc.tl.umap(graph, maxiter=request["epochs"], random_state=request["random_state"])
+        coords[name] = graph.obsm["X_umap"]
     np.savez(request["output"], **coords)
 
 
