@@ -67,6 +67,7 @@ def neighbors_graph(
     random_state: int | None,
     use_rep: str = "X_emb",
     key_added: str | None = None,
+    scanpy_graph: bool = False,
 ) -> AnnData:
     """A new AnnData holding ``embedding`` as ``obsm[use_rep]`` and scanpy's kNN graph of it.
 
@@ -75,15 +76,18 @@ def neighbors_graph(
     :mod:`scintegrate._core.knn_graph` so that umap-learn, whose import compiles pynndescent for
     20-40 s in every new process, is not imported; the slots are scanpy's, so ``sc.tl.leiden``
     and ``sc.tl.umap`` read them. Larger embeddings go to :func:`scanpy.pp.neighbors` itself
-    (approximate neighbours). ``key_added`` names the graph as in scanpy.
+    (approximate neighbours). ``key_added`` names the graph as in scanpy. ``scanpy_graph=True``
+    always calls scanpy (``pl.umap``, which imports umap-learn for its layout anyway, and whose
+    layout is only reproducible from the bit-identical graph).
     """
     n_cells = embedding.shape[0]
     graph = AnnData(
         obsm={use_rep: embedding}, obs=pd.DataFrame(index=np.arange(n_cells).astype(str))
     )
-    if n_cells > EXACT_KNN_MAX_CELLS:
+    if scanpy_graph or n_cells > EXACT_KNN_MAX_CELLS:
         import scanpy as sc
 
+        exact = {"transformer": "sklearn"} if n_cells <= EXACT_KNN_MAX_CELLS else {}
         sc.pp.neighbors(
             graph,
             n_neighbors=n_neighbors,
@@ -91,6 +95,7 @@ def neighbors_graph(
             metric=metric,
             random_state=random_state,
             key_added=key_added,
+            **exact,
         )
         return graph
     from .._core.knn_graph import exact_knn, fuzzy_connectivities, knn_distances_matrix

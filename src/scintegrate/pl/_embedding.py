@@ -155,6 +155,7 @@ def umap(
             random_state=seed,
             use_rep=f"X_{key}",
             key_added=neighbors_key,
+            scanpy_graph=True,
         )
         sc.tl.umap(graph, neighbors_key=neighbors_key, random_state=seed, key_added=coords_key)
         obsp = [f"{neighbors_key}_distances", f"{neighbors_key}_connectivities"]
