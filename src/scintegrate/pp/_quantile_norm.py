@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 from .._core.quantile_norm import quantile_norm as _quantile_norm
 from .._docs import doc_params
 from .._logging import logger
-from .._utils._mudata import is_mudata, stack_modalities, write_back
+from .._utils._mudata import is_mudata, run_alignment_on_mudata
 from .._utils._random import get_rng
 from .._utils._slots import record_params, write_slots
 from .._utils._validation import (
@@ -134,7 +134,8 @@ def quantile_norm(
     >>> si.metrics.alignment_score(adata, batches="library", use_rep="X_inmf_qn")
     """
     if is_mudata(adata):
-        return _quantile_norm_mudata(
+        return run_alignment_on_mudata(
+            quantile_norm,
             adata,
             use_rep=use_rep,
             batch_key=batch_key,
@@ -232,33 +233,6 @@ def quantile_norm(
         },
         uns={"batches": names, "n_unaligned": n_unaligned},
     )
-
-
-def _quantile_norm_mudata(mdata, *, use_rep: str, batch_key, copy: bool, key_added: str, **kwargs):
-    """:func:`quantile_norm` of a MuData: the modalities' factors stacked, aligned, written back."""
-    check_key(key_added)
-    target = mdata.copy() if copy else mdata
-    stacked = stack_modalities(target, batch_key=batch_key, obsm_key=use_rep, features=False)
-    quantile_norm(
-        stacked.adata,
-        use_rep=use_rep,
-        batch_key=stacked.batch_key,
-        key_added=key_added,
-        **kwargs,
-    )
-    params = stacked.adata.uns[key_added]["params"]
-    params.pop("batch_key", None)
-    if batch_key is not None:
-        params["batch_key"] = batch_key
-    write_back(
-        target,
-        stacked,
-        key_added,
-        obsm=[f"X_{key_added}"],
-        obs=[f"{key_added}_clusters"],
-        container_obsm=[f"X_{key_added}"],
-    )
-    return target if copy else None
 
 
 def write_aligned(
