@@ -37,6 +37,8 @@ THREAD_VARIABLES = (
     "VECLIB_MAXIMUM_THREADS",
     "NUMEXPR_NUM_THREADS",
     "NUMBA_NUM_THREADS",
+    # zarr decompresses chunks on a thread pool of os.cpu_count() threads by default
+    "ZARR_THREADING__MAX_WORKERS",
 )
 
 

@@ -249,6 +249,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dask", action="store_true", help="one process vs a LocalCluster")
     parser.add_argument("--dask-workers", type=int, default=2)
+    parser.add_argument("--dask-inputs", nargs="+", default=["h5ad", "zarr"], choices=("h5ad", "zarr"))
     args = parser.parse_args()
     print(json.dumps(code_version()))
     ours_python = sys.executable
@@ -365,6 +366,8 @@ def run_dask(args, profiles, genes) -> None:
         made = time.perf_counter() - t
         rows = {}
         for kind, inputs in (("h5ad", files), ("zarr", zarrs)):
+            if kind not in args.dask_inputs:
+                continue
             for workers in (0, args.dask_workers):
                 arguments = ["ours-dask", "--files", *inputs, "--names", *names]
                 arguments += ["--heldout", *heldout, "--k", args.k, "--epochs", args.epochs]
@@ -383,7 +386,7 @@ def run_dask(args, profiles, genes) -> None:
                     f"{r['other_cores']:>11.2f}",
                     flush=True,
                 )
-        base = rows["h5ad", 0]
+        base = next(iter(rows.values()))
         same = all(r["genes"] == base["genes"] for r in rows.values())
         spread = max(
             abs(r["heldout_objective"] / base["heldout_objective"] - 1) for r in rows.values()

@@ -18,6 +18,7 @@ import torch
 
 from .._adam import Adam
 from .._progress import progress_bar
+from ._consensus import consensus_scores
 from ._kernels import median_bandwidth, mmd2
 from ._modality import _Modality
 from ._symmetry import _symmetry_search
@@ -40,9 +41,12 @@ class MMDMAResult:
     """Per epoch: ``loss``, ``mmd``, ``penalty``, ``distortion``, ``bandwidth``, ``time``."""
     restart_losses: list[float] = field(default_factory=list)
     restart_scores: list[float] = field(default_factory=list)
-    """What the restarts were ranked by (``select``): final loss, or narrow-kernel MMD²."""
+    """What the restarts were ranked by (``select``): final loss, narrow-kernel MMD², or minus
+    the agreement with the other restarts."""
     restart_symmetry: list[bool] = field(default_factory=list)
     """Whether the half-way symmetry search changed the second map, per restart."""
+    restart_embeddings: list[list[np.ndarray]] = field(default_factory=list)
+    """``select="consensus"`` only: ``(Z_x, Z_y)`` of every restart, in order."""
     best_restart: int = 0
     bandwidth: float = 1.0
     """Bandwidth used at the last epoch of the best restart."""
@@ -159,18 +163,31 @@ def _fit(X, Y, n_dims: int, opts: _Options, rng: np.random.Generator, kernels=No
         unit="epoch",
         disable=not opts.progress,
     )
-    losses, scores, symmetry = [], [], []
+    losses, scores, symmetry, finals = [], [], [], []
     best, best_index = None, 0
     for restart in range(opts.n_restarts):
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         start = _Start(mods, n_dims, gen, opts)
         start.train(bar)
         losses.append(start.loss)
-        scores.append(start.score)
         symmetry.append(start.symmetry_applied)
+        if opts.select == "consensus":
+            # every start's maps are kept until all are trained and compared
+            finals.append(start)
+            continue
+        scores.append(start.score)
         if best is None or start.score < best.score:
             best, best_index = start, restart
     bar.close()
+    restart_embeddings = []
+    if opts.select == "consensus":
+        with torch.no_grad():
+            restart_embeddings = [
+                [z.cpu().double().numpy() for z in start._embeddings()] for start in finals
+            ]
+        scores = consensus_scores(restart_embeddings, rng=rng).tolist()
+        best_index = int(np.argmin(scores))  # the first of equals
+        best = finals[best_index]
     with torch.no_grad():
         Z = [m.embed(w).cpu().double().numpy() for m, w in zip(mods, best.maps, strict=True)]
     return MMDMAResult(
@@ -181,6 +198,7 @@ def _fit(X, Y, n_dims: int, opts: _Options, rng: np.random.Generator, kernels=No
         restart_losses=losses,
         restart_scores=scores,
         restart_symmetry=symmetry,
+        restart_embeddings=restart_embeddings,
         best_restart=best_index,
         bandwidth=float(best.record[-1, 4]),
         backend=opts.backend,
@@ -349,7 +367,7 @@ class _Start:
         final embeddings under a kernel ``select_factor`` times narrower than the last one
         trained with: it sees the fine structure that tells an alignment from its mirror
         images, which the training kernel (and so the loss) barely does."""
-        if self.opts.select == "loss":
+        if self.opts.select in ("loss", "consensus"):  # consensus: replaced once all are trained
             return self.loss
         narrow = self.opts.select_factor * float(self.record[-1, 4])
         zs = self._embeddings()
