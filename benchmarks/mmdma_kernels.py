@@ -82,15 +82,15 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     si.settings.progress_bar = False
-    # with select="consensus" the core result keeps every restart's embeddings: record them to
-    # score each restart against the truth (diagnosis only; the choice never sees it)
+    # the core fit, asked to return every restart's embeddings, is recorded so that each restart
+    # can be scored against the truth (diagnosis only; the choice of restart never sees it)
     from scintegrate.tl import _mmdma as tl_mmdma
 
     results = []
     fit = tl_mmdma.fit_mmdma
 
     def recording_fit(*a, **k):
-        results.append(fit(*a, **k))
+        results.append(fit(*a, keep_restart_embeddings=True, **k))
         return results[-1]
 
     tl_mmdma.fit_mmdma = recording_fit

@@ -295,33 +295,15 @@ def test_median_bandwidth_matches_pairwise_distances():
     assert M.median_bandwidth(z * 1.001, state) == pytest.approx(1.001 * expected, rel=1e-9)
 
 
-def test_consensus_scores_prefer_the_alignment_most_restarts_agree_on():
-    from scintegrate._core.mmdma._consensus import consensus_scores
 
-    rng = np.random.default_rng(3)
-    zx = rng.normal(size=(120, 3))
-    good = [(zx + 0.05 * rng.normal(size=zx.shape), zx + 0.05 * rng.normal(size=zx.shape))]
-    good += [(a @ np.diag([1.0, -1.0, 1.0]), b @ np.diag([1.0, -1.0, 1.0])) for a, b in good]
-    good += [(zx, zx + 0.3 * rng.normal(size=zx.shape))]  # the same alignment, noisier
-    wrong = (zx, zx[rng.permutation(120)])  # cells of the second modality scrambled
-    scores = consensus_scores([wrong, *good], rng=np.random.default_rng(0))
-    assert scores.shape == (4,)
-    assert np.argmax(scores) == 0  # the scrambled restart agrees least (highest score)
-    assert scores[1] == pytest.approx(scores[2])  # agreement is invariant to a shared reflection
-    assert scores[1] < scores[3] < scores[0]
-    assert np.all((scores >= -1) & (scores <= 0))
-    assert consensus_scores([good[0]], rng=np.random.default_rng(0)).tolist() == [0.0]
-
-
-def test_select_consensus_keeps_the_restart_with_the_best_score():
+def test_keep_restart_embeddings_returns_every_restart_and_the_kept_one_among_them():
     rng = np.random.default_rng(7)
     X = rng.normal(size=(60, 10))
     Y = rng.normal(size=(50, 10))
-    res = M.fit_mmdma(
-        X, Y, 2, max_epochs=15, n_restarts=3, select="consensus", rng=np.random.default_rng(0)
-    )
-    assert len(res.restart_scores) == 3 and len(res.restart_embeddings) == 3
-    assert res.best_restart == int(np.argmin(res.restart_scores))
-    assert res.loss == res.restart_losses[res.best_restart]
+    kw = {"max_epochs": 15, "n_restarts": 3}
+    res = M.fit_mmdma(X, Y, 2, keep_restart_embeddings=True, rng=np.random.default_rng(0), **kw)
+    plain = M.fit_mmdma(X, Y, 2, rng=np.random.default_rng(0), **kw)
+    assert len(res.restart_embeddings) == 3 and plain.restart_embeddings == []
+    np.testing.assert_array_equal(res.embeddings[0], plain.embeddings[0])
     np.testing.assert_array_equal(res.embeddings[0], res.restart_embeddings[res.best_restart][0])
     np.testing.assert_array_equal(res.embeddings[1], res.restart_embeddings[res.best_restart][1])

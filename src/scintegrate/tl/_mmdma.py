@@ -58,7 +58,7 @@ def mmdma(
     lr: float = 0.2,
     batch_size: int | None = None,
     n_restarts: int = 1,
-    select: Literal["loss", "narrow_mmd", "consensus"] = "loss",
+    select: Literal["loss", "narrow_mmd"] = "loss",
     symmetry_search: bool = True,
     init: Literal["random", "uniform", "pca"] | tuple[np.ndarray, np.ndarray] = "random",
     unbiased: bool = False,
@@ -189,12 +189,7 @@ def mmdma(
         start whose final embeddings have the lowest MMD² under a kernel 4x narrower than the
         trained one (it sees the fine structure that tells an alignment from its mirror
         images, which the trained kernel, and so the loss, barely does). Experimental: on
-        SNARE-seq (tutorial) it was worse than ``"loss"``. ``"consensus"``: keep the start
-        that agrees most with the others: for up to 2,000 sampled cells of each modality, the
-        fraction of their 10 nearest cells of the other modality that two starts share,
-        averaged over the other starts (``restart_scores`` holds minus that mean). Starts
-        that found the same alignment agree; wrong alignments are wrong in different ways.
-        Never looks at a pairing; needs ``n_restarts >= 3`` to mean anything.
+        SNARE-seq (tutorial) it was worse than ``"loss"``.
     symmetry_search
         Half-way through each start, look for a reflection or rotation of the second
         embedding that matches the first far better under a narrow kernel, and apply it
@@ -282,7 +277,7 @@ def mmdma(
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, param="batch_size", minimum=2)
     n_restarts = check_positive_int(n_restarts, param="n_restarts")
-    check_in(select, ("loss", "narrow_mmd", "consensus"), param="select")
+    check_in(select, ("loss", "narrow_mmd"), param="select")
     symmetry_search = check_bool(symmetry_search, param="symmetry_search")
     _check_init_kind(init, n_restarts)
     if not isinstance(init, str) and formulation == "primal" and not linear:

@@ -18,7 +18,6 @@ import torch
 
 from .._adam import Adam
 from .._progress import progress_bar
-from ._consensus import consensus_scores
 from ._kernels import median_bandwidth, mmd2
 from ._modality import _Modality
 from ._symmetry import _symmetry_search
@@ -41,12 +40,11 @@ class MMDMAResult:
     """Per epoch: ``loss``, ``mmd``, ``penalty``, ``distortion``, ``bandwidth``, ``time``."""
     restart_losses: list[float] = field(default_factory=list)
     restart_scores: list[float] = field(default_factory=list)
-    """What the restarts were ranked by (``select``): final loss, narrow-kernel MMD², or minus
-    the agreement with the other restarts."""
+    """What the restarts were ranked by (``select``): final loss, or narrow-kernel MMD²."""
     restart_symmetry: list[bool] = field(default_factory=list)
     """Whether the half-way symmetry search changed the second map, per restart."""
     restart_embeddings: list[list[np.ndarray]] = field(default_factory=list)
-    """``select="consensus"`` only: ``(Z_x, Z_y)`` of every restart, in order."""
+    """With ``keep_restart_embeddings``: ``(Z_x, Z_y)`` of every restart, in order."""
     best_restart: int = 0
     bandwidth: float = 1.0
     """Bandwidth used at the last epoch of the best restart."""
@@ -111,6 +109,7 @@ def fit_mmdma(
     progress: bool = False,
     block_size: int | None = None,
     kernels: Sequence | None = None,
+    keep_restart_embeddings: bool = False,
 ) -> MMDMAResult:
     """Learn the two maps of MMD-MA by Adam; the objective is in the package docstring.
 
@@ -124,6 +123,8 @@ def fit_mmdma(
     and ``q x d``; dual: ``n x d`` and ``m x d``), for a warm start; every restart then starts
     from them. ``kernels`` (dual only) gives the two n x n input kernel matrices ``K_x``,
     ``K_y`` (:func:`._input_kernels.kernel_matrix`) instead of the linear ``X Xᵀ``, ``Y Yᵀ``.
+    ``keep_restart_embeddings`` returns every restart's embeddings too (benchmarks score each
+    restart with them).
     """
     if kernels is not None and formulation != "dual":
         raise ValueError("kernels (input kernel matrices) need formulation='dual'.")
@@ -144,12 +145,20 @@ def fit_mmdma(
         # 2-core machine), so small problems run single-threaded
         torch.set_num_threads(1)
     try:
-        return _fit(X, Y, n_dims, opts, rng, kernels)
+        return _fit(X, Y, n_dims, opts, rng, kernels, keep_restart_embeddings)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit(X, Y, n_dims: int, opts: _Options, rng: np.random.Generator, kernels=None) -> MMDMAResult:
+def _fit(
+    X,
+    Y,
+    n_dims: int,
+    opts: _Options,
+    rng: np.random.Generator,
+    kernels=None,
+    keep_restart_embeddings: bool = False,
+) -> MMDMAResult:
     """Train ``opts.n_restarts`` starts, each with its own torch generator drawn from ``rng``,
     and keep the one with the lowest score (the first of equals)."""
     kernels = (None, None) if kernels is None else kernels
@@ -163,31 +172,20 @@ def _fit(X, Y, n_dims: int, opts: _Options, rng: np.random.Generator, kernels=No
         unit="epoch",
         disable=not opts.progress,
     )
-    losses, scores, symmetry, finals = [], [], [], []
+    losses, scores, symmetry, restart_embeddings = [], [], [], []
     best, best_index = None, 0
     for restart in range(opts.n_restarts):
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         start = _Start(mods, n_dims, gen, opts)
         start.train(bar)
         losses.append(start.loss)
-        symmetry.append(start.symmetry_applied)
-        if opts.select == "consensus":
-            # every start's maps are kept until all are trained and compared
-            finals.append(start)
-            continue
         scores.append(start.score)
+        symmetry.append(start.symmetry_applied)
+        if keep_restart_embeddings:
+            restart_embeddings.append([z.cpu().double().numpy() for z in start._embeddings()])
         if best is None or start.score < best.score:
             best, best_index = start, restart
     bar.close()
-    restart_embeddings = []
-    if opts.select == "consensus":
-        with torch.no_grad():
-            restart_embeddings = [
-                [z.cpu().double().numpy() for z in start._embeddings()] for start in finals
-            ]
-        scores = consensus_scores(restart_embeddings, rng=rng).tolist()
-        best_index = int(np.argmin(scores))  # the first of equals
-        best = finals[best_index]
     with torch.no_grad():
         Z = [m.embed(w).cpu().double().numpy() for m, w in zip(mods, best.maps, strict=True)]
     return MMDMAResult(
@@ -367,7 +365,7 @@ class _Start:
         final embeddings under a kernel ``select_factor`` times narrower than the last one
         trained with: it sees the fine structure that tells an alignment from its mirror
         images, which the training kernel (and so the loss) barely does."""
-        if self.opts.select in ("loss", "consensus"):  # consensus: replaced once all are trained
+        if self.opts.select == "loss":
             return self.loss
         narrow = self.opts.select_factor * float(self.record[-1, 4])
         zs = self._embeddings()
