@@ -19,7 +19,7 @@ restart, every restart's final loss, wall time; then mean and max.
 Run from the repository root::
 
     python benchmarks/mmdma_kernels.py --data snareseq \\
-        --config '{"input_kernel": "rbf", "init": "pca", "n_restarts": 8}'
+        --config '{"input_kernel": "rbf", "init": "pca", "n_restarts": 32}'
 """
 
 from __future__ import annotations
