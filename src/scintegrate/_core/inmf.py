@@ -22,12 +22,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
 
 from ._nnls import nnls_gram, solve_rows
-from ._progress import progress_bar
+from ._progress import IterationLog
 from ._sparse import as_csr
 from ._sparse_kernels import hals_update, single_threaded_blas
 from .nmf import RowColumnData
@@ -164,12 +165,16 @@ def fit_inmf(
         )
 
     XtHs, HtHs = zip(*(stats(i) for i in range(len(data))), strict=True)
-    history: dict[str, list] = {"iteration": [0], "objective": [objective(XtHs, HtHs)]}
-    history["time"] = [time.perf_counter() - start_time]
-    callback_time = 0.0
-    converged = False
+    log = IterationLog(
+        objective(XtHs, HtHs),
+        start_time=start_time,
+        max_iter=max_iter,
+        tol=tol,
+        callback=callback,
+        desc=f"iNMF ({solver})",
+        progress=progress,
+    )
     iteration = 0
-    bar = progress_bar(total=max_iter, desc=f"iNMF ({solver})", disable=not progress)
     for iteration in range(1, max_iter + 1):
         XtHs, HtHs = [], []
         for i, d in enumerate(data):
@@ -200,30 +205,17 @@ def fit_inmf(
             W *= numerator / np.maximum(denominator, EPS)
 
         value = objective(XtHs, HtHs)
-        history["iteration"].append(iteration)
-        history["objective"].append(value)
-        history["time"].append(time.perf_counter() - start_time - callback_time)
-        bar.set_postfix(objective=f"{value:.6g}", refresh=False)
-        bar.update()
-        if callback is not None:
-            tic = time.perf_counter()
-            extra = callback(iteration, INMFResult(W, Vs, Hs, value)) or {}
-            for name, item in extra.items():
-                history.setdefault(name, [None] * (len(history["iteration"]) - 1)).append(item)
-            callback_time += time.perf_counter() - tic
-        previous = history["objective"][-2]
-        if tol > 0 and previous - value <= tol * max(abs(previous), np.finfo(float).tiny):
-            converged = True
+        if log.record(iteration, value, partial(INMFResult, W, Vs, Hs, value)):
             break
-    bar.close()
+    log.close()
     return INMFResult(
         W=W,
         V=Vs,
         H=Hs,
-        objective=history["objective"][-1],
-        history=history,
+        objective=log.history["objective"][-1],
+        history=log.history,
         n_iter=iteration,
-        converged=converged,
+        converged=log.converged,
     )
 
 

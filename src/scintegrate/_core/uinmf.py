@@ -40,12 +40,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
 
 from ._nnls import nnls_gram, solve_rows
-from ._progress import progress_bar
+from ._progress import IterationLog
 from ._sparse import as_csr
 from ._sparse_kernels import single_threaded_blas
 from .inmf import _objective_terms
@@ -230,12 +231,16 @@ def fit_uinmf(
         return total
 
     ZtHs, HtHs = zip(*(stats(i) for i in range(len(data))), strict=True)
-    history: dict[str, list] = {"iteration": [0], "objective": [objective(ZtHs, HtHs)]}
-    history["time"] = [time.perf_counter() - start_time]
-    callback_time = 0.0
-    converged = False
+    log = IterationLog(
+        objective(ZtHs, HtHs),
+        start_time=start_time,
+        max_iter=max_iter,
+        tol=tol,
+        callback=callback,
+        desc="UINMF",
+        progress=progress,
+    )
     iteration = 0
-    bar = progress_bar(total=max_iter, desc="UINMF", disable=not progress)
     for iteration in range(1, max_iter + 1):
         ZtHs, HtHs = [], []
         for i, d in enumerate(data):
@@ -256,29 +261,16 @@ def fit_uinmf(
         nnls_gram(sum(HtHs), rhs, init=W, out=W)
 
         value = objective(ZtHs, HtHs)
-        history["iteration"].append(iteration)
-        history["objective"].append(value)
-        history["time"].append(time.perf_counter() - start_time - callback_time)
-        bar.set_postfix(objective=f"{value:.6g}", refresh=False)
-        bar.update()
-        if callback is not None:
-            tic = time.perf_counter()
-            extra = callback(iteration, UINMFResult(W, Vs, Us, Hs, value)) or {}
-            for name, item in extra.items():
-                history.setdefault(name, [None] * (len(history["iteration"]) - 1)).append(item)
-            callback_time += time.perf_counter() - tic
-        previous = history["objective"][-2]
-        if tol > 0 and previous - value <= tol * max(abs(previous), np.finfo(float).tiny):
-            converged = True
+        if log.record(iteration, value, partial(UINMFResult, W, Vs, Us, Hs, value)):
             break
-    bar.close()
+    log.close()
     return UINMFResult(
         W=W,
         V=Vs,
         U=Us,
         H=Hs,
-        objective=history["objective"][-1],
-        history=history,
+        objective=log.history["objective"][-1],
+        history=log.history,
         n_iter=iteration,
-        converged=converged,
+        converged=log.converged,
     )
