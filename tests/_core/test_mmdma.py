@@ -295,7 +295,6 @@ def test_median_bandwidth_matches_pairwise_distances():
     assert M.median_bandwidth(z * 1.001, state) == pytest.approx(1.001 * expected, rel=1e-9)
 
 
-
 def test_keep_restart_embeddings_returns_every_restart_and_the_kept_one_among_them():
     rng = np.random.default_rng(7)
     X = rng.normal(size=(60, 10))

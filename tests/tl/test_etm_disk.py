@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from _data import cortex_three_libraries
 from anndata import AnnData, read_h5ad
 
 import scintegrate as si
@@ -19,26 +20,12 @@ SMALL = {"emb_dim": 16, "hidden_sizes": (32,), "max_epochs": 3}
 WINDOWS = {"batch_size": 100, "chunk_size": 40, "shuffle_buffer": 200}
 
 
-@pytest.fixture(autouse=True)
-def _no_progress():
-    previous = si.settings.progress_bar
-    si.settings.progress_bar = False
-    yield
-    si.settings.progress_bar = previous
-
-
 @pytest.fixture(scope="module")
 def cortex():
     """600 SNARE-seq cortex cells from 3 libraries, the 300 genes with most counts."""
-    adata = si.datasets.snareseq_cortex_rna()
-    keep = adata.obs["library"].isin(["09A", "09B", "09C"]).to_numpy()
-    adata = adata[keep].copy()
-    adata = adata[np.random.default_rng(1).choice(adata.n_obs, 600, replace=False)].copy()
-    totals = np.asarray(adata.X.sum(axis=0)).ravel()
-    adata = adata[:, np.sort(np.argsort(-totals)[:300])].copy()
-    adata = adata[np.asarray(adata.X.sum(axis=1)).ravel() > 0].copy()
-    adata.obs["library"] = adata.obs["library"].astype(str).astype("category")
-    return adata
+    return cortex_three_libraries(
+        si.datasets.snareseq_cortex_rna(), n_cells=600, n_genes=300, seed=1
+    )
 
 
 @pytest.fixture
