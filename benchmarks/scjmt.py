@@ -35,7 +35,9 @@ neighbours) at the fixed resolution ``--resolution`` (0.3) and the best over the
 its tutorial's post-processed graph + Leiden 0.9); FOSCTTM of the hidden pairs (SNARE-seq); wall
 time (counts in memory to cell factors, preprocessing included) and peak RSS of the worker.
 On SNARE-seq our LIGER path (online iNMF k=20 + quantile normalisation, in this process) is scored
-the same way for reference.
+the same way for reference, and the scIB metrics (``benchmarks/_scib.py``, batch = modality,
+``--scib-cells`` labelled cells) of every method's cell factors are printed; with ``--skip`` a
+method's factors are read back from an earlier run of the same ``--tag``.
 
     python benchmarks/scjmt.py --vs-scmomat --scmomat-env /work/venvs/scmomat [--datasets1 3]
         [--datasets2 3] [--seeds 0] [--snareseq] [--scjmt-options '{"...": ...}']
@@ -64,6 +66,7 @@ from _common import (
     status_mb,
     thread_env,
 )
+from _scib import add_scib_argument, scib_table
 
 import scintegrate as si
 from scintegrate._core.gene_activity import Genes, Intervals, link_matrix
@@ -361,6 +364,7 @@ def liger_snareseq(rna, atac, truth, keep, args) -> dict:
     n = rna.n_obs
     labels = both.obs["inmf_qn_clusters"].astype(str).to_numpy()
     out = score(z[:n], z[n:], labels, truth, keep, True, args) | {"seconds": seconds}
+    out["embedding"] = z
     print(
         f"    snareseq LIGER (online iNMF k=20 + QN, in-process): ARI Leiden {args.resolution} "
         f"{out['ari_fixed']:.3f} (NMI {out['nmi_fixed']:.3f}), best {out['ari_best']:.3f}, QN "
@@ -423,9 +427,38 @@ def vs_scmomat(args) -> dict:
             )  # fmt: skip
             rows.append({"seed": seed} | row)
         out["snareseq"] = {"rows": rows, "summary": vs_summary(rows, "SNARE-seq")}
+        liger = None
         if not args.skip_liger:
-            out["snareseq"]["liger"] = liger_snareseq(rna, atac, truth, keep, args)
+            liger = liger_snareseq(rna, atac, truth, keep, args)
+            out["snareseq"]["liger"] = {k: v for k, v in liger.items() if k != "embedding"}
+        table = snareseq_scib(rna, truth, keep, liger, args)
+        if table is not None:
+            out["snareseq"]["scib"] = table.to_dict(orient="index")
     return out
+
+
+def snareseq_scib(rna, truth, keep, liger, args):
+    """scIB metrics (batch: modality) of the cell factors of the last fit seed of each method
+    (read back from the work folders, so ``--skip`` reuses an earlier run's) and of the LIGER
+    path; the unintegrated baseline is a PCA of RNA counts and ATAC gene activity together."""
+    activity = si.datasets.snareseq_cortex_atac_gene_activity()
+    both = ad.AnnData(
+        sp.vstack([rna.X, activity[:, rna.var_names].X], format="csr"),
+        obs=pd.DataFrame({"modality": ["RNA"] * rna.n_obs + ["ATAC"] * rna.n_obs}),
+    )
+    names = {}
+    for impl, name in (("ours", "scJMT (ours)"), ("scmomat", "scMoMaT")):
+        path = RESULTS / "scjmt_vs_scmomat_work" / ("snareseq" + args.tag) / impl / "factors.npz"
+        if path.exists():
+            with np.load(path, allow_pickle=False) as f:
+                both.obsm[f"X_{impl}"] = np.vstack([f["z_rna"], f["z_atac"]])
+            names[name] = f"X_{impl}"
+    if liger is not None:
+        both.obsm["X_liger"] = liger["embedding"]
+        names["LIGER (online iNMF + QN)"] = "X_liger"
+    if not names:
+        return None
+    return scib_table(both, names, batch_key="modality", labels=truth, keep=keep, args=args)
 
 
 def main() -> None:
@@ -453,6 +486,7 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=("ours", "scmomat"))
     parser.add_argument("--skip-liger", action="store_true")
     parser.add_argument("--tag", default="", help="suffix of the results file")
+    add_scib_argument(parser)
     args = parser.parse_args()
     if args.vs_scmomat:
         si.settings.progress_bar = False
