@@ -187,8 +187,9 @@ def test_cuda_matches_cpu():
     np.testing.assert_allclose(gpu.obsm["scjmt_C"], cpu.obsm["scjmt_C"], atol=1e-3)
 
 
-def test_activity_term_is_opt_in_and_uses_binarised_gene_activity():
-    """weights["activity"] > 0 adds the ATAC cells' binarised gene activity, R_bin Aᵀ != 0."""
+def test_activity_term_is_on_by_default_and_uses_binarised_gene_activity():
+    """weights["activity"] (default 1) adds the ATAC cells' binarised gene activity, R_bin Aᵀ
+    != 0; 0 gives the paper's objective."""
     from scintegrate.tl._scjmt import _activity_scores
 
     m = _data(1, n_rna=50, n_atac=50, n_genes=30)
@@ -198,8 +199,9 @@ def test_activity_term_is_opt_in_and_uses_binarised_gene_activity():
     expected = ((R.sign() @ A.T).toarray() != 0).astype(float)
     np.testing.assert_array_equal(P.toarray(), expected)
     assert (R != sp.csr_matrix(m["atac"].X)).nnz == 0  # the input is not modified
-    off = si.tl.scjmt(m, 3, **FAST, copy=True)
-    on = si.tl.scjmt(m, 3, **FAST, copy=True, weights={"activity": 1.0})
+    off = si.tl.scjmt(m, 3, **FAST, copy=True, weights={"activity": 0.0})
+    on = si.tl.scjmt(m, 3, **FAST, copy=True)
+    assert on.uns["scjmt"]["params"]["weights"]["activity"] == 1.0
     assert off.uns["scjmt"]["terms"]["activity"] == 0.0
     assert off.uns["scjmt"]["params"]["weights"]["activity"] == 0.0
     assert 0 < on.uns["scjmt"]["terms"]["activity"] < 2

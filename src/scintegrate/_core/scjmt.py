@@ -57,7 +57,7 @@ WEIGHT_NAMES = ("rna", "atac", "activity", "sigma", "features", "private", "orth
 DEFAULT_WEIGHTS = {
     "rna": 1.0,
     "atac": 1.0,
-    "activity": 0.0,
+    "activity": 1.0,
     "sigma": 0.1,
     "features": 0.1,
     "private": 1.0,

@@ -270,15 +270,16 @@ def scjmt(
     factors with the cell factors fixed for the first quarter of ``max_iter`` before all blocks
     are updated. ``"random"`` is the paper's start.
 
-    Gene activity term (``weights["activity"]``, off by default; not in the scJMT paper): the
+    Gene activity term (``weights["activity"]``, default 1; not in the scJMT paper): the
     ATAC cells' gene activity ``P = R Aᵀ`` (binarised when ``preprocess``: 1 where any peak
     linked to the gene is open, scMoMaT's "pseudo-RNA") is reconstructed as ``C_1 Σ_g C_gᵀ`` plus
     cell and gene biases, with the RNA's association matrix and gene factors. This is how the
     published successor of scJMT, scMoMaT (Zhang et al., Nat. Commun. 2023), joins unpaired RNA
-    and ATAC. With the paper's objective alone (the default) the two cosines are the only link
-    between the modalities; on SNARE-seq mouse cortex this leaves RNA and ATAC unaligned. The
-    term is opt-in (e.g. ``weights={"activity": 1}``) until its effect on real data is measured
-    (``benchmarks/README.md``).
+    and ATAC. With the paper's objective alone (``weights={"activity": 0}``) the two cosines are
+    the only link between the modalities; on SNARE-seq mouse cortex (10,309 nuclei, pairing
+    hidden) the term takes FOSCTTM from 0.454 to 0.329, the ARI of the own clusters from 0.040
+    to 0.130 and of Leiden clusters (resolution 0.3) from 0.114 to 0.149; on the simulated
+    scenarios it does no harm (``benchmarks/README.md``).
 
     Post-processing (``smooth``): equations (4)-(5), each ATAC cell's factor is replaced by the
     ``exp(-||C_1(p) - C_2(q)||²)``-weighted mean of its mutual nearest RNA neighbours (sparse
@@ -311,7 +312,8 @@ def scjmt(
     weights
         Weights of the terms, any of ``"rna"`` and ``"atac"`` (reconstruction, default 1),
         ``"activity"`` (reconstruction of the ATAC cells' gene activity with the RNA's ``Σ_g``
-        and ``C_g``, see above; default 0, off: the paper's objective), ``"sigma"`` (cos(Σ_r, Σ_g), 0.1), ``"features"`` (cos(C_g, A C_r), 0.1), ``"private"``
+        and ``C_g``, see above; default 1; 0 gives the paper's objective), ``"sigma"``
+        (cos(Σ_r, Σ_g), 0.1), ``"features"`` (cos(C_g, A C_r), 0.1), ``"private"``
         (private-cluster penalty, 1) and ``"orthogonality"`` (rewards hard cell clusters, the
         authors' code's extra term; 0, off).
     center_couplings
