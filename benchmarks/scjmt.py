@@ -279,7 +279,9 @@ def score(z_rna, z_atac, labels, truth, keep, paired, args) -> dict:
 
 
 def run_both(name, rna, atac, links, truth, keep, paired, ours_options, seed, args) -> dict:
-    work = empty_dir(RESULTS / "scjmt_vs_scmomat_work" / (name + args.tag))
+    # a skipped method's folder is kept: its factors from an earlier run are read back
+    work = RESULTS / "scjmt_vs_scmomat_work" / (name + args.tag)
+    work.mkdir(parents=True, exist_ok=True)
     write_inputs(work / "inputs.npz", rna, atac, links)
     env = thread_env(args.threads)
     row = {}
@@ -289,7 +291,7 @@ def run_both(name, rna, atac, links, truth, keep, paired, ours_options, seed, ar
     ):
         if impl in args.skip:
             continue
-        out = work / impl
+        out = empty_dir(work / impl)
         run = run_worker(
             python,
             WORKER,
