@@ -249,7 +249,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dask", action="store_true", help="one process vs a LocalCluster")
     parser.add_argument("--dask-workers", type=int, default=2)
-    parser.add_argument("--dask-inputs", nargs="+", default=["h5ad", "zarr"], choices=("h5ad", "zarr"))
+    parser.add_argument(
+        "--dask-inputs", nargs="+", default=["h5ad", "zarr"], choices=("h5ad", "zarr")
+    )
     args = parser.parse_args()
     print(json.dumps(code_version()))
     ours_python = sys.executable

@@ -133,7 +133,9 @@ def main() -> None:
             si.metrics.foscttm(a, b) if paired else None for a, b in per_restart
         ]
         row["restart_label_transfer"] = [
-            None if lx is None else si.metrics.label_transfer_accuracy(a, b, labels_x=lx, labels_y=ly)
+            None
+            if lx is None
+            else si.metrics.label_transfer_accuracy(a, b, labels_x=lx, labels_y=ly)
             for a, b in per_restart
         ]
         rows.append(row)
