@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from typing import Any
 
@@ -41,16 +42,13 @@ class IterationLog:
         desc: str,
         progress: bool,
     ) -> None:
-        import time
-
-        self._clock = time.perf_counter
         self.start_time, self.tol, self.callback = start_time, tol, callback
         self.callback_time = 0.0
         self.converged = False
         self.history: dict[str, list] = {
             "iteration": [0],
             "objective": [initial_objective],
-            "time": [self._clock() - start_time],
+            "time": [time.perf_counter() - start_time],
         }
         self.bar = progress_bar(total=max_iter, desc=desc, disable=not progress)
 
@@ -59,19 +57,18 @@ class IterationLog:
         history = self.history
         history["iteration"].append(iteration)
         history["objective"].append(value)
-        history["time"].append(self._clock() - self.start_time - self.callback_time)
+        history["time"].append(time.perf_counter() - self.start_time - self.callback_time)
         self.bar.set_postfix(objective=f"{value:.6g}", refresh=False)
         self.bar.update()
         if self.callback is not None:
-            tic = self._clock()
+            tic = time.perf_counter()
             extra = self.callback(iteration, result()) or {}
             for name, item in extra.items():
                 history.setdefault(name, [None] * (len(history["iteration"]) - 1)).append(item)
-            self.callback_time += self._clock() - tic
+            self.callback_time += time.perf_counter() - tic
         previous = history["objective"][-2]
-        if self.tol > 0 and previous - value <= self.tol * max(
-            abs(previous), float(np.finfo(float).tiny)
-        ):
+        floor = self.tol * max(abs(previous), float(np.finfo(float).tiny))
+        if self.tol > 0 and previous - value <= floor:
             self.converged = True
         return self.converged
 
