@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import os
+
 import matplotlib
 import numpy as np
 import pytest
 
 matplotlib.use("Agg")
 
+from _threads import threads_per_worker
+
 import scintegrate as si
+
+
+def pytest_configure(config):
+    threads = threads_per_worker()
+    if threads >= (os.cpu_count() or 1):
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)  # BLAS and OpenMP pools of this worker
+    import numba
+    import torch
+
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

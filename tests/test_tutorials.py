@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from _threads import threads_per_worker
+
+# the kernel's thread pools, sized to this worker's share of the cores (see threads_per_worker)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "NUMBA_NUM_THREADS", "ZARR_THREADING__MAX_WORKERS")  # fmt: skip
 
 TUTORIALS = Path(__file__).parent.parent / "tutorials"
 NOTEBOOKS = sorted(TUTORIALS.glob("*.ipynb"))
@@ -29,7 +35,11 @@ def test_tutorial_executes(path: Path, tmp_path: Path):
         kernel_name="python3",
         resources={"metadata": {"path": str(tmp_path)}},  # working directory of the kernel
     )
-    client.execute()  # raises CellExecutionError, with the traceback, at the first failing cell
+    threads = str(threads_per_worker())
+    env = {**os.environ, **dict.fromkeys(THREAD_VARIABLES, threads)}
+    client.execute(
+        env=env
+    )  # raises CellExecutionError, with the traceback, at the first failing cell
 
     errors = [
         f"cell {index}: {output.get('ename')}: {output.get('evalue')}"
