@@ -14,7 +14,9 @@ Each run is ``tl.mmdma`` on a pair of AnnData in this process (one thread), with
 named by ``--config`` (a JSON dict of keyword arguments, merged over ``n_dims=5,
 max_epochs=200`` for the real data and ``n_dims=10, max_epochs=500`` for the branch) and
 ``random_state`` = each seed. Printed per seed: FOSCTTM, label transfer, final loss of the kept
-restart, every restart's final loss, wall time; then mean and max.
+restart, every restart's final loss, wall time; then mean and max, and the scIB metrics of every
+seed's joint embedding (``benchmarks/_scib.py``; batch = modality, labels = cell type or line;
+no unintegrated row: the two modalities share no feature space).
 
 Run from the repository root::
 
@@ -31,6 +33,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from _scib import add_scib_argument, scib_table
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data" / "scot_alignment_benchmarks"
@@ -73,6 +77,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--root", type=Path, default=SHARED, help="scot_alignment_benchmarks")
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the results")
+    add_scib_argument(parser)
     args = parser.parse_args()
 
     import anndata as ad
@@ -104,7 +109,7 @@ def main() -> None:
         X, Y, lx, ly, paired = branch()
         base = {"n_dims": 10, "max_epochs": 500}
     config = base | json.loads(args.config)
-    rows = []
+    rows, joint = [], {}
     for seed in [int(s) for s in args.seeds.split(",")]:
         rna, atac = ad.AnnData(X), ad.AnnData(Y)
         begin = time.perf_counter()
@@ -113,6 +118,7 @@ def main() -> None:
             si.tl.mmdma((rna, atac), random_state=seed, **config)
         seconds = time.perf_counter() - begin
         zx, zy = rna.obsm["X_mmdma"], atac.obsm["X_mmdma"]
+        joint[f"seed {seed}"] = np.vstack([zx, zy])
         uns = rna.uns["mmdma"]
         row = {
             "seed": seed,
@@ -170,6 +176,17 @@ def main() -> None:
                 f"[{min(values):.3f}, {max(values):.3f}]",
                 flush=True,
             )
+    if lx is not None:
+        both = ad.AnnData(
+            obs=pd.DataFrame(
+                {"modality": np.repeat(["rna", "atac"], [len(X), len(Y)])},
+                index=np.arange(len(X) + len(Y)).astype(str),
+            ),
+            obsm={f"X_{i}": z for i, z in enumerate(joint.values())},
+        )
+        labels = np.concatenate([np.asarray(lx).astype(str), np.asarray(ly).astype(str)])
+        names = {name: f"X_{i}" for i, name in enumerate(joint)}
+        scib_table(both, names, batch_key="modality", labels=labels, args=args, unintegrated=None)
     if args.out is not None:
         args.out.write_text(json.dumps({"data": args.data, "config": config, "rows": rows}))
 
