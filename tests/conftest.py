@@ -19,12 +19,17 @@ def pytest_configure(config):
     threads = threads_per_worker()
     if threads >= (os.cpu_count() or 1):
         return
+    # libraries that load their thread pools later (an OpenMP runtime pulled in by scikit-learn
+    # or numba, scipy's BLAS) and subprocesses (CLI tests, Dask workers) read these variables
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, str(threads))
+    import numba
+    import scipy.linalg  # noqa: F401  (loads scipy's BLAS)
+    import sklearn.cluster  # noqa: F401  (loads scikit-learn's OpenMP runtime)
+    import torch
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(threads)  # BLAS and OpenMP pools of this worker
-    import numba
-    import torch
-
+    threadpool_limits(threads)  # every BLAS and OpenMP pool loaded so far
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     torch.set_num_threads(threads)
 
