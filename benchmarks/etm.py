@@ -8,7 +8,8 @@
    ``--kl-weight`` to force one value on both). Printed: seconds per step, peak RSS, and the
    ARI / NMI of Leiden clusters of the embedding against the cell types, at a fixed resolution
    and the best over scETM's own resolution grid (an optimistic, label-peeking selection, shown
-   because it is what scETM reports).
+   because it is what scETM reports). Then the scIB metrics (``benchmarks/_scib.py``, batch =
+   library) of both implementations' theta from seed 0 and of the unintegrated PCA.
 2. **The course assignment's setting**: 16 topics, 1000 full-batch steps on ~2,000 cells x
    ~4,000 genes (2,000 random PBMC 3k cells, the 4,000 most variable genes), ours only unless
    ``--assignment-scetm``.
@@ -49,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 from _common import ENVS, RESULTS, code_version, ensure_env, run_worker, thread_env
+from _scib import add_scib_argument, scib_table
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -155,6 +157,21 @@ def clustering_scores(embedding, labels) -> dict:
         "ari_best_of_grid": float(grid["ari"].max()),
         "nmi_best_of_grid": float(grid["nmi"].max()),
     }
+
+
+def snareseq_scib(X, batch, labels, thetas: dict, args) -> None:
+    """scIB table of each implementation's theta (seed 0); batches = libraries."""
+    import anndata as ad
+    import pandas as pd
+
+    adata = ad.AnnData(
+        sp.csr_matrix(X),
+        obs=pd.DataFrame({"library": batch.astype(str)}, index=np.arange(len(batch)).astype(str)),
+        obsm={f"X_{impl}": np.asarray(theta) for impl, theta in thetas.items()},
+    )
+    names = {"ours": "tl.etm theta (seed 0)", "scetm": "scETM theta (seed 0)"}
+    embeddings = {names.get(impl, impl): f"X_{impl}" for impl in thetas}
+    scib_table(adata, embeddings, batch_key="library", labels=labels, args=args)
 
 
 def tl_in_worker(impl, data, out, args, *, epochs, batches, shuffle_buffer, max_steps=0) -> dict:
@@ -325,6 +342,7 @@ def main() -> None:
         "--rss-max-steps", type=int, default=0, help="stop training after (0: the epochs)"
     )
     parser.add_argument("--skip-steps", action="store_true", help="only the RSS part of 3")
+    add_scib_argument(parser)
     args = parser.parse_args()
     if args.from_disk:
         args.results = args.results or RESULTS / "etm_from_disk.json"
@@ -368,7 +386,7 @@ def main() -> None:
                 f"k={args.k}, batch 2000, {args.steps} steps, {args.threads} threads, "
                 f"OMP_WAIT_POLICY {args.omp_wait_policy}"
             )
-            rows = {}
+            rows, thetas = {}, {}
             impls = [("ours", ours_python)] + ([("scetm", scetm_python)] if scetm_python else [])
             for seed in range(args.seeds):
                 for impl, python in impls:  # alternated, so that both see the same load
@@ -385,6 +403,8 @@ def main() -> None:
                         seed=seed,
                     )
                     result["seed"] = seed
+                    if seed == 0:
+                        thetas[impl] = theta
                     result["theta"] = clustering_scores(theta, labels)
                     result["delta"] = clustering_scores(delta, labels)
                     rows.setdefault(impl, []).append(result)
@@ -417,6 +437,7 @@ def main() -> None:
                 summary["speedup_per_step"] = ratio
             rows["summary"] = summary
             report["snareseq"] = rows
+            snareseq_scib(X, batch, labels, thetas, args)
 
         if not args.skip_assignment and not args.pbmc.exists():
             print(f"assignment setting skipped: {args.pbmc} not found (see --pbmc)")
