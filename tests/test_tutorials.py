@@ -35,11 +35,10 @@ def test_tutorial_executes(path: Path, tmp_path: Path):
         kernel_name="python3",
         resources={"metadata": {"path": str(tmp_path)}},  # working directory of the kernel
     )
-    threads = str(threads_per_worker())
-    env = {**os.environ, **dict.fromkeys(THREAD_VARIABLES, threads)}
-    client.execute(
-        env=env
-    )  # raises CellExecutionError, with the traceback, at the first failing cell
+    # variables already set (by the user, or by conftest for this worker) are kept
+    env = {**dict.fromkeys(THREAD_VARIABLES, str(threads_per_worker())), **os.environ}
+    # raises CellExecutionError, with the traceback, at the first failing cell
+    client.execute(env=env)
 
     errors = [
         f"cell {index}: {output.get('ename')}: {output.get('evalue')}"

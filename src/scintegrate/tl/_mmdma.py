@@ -110,7 +110,8 @@ def mmdma(
     the number of BLAS threads (which changes the floating-point sums and so which restart
     ends lowest), 0.230, 0.203, 0.184, 0.177, 0.521 (mean 0.263; in seed 4 the lowest loss
     belongs to a mirror-image alignment), against 0.29-0.37 (mean 0.332) for the linear
-    defaults; with 8 restarts some seeds have no good start at all (mean 0.352), hence 32. See ``benchmarks/README.md``. Not (yet) the default: it is 32 fits (about 200 s on one
+    defaults; with 8 restarts some seeds have no good start at all (mean 0.352), hence 32.
+    See ``benchmarks/README.md``. Not (yet) the default: it is 32 fits (about 200 s on one
     core for 1,047 cells), and it was tuned on these data only.
 
     Parameters
