@@ -101,13 +101,29 @@ SCMOMAT_DEFAULTS = {
 }
 
 
+class _Tee(io.TextIOBase):
+    """A text stream that writes to a buffer and, stamped with the time, to another stream."""
+
+    def __init__(self, kept: io.StringIO, stream) -> None:
+        self.kept, self.stream, self.started = kept, stream, time.perf_counter()
+
+    def write(self, text: str) -> int:
+        self.kept.write(text)
+        if text.strip():
+            self.stream.write(f"[{time.perf_counter() - self.started:8.1f} s] {text.rstrip()}\n")
+            self.stream.flush()
+        return len(text)
+
+
 def run_scmomat(data: dict, args) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     import scmomat
     import torch
 
     torch.set_num_threads(args.threads)
     settings = SCMOMAT_DEFAULTS | json.loads(args.options)
-    log = io.StringIO()
+    # scMoMaT prints its loss every `interval` iterations: kept for result.json and also passed
+    # to standard error (the harness's log), so that a long run shows how far it has got
+    log = _Tee(io.StringIO(), sys.stderr)
     wait_for_idle(5.0)
     with Measurement() as fit:
         tic = time.perf_counter()
@@ -160,7 +176,7 @@ def run_scmomat(data: dict, args) -> tuple[np.ndarray, np.ndarray, np.ndarray, d
         "losses": losses,
         "own_clusters": "Leiden of the tutorial's post-processed graph (calc_post_graph, "
         f"n_neighbors={settings['n_neighbors']}, resolution={settings['resolution']})",
-        "log_tail": log.getvalue()[-2000:],
+        "log_tail": log.kept.getvalue()[-2000:],
     }
     return zs[0], zs[1], np.asarray(labels).astype(str), info
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -42,3 +45,33 @@ def _stored(X):
 def test_dense_float16_becomes_float32():
     out = as_csr(np.eye(3, dtype=np.float16))
     assert out.dtype == np.float32 and out.nnz == 3
+
+
+def test_torch_csr_matches_and_leaves_input_alone():
+    import torch
+
+    from scintegrate._core._sparse import torch_csr
+
+    X = sp.random(7, 5, density=0.4, format="csr", random_state=0, dtype=np.float32)
+    indices = X.indices.copy()
+    T = torch_csr(X, dtype=torch.float64)
+    assert T.dtype == torch.float64 and T.layout == torch.sparse_csr
+    np.testing.assert_allclose(T.to_dense().numpy(), X.toarray())
+    assert not np.shares_memory(T.col_indices().numpy(), X.indices)
+    np.testing.assert_array_equal(X.indices, indices)
+
+
+def test_torch_csr_is_silent():
+    # torch warns once per process, so a fresh process (any earlier test may have warned); the
+    # module is loaded from its file alone, which spares the subprocess the package's imports
+    from scintegrate._core import _sparse
+
+    code = (
+        "import importlib.util, warnings, scipy.sparse as sp\n"
+        f"spec = importlib.util.spec_from_file_location('s', {_sparse.__file__!r})\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(module)\n"
+        "warnings.simplefilter('error')\n"
+        "module.torch_csr(sp.eye(3, format='csr'))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

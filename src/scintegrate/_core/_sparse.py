@@ -39,3 +39,29 @@ def as_csr(X, *, dtype=None, canonical: bool = False) -> sp.csr_matrix:
     if sp.issparse(X) and X.format == "csr" and (dtype is None or X.dtype == np.dtype(dtype)):
         return X if isinstance(X, sp.csr_matrix) else sp.csr_matrix(X)
     return sp.csr_matrix(X, dtype=dtype)
+
+
+def torch_csr(X: sp.csr_matrix, *, dtype=None, device=None):
+    """A canonical scipy CSR matrix as a torch sparse CSR tensor, without torch's warnings.
+
+    torch warns on every sparse CSR construction (support "in beta", invariant checks
+    "implicitly disabled"); both are expected here, and users saw them in every fit. The
+    invariants hold by construction (``as_csr(..., canonical=True)``), so they are not checked.
+    The index arrays are copied (as int64); the values are shared with ``X`` when ``dtype``
+    matches (nothing here writes to them).
+    """
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(X.indptr.astype(np.int64)),
+            torch.from_numpy(X.indices.astype(np.int64)),
+            torch.as_tensor(X.data),
+            size=X.shape,
+            dtype=dtype,
+            device=device,
+            check_invariants=False,
+        )

@@ -51,7 +51,7 @@ import torch
 
 from ._adam import Adam
 from ._progress import progress_bar
-from ._sparse import as_csr
+from ._sparse import as_csr, torch_csr
 
 WEIGHT_NAMES = ("rna", "atac", "activity", "sigma", "features", "private", "orthogonality")
 DEFAULT_WEIGHTS = {
@@ -111,21 +111,19 @@ class _Sparse:
 def _to_torch_csr(X: sp.csr_matrix, device, dtype) -> torch.Tensor:
     if not X.has_sorted_indices:
         X = as_csr(X, canonical=True)  # sorted in a private copy: the caller's X stays as it is
-    return torch.sparse_csr_tensor(
-        torch.as_tensor(X.indptr, dtype=torch.int64),
-        torch.as_tensor(X.indices, dtype=torch.int64),
-        torch.as_tensor(X.data),
-        size=X.shape,
-        dtype=dtype,
-        device=device,
-    )
+    return torch_csr(X, dtype=dtype, device=device)
 
 
 def _to_torch_coo(X, device, dtype) -> torch.Tensor:
     X = sp.coo_matrix(X)
     idx = torch.as_tensor(np.vstack([X.row, X.col]).astype(np.int64))
     return torch.sparse_coo_tensor(
-        idx, torch.as_tensor(X.data), size=X.shape, dtype=dtype, device=device
+        idx,
+        torch.as_tensor(X.data),
+        size=X.shape,
+        dtype=dtype,
+        device=device,
+        check_invariants=False,
     ).coalesce()
 
 

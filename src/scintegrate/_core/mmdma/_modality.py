@@ -21,13 +21,12 @@ from a private canonical copy: the caller's matrix is never modified.
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .._sparse import as_csr
+from .._sparse import as_csr, torch_csr
 
 FORMULATIONS = ("primal", "dual")
 # the primal distortion uses G = X^T X (p x p) when p is at most this and p^2 <= 4 nnz(X)
@@ -84,16 +83,7 @@ def _to_torch(X, dtype, device):
     if sp.issparse(X):
 
         def conv(m):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # "CSR support is in beta"
-                return torch.sparse_csr_tensor(
-                    torch.from_numpy(m.indptr.astype(np.int64)),
-                    torch.from_numpy(m.indices.astype(np.int64)),
-                    torch.from_numpy(m.data),
-                    size=m.shape,
-                    dtype=dtype,
-                    check_invariants=False,
-                ).to(device)
+            return torch_csr(m, dtype=dtype).to(device)
 
         return conv(X), conv(X.T.tocsr())
     return torch.as_tensor(np.asarray(X, dtype=np.float64), dtype=dtype, device=device), None
