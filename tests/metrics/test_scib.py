@@ -275,5 +275,69 @@ def test_scib_bad_data(cortex):
     adata.X = sp.csr_matrix(np.log1p(adata.X.toarray()))
     with pytest.raises(ValueError, match="does not hold counts"):
         si.metrics.scib(adata, "X_centred", **args)
-    with pytest.raises(TypeError, match="adata must be an AnnData"):
+    with pytest.raises(TypeError, match="adata must be an AnnData or a MuData"):
         si.metrics.scib(pd.DataFrame(cortex.obsm["X_centred"]), "X_centred", **args)
+
+
+# ------------------------------------------------------------------------------------ MuData
+def _as_mudata(cortex):
+    """The fixture's cells as two modalities (first and second half) with a joint embedding."""
+    import mudata
+
+    half = cortex.n_obs // 2
+    parts = {"rna": cortex[:half].copy(), "atac": cortex[half:].copy()}
+    for part in parts.values():
+        del part.obsm["X_centred"]
+    mdata = mudata.MuData(parts)
+    mdata.obsm["X_centred"] = cortex.obsm["X_centred"][
+        mdata.obs_names.get_indexer(cortex.obs_names)
+    ]
+    return mdata
+
+
+def test_scib_of_a_mudata_scores_the_container_cells(cortex, monkeypatch):
+    # the Benchmarker is replaced by a recorder: what it is given is checked, no JAX needed
+    from types import SimpleNamespace
+
+    from scintegrate.metrics import _scib
+
+    given = {}
+
+    class Recorder:
+        def __init__(self, data, **kwargs):
+            given["data"], given["kwargs"] = data, kwargs
+
+        def benchmark(self):
+            raise _Stop
+
+    fake = SimpleNamespace(Benchmarker=Recorder, BioConservation=dict, BatchCorrection=dict)
+    monkeypatch.setattr(_scib, "_import_benchmark", lambda: fake)
+    mdata = _as_mudata(cortex)
+    with pytest.raises(_Stop):
+        si.metrics.scib(
+            mdata, "X_centred", batch_key="modality", labels_key="cell_type", unintegrated=None
+        )
+    data = given["data"]
+    assert list(data.obs_names) == list(mdata.obs_names)
+    modality = np.where(data.obs_names.isin(mdata["rna"].obs_names), "rna", "atac")
+    np.testing.assert_array_equal(data.obs["batch"].astype(str), modality)
+    labels = cortex.obs["cell_type"].reindex(data.obs_names).astype(str)
+    np.testing.assert_array_equal(data.obs["labels"].astype(str), labels)
+    np.testing.assert_allclose(data.obsm["X_centred"], mdata.obsm["X_centred"], rtol=1e-6)
+    assert "modality" not in mdata.obs.columns  # the user's MuData is not changed
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_scib_of_a_mudata_errors(cortex):
+    mdata = _as_mudata(cortex)
+    args = {"batch_key": "modality", "labels_key": "cell_type"}
+    with pytest.raises(ValueError, match="no joint count matrix"):
+        si.metrics.scib(mdata, "X_centred", **args)
+    with pytest.raises(ValueError, match="a MuData has no joint layers"):
+        si.metrics.scib(mdata, "X_centred", unintegrated=None, layer="counts", **args)
+    mdata["atac"].obs = mdata["atac"].obs.drop(columns="cell_type")
+    with pytest.raises(ValueError, match="missing values"):
+        si.metrics.scib(mdata, "X_centred", unintegrated=None, **args)

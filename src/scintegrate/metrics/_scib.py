@@ -9,6 +9,7 @@ modified. ``scib-metrics`` (and JAX) is an optional dependency: ``pip install sc
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,11 @@ from anndata import AnnData
 from .._logging import logger
 from .._settings import settings
 from .._utils._clustering import check_embedding
+from .._utils._mudata import container_anndata, is_mudata
 from .._utils._validation import check_positive_int, get_obs_labels, get_obsm
+
+if TYPE_CHECKING:
+    from mudata import MuData
 
 # scib_metrics.benchmark field name -> (metric type, column name); the Benchmarker's own order
 BIO_CONSERVATION = ("isolated_labels", "nmi_ari_cluster_labels_leiden",
@@ -92,7 +97,7 @@ def _log_normalised_pca(adata: AnnData, layer: str | None, n_comps: int) -> np.n
 
 
 def scib(
-    adata: AnnData,
+    adata: AnnData | MuData,
     embeddings: str | Sequence[str],
     *,
     batch_key: str,
@@ -128,7 +133,13 @@ def scib(
     ----------
     adata
         Annotated data with the embeddings in ``obsm`` and the batch and label columns in
-        ``obs``.
+        ``obs``; or a MuData, whose joint embeddings (``mdata.obsm``, e.g. ``"X_mmdma"``,
+        ``"X_scjmt"``) are scored over the container's cells, with ``batch_key="modality"``
+        (each cell's modality) and a ``labels_key`` column of ``mdata.obs`` or of the
+        modalities (``"cell_type"`` is gathered from every modality that has it, as in
+        :func:`~scintegrate.pl.umap`). Its unintegrated embedding must be given
+        (``unintegrated=`` an ``obsm`` key, or ``None``): a MuData has no joint counts to
+        compute a PCA from.
     embeddings
         ``obsm`` key(s) of the embeddings to score, e.g. ``["X_inmf_qn", "X_etm"]``.
     batch_key
@@ -184,12 +195,20 @@ def scib(
     ... )
     >>> table[["Batch correction", "Bio conservation", "Total"]]
     """
-    if not isinstance(adata, AnnData):
-        raise TypeError(
-            f"adata must be an AnnData, got {type(adata).__name__}; for a MuData, pass an "
-            "AnnData holding the joint embedding, e.g. ad.AnnData(obs=mdata.obs, "
-            "obsm={'X_mmdma': mdata.obsm['X_mmdma']})."
-        )
+    if is_mudata(adata):
+        if unintegrated == "X_pca" and "X_pca" not in adata.obsm:
+            raise ValueError(
+                "A MuData has no joint count matrix to compute the unintegrated PCA from: pass "
+                "unintegrated= an obsm key of the container (an embedding of all its cells "
+                "before integration) or unintegrated=None."
+            )
+        if layer is not None:
+            raise ValueError("layer= is for an AnnData's counts; a MuData has no joint layers.")
+        # the container's cells: obsm of the container, batch and labels gathered from the
+        # modalities as pl.umap does ("modality" is each cell's modality)
+        adata = container_anndata(adata, [batch_key, labels_key])
+    elif not isinstance(adata, AnnData):
+        raise TypeError(f"adata must be an AnnData or a MuData, got {type(adata).__name__}.")
     keys = _as_list(embeddings, param="embeddings")
     batches = _labels(adata, batch_key, param="batch_key")
     labels = _labels(adata, labels_key, param="labels_key")
