@@ -5,7 +5,8 @@ embeddings: a small real fixture of 240 SNARE-seq cortex cells from 3 libraries 
 A first call in a process compiles pynndescent's numba code and the JAX metrics (the cheap-metric
 test took 613 s on a shared 2-core machine at load 15, 820 s for the full selection), so the value
 tests run with ``-m slow``; the default run checks the arguments and errors (no JAX needed), and
-the executed tutorial ``scib_comparison`` runs metrics.scib end to end.
+the executed tutorials run metrics.scib end to end (``scib_comparison`` on AnnData,
+``scjmt_snareseq`` and ``mmdma_snareseq_celllines`` on a MuData).
 """
 
 from __future__ import annotations
