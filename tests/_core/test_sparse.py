@@ -74,4 +74,5 @@ def test_torch_csr_is_silent():
         "warnings.simplefilter('error')\n"
         "module.torch_csr(sp.eye(3, format='csr'))\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

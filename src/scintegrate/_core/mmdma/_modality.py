@@ -81,11 +81,10 @@ class _GramDistortion(torch.autograd.Function):
 def _to_torch(X, dtype, device):
     """Dense tensor, or (CSR tensor, CSR tensor of the transpose) for a canonical CSR ``X``."""
     if sp.issparse(X):
-
-        def conv(m):
-            return torch_csr(m, dtype=dtype).to(device)
-
-        return conv(X), conv(X.T.tocsr())
+        return (
+            torch_csr(X, dtype=dtype, device=device),
+            torch_csr(X.T.tocsr(), dtype=dtype, device=device),
+        )
     return torch.as_tensor(np.asarray(X, dtype=np.float64), dtype=dtype, device=device), None
 
 
