@@ -207,3 +207,29 @@ def test_activity_term_is_on_by_default_and_uses_binarised_gene_activity():
     assert 0 < on.uns["scjmt"]["terms"]["activity"] < 2
     assert (on.uns["scjmt"]["history"]["activity"] > 0).all()
     assert not np.allclose(on.obsm["X_scjmt"], off.obsm["X_scjmt"])
+
+
+def test_preprocess_scales_every_gene_to_its_maximum_and_leaves_the_input_alone():
+    """RNA: median library size, log1p, each gene divided by its maximum (a slow dense
+    reference); ATAC: binarised; sparse in, sparse out, the caller's matrix untouched."""
+    from scintegrate.tl._scjmt import _preprocess
+
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(rng.gamma(0.5, 2.0, size=(40, 12)))
+    counts[:, 3] = 0  # an empty gene stays empty
+    counts[5] = 0  # an empty cell too
+    X = sp.csr_matrix(counts.astype(np.float32))
+    before = (X.data.copy(), X.indices.copy(), X.indptr.copy())
+    totals = counts.sum(1)
+    target = np.median(totals[totals > 0])
+    dense = np.log1p(
+        counts * np.divide(target, totals, out=np.zeros(40), where=totals > 0)[:, None]
+    )
+    expected = dense / np.where(dense.max(0) > 0, dense.max(0), 1.0)
+    got = _preprocess(X, "rna")
+    assert sp.issparse(got)
+    np.testing.assert_allclose(got.toarray(), expected, rtol=1e-12)
+    np.testing.assert_allclose(got.toarray().max(0), (counts.sum(0) > 0).astype(float))
+    np.testing.assert_array_equal(_preprocess(X, "atac").toarray(), (counts > 0).astype(float))
+    for kept, now in zip(before, (X.data, X.indices, X.indptr), strict=True):
+        np.testing.assert_array_equal(kept, now)
