@@ -151,7 +151,8 @@ def _preprocess(X, kind: str):
     np.log1p(X.data, out=X.data)
     # each gene on the same scale, as the authors' per-gene quantile normalisation puts it, so
     # that lowly expressed marker genes weigh as much as abundant ones (SNARE-seq cortex, pairing
-    # hidden: Leiden ARI 0.176 -> 0.196, FOSCTTM 0.337 -> 0.297, median of three seeds)
+    # hidden, 15 clusters, median of three seeds: Leiden ARI 0.176 -> 0.196, FOSCTTM 0.335 ->
+    # 0.297)
     gene_max = np.zeros(X.shape[1])
     np.maximum.at(gene_max, X.indices, X.data)
     X.data /= np.where(gene_max > 0, gene_max, 1.0)[X.indices]
@@ -299,8 +300,8 @@ def scjmt(
         Number of cell clusters (latent dimension); ``n_shared + n_rna_only + n_atac_only``.
         The own clusters (the argmax) need about as many as there are cell types; Leiden
         clusters of ``X_{key_added}`` gain from more (SNARE-seq cortex, 15 coarse types, pairing
-        hidden: median ARI at resolution 0.3 over three seeds 0.176 with 15, 0.191 with 20 and
-        0.207 with 30 clusters, ``benchmarks/README.md``).
+        hidden: median ARI at resolution 0.3 over three seeds 0.196 with 15 and 0.245 with 20
+        clusters, ``benchmarks/README.md``).
     mods
         Names of the RNA and the ATAC modality.
     gene_activity
