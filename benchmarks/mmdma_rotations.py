@@ -46,6 +46,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--starts", type=int, default=64)
     parser.add_argument("--dims", type=int, default=5)
+    parser.add_argument(
+        "--refine", type=int, default=8, help="descend the lowest N again on all cells"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     X, Y, _ = _snareseq_features()
@@ -98,15 +101,24 @@ def main() -> None:
             torch.randn(args.dims, args.dims, generator=gen, dtype=torch.float64)
         )
         R0 = (q * torch.sign(torch.diagonal(r))).float()
-        ends.append(score(descend(R0, 60, 0.03, cells=500, gen=gen)))
-    ends.sort()
-    foscttm = np.array([f for _, f in ends])
+        R = descend(R0, 60, 0.03, cells=500, gen=gen)
+        ends.append((*score(R), R))
+    ends.sort(key=lambda end: end[0])
+    foscttm = np.array([end[1] for end in ends])
     print(
         f"  {args.starts} random starts ({time.perf_counter() - tic:.0f} s): FOSCTTM < 0.21 in "
         f"{np.mean(foscttm < 0.21):.0%}, < 0.25 in {np.mean(foscttm < 0.25):.0%}; below the "
-        f"minimum next to the truth: {sum(m < m1 for m, _ in ends)}\n"
+        f"minimum next to the truth: {sum(end[0] < m1 for end in ends)}\n"
         "  the 10 lowest MMD² (MMD² / FOSCTTM): "
-        + ", ".join(f"{m:.5f} / {f:.3f}" for m, f in ends[:10]),
+        + ", ".join(f"{m:.5f} / {f:.3f}" for m, f, _ in ends[:10]),
+        flush=True,
+    )
+    # the unsupervised rule this diagnoses: refine the lowest few on all cells, keep the lowest
+    refined = sorted(score(descend(R.double(), 300, 0.02)) for _, _, R in ends[: args.refine])
+    print(
+        f"  the lowest {args.refine} refined on all cells (MMD² / FOSCTTM): "
+        + ", ".join(f"{m:.5f} / {f:.3f}" for m, f in refined)
+        + f"\nKEPT seed {args.seed}: FOSCTTM {refined[0][1]:.3f} (MMD² {refined[0][0]:.5f})",
         flush=True,
     )
 
