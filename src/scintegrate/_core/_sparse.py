@@ -41,14 +41,13 @@ def as_csr(X, *, dtype=None, canonical: bool = False) -> sp.csr_matrix:
     return sp.csr_matrix(X, dtype=dtype)
 
 
-def torch_csr(X: sp.csr_matrix, *, dtype=None, device=None):
-    """A canonical scipy CSR matrix as a torch sparse CSR tensor, without torch's warnings.
+def csr_tensor(crow, col, values, size, *, dtype=None, device=None):
+    """``torch.sparse_csr_tensor`` from valid CSR arrays, without torch's warnings.
 
     torch warns on every sparse CSR construction (support "in beta", invariant checks
     "implicitly disabled"); both are expected here, and users saw them in every fit. The
-    invariants hold by construction (``as_csr(..., canonical=True)``), so they are not checked.
-    The index arrays are copied (as int64); the values are shared with ``X`` when ``dtype``
-    matches (nothing here writes to them).
+    callers build the arrays from canonical CSR matrices, so the invariants hold and are not
+    checked.
     """
     import warnings
 
@@ -57,11 +56,22 @@ def torch_csr(X: sp.csr_matrix, *, dtype=None, device=None):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return torch.sparse_csr_tensor(
-            torch.from_numpy(X.indptr.astype(np.int64)),
-            torch.from_numpy(X.indices.astype(np.int64)),
-            torch.as_tensor(X.data),
-            size=X.shape,
-            dtype=dtype,
-            device=device,
-            check_invariants=False,
+            crow, col, values, size=size, dtype=dtype, device=device, check_invariants=False
         )
+
+
+def torch_csr(X: sp.csr_matrix, *, dtype=None, device=None):
+    """A canonical scipy CSR matrix (``as_csr(..., canonical=True)``) as a torch sparse CSR
+    tensor, through :func:`csr_tensor`. The index arrays are copied (as int64); the values are
+    shared with ``X`` when ``dtype`` matches (nothing here writes to them).
+    """
+    import torch
+
+    return csr_tensor(
+        torch.from_numpy(X.indptr.astype(np.int64)),
+        torch.from_numpy(X.indices.astype(np.int64)),
+        torch.as_tensor(X.data),
+        X.shape,
+        dtype=dtype,
+        device=device,
+    )

@@ -25,7 +25,6 @@ from __future__ import annotations
 import itertools
 import math
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -37,7 +36,7 @@ from torch.nn import functional as F
 from ._adam import Adam
 from ._numba import njit
 from ._progress import progress_bar
-from ._sparse import as_csr
+from ._sparse import as_csr, csr_tensor
 
 LOGVAR_CLAMP = 10.0  # scETM clamps log sigma to [-10, 10]; we clamp the log-variance the same
 
@@ -400,15 +399,7 @@ class MiniBatch:
 
     def transposed(self) -> torch.Tensor:
         """The normalised block transposed, ``(x / l)ᵀ``, as a sparse CSR tensor."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            return torch.sparse_csr_tensor(
-                self.t_crow,
-                self.t_col,
-                self.t_values,
-                (self.n_vars, self.n_cells),
-                check_invariants=False,
-            )
+        return csr_tensor(self.t_crow, self.t_col, self.t_values, (self.n_vars, self.n_cells))
 
 
 class _SparseInput(torch.autograd.Function):
