@@ -342,3 +342,33 @@ def test_scib_of_a_mudata_errors(cortex):
     mdata["atac"].obs = mdata["atac"].obs.drop(columns="cell_type")
     with pytest.raises(ValueError, match="missing values"):
         si.metrics.scib(mdata, "X_centred", unintegrated=None, **args)
+
+
+@pytest.mark.parametrize("unintegrated", ["X_pca", None])
+def test_scib_fast_preset_leaves_out_kbet_and_bras(cortex, monkeypatch, unintegrated):
+    # recorder as above: the switches the Benchmarker gets for metrics="fast"
+    from types import SimpleNamespace
+
+    from scintegrate.metrics import _scib
+
+    given = {}
+
+    class Recorder:
+        def __init__(self, data, **kwargs):
+            given.update(kwargs)
+
+        def benchmark(self):
+            raise _Stop
+
+    fake = SimpleNamespace(Benchmarker=Recorder, BioConservation=dict, BatchCorrection=dict)
+    monkeypatch.setattr(_scib, "_import_benchmark", lambda: fake)
+    with pytest.raises(_Stop):
+        si.metrics.scib(
+            cortex, "X_centred", batch_key="library", labels_key="cell_type",
+            unintegrated=unintegrated, metrics="fast",
+        )  # fmt: skip
+    switches = given["bio_conservation_metrics"] | given["batch_correction_metrics"]
+    off = {"kbet_per_label", "bras", "nmi_ari_cluster_labels_leiden"}
+    if unintegrated is None:  # as with the default selection, nothing to compare with
+        off.add("pcr_comparison")
+    assert {name for name, on in switches.items() if not on} == off
