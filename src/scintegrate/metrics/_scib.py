@@ -33,7 +33,7 @@ BATCH_CORRECTION = ("bras", "ilisi_knn", "kbet_per_label", "graph_connectivity",
 # resolutions and is the slowest metric)
 DEFAULT_METRICS = tuple(m for m in BIO_CONSERVATION + BATCH_CORRECTION if "leiden" not in m)
 # metrics="fast": without kBET and BRAS, whose first call compiles one JAX kernel per label size
-# (a 1,500-cell table: about 50 s instead of about 100 s in a fresh process, tutorials)
+# (in a profile of a first call on SNARE-seq cortex, kBET alone took 45 s of 208 s)
 FAST_METRICS = tuple(m for m in DEFAULT_METRICS if m not in ("kbet_per_label", "bras"))
 AGGREGATES = ("Batch correction", "Bio conservation", "Total")
 
@@ -167,7 +167,7 @@ def scib(
         ``silhouette_label``, ``clisi_knn``, ``bras``, ``ilisi_knn``, ``kbet_per_label``,
         ``graph_connectivity``, ``pcr_comparison``; by default the Benchmarker's selection
         (all but Leiden NMI/ARI). ``"fast"``: that selection without ``kbet_per_label`` and
-        ``bras``, which cost about as much as all the others together on a first call.
+        ``bras``, the slowest to compile on a first call (one JAX kernel per label size).
     min_max_scale
         Scale every metric to [0, 1] across the scored embeddings before aggregating, as the
         Benchmarker optionally does (useful for ranking; the values then depend on the other

@@ -339,9 +339,9 @@ def scjmt(
     preprocess
         RNA: library-size normalisation to the median total, ``log1p``, each gene divided by
         its maximum; ATAC: binarised (the authors' choices, except that their per-gene quantile
-        normalisation, which puts every gene on the same scale, is replaced by the division by
-        each gene's maximum to keep the data sparse). ``False`` uses ``.X`` of both modalities
-        as given.
+        normalisation, which puts every gene on the same scale, is replaced by the library-size
+        normalisation and the division by each gene's maximum, to keep the data sparse).
+        ``False`` uses ``.X`` of both modalities as given.
     max_iter
         Iterations (each updates every block once).
     inner_steps
