@@ -47,6 +47,12 @@ accessibility in the same cell. *Nat Biotechnol* 37, 1452-1457 (2019).
 
 Zhang Z, Sun H, Mariappan R, et al. scMoMaT jointly performs single cell mosaic integration and
 multi-modal bio-marker detection. *Nat Commun* 14, 384 (2023).""",
+    "inmf_iterations": """\
+max_iter
+    Maximum number of iterations (rliger runs 30).
+tol
+    Stop when the objective decreases by less than this fraction of its value in one iteration;
+    0 runs all ``max_iter`` iterations.""",
     "plot_common": """\
 ax
     Axes to draw into; a new figure is created when ``None``.

@@ -77,11 +77,7 @@ def inmf(
         Weight of the dataset-specific term (LIGER's default 5).
     solver
         ``"anls"``, ``"hals"`` or ``"mu"``, see above.
-    max_iter
-        Maximum number of iterations (rliger runs 30).
-    tol
-        Stop when the objective decreases by less than this fraction of its value in one
-        iteration; 0 runs all ``max_iter`` iterations.
+    {inmf_iterations}
     {random_state}
     {key_added}
     {copy}

@@ -274,11 +274,7 @@ def uinmf(
         ``None``.
     lambda_
         Weight of the dataset-specific terms, ``V_i`` and ``U_i`` (rliger's default 5).
-    max_iter
-        Maximum number of iterations (rliger runs 30).
-    tol
-        Stop when the objective decreases by less than this fraction of its value in one
-        iteration; 0 runs all ``max_iter`` iterations.
+    {inmf_iterations}
     {random_state}
     {key_added}
     {copy}
