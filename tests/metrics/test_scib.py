@@ -241,6 +241,7 @@ def test_scib_without_baseline(cortex, table):
         ({"batch_key": "sample"}, r"batch_key='sample' is not a column of adata.obs"),
         ({"labels_key": "celltype"}, r"labels_key='celltype' is not a column of adata.obs"),
         ({"metrics": ["silhouette"]}, r"Unknown scIB metric\(s\) \['silhouette'\]"),
+        ({"metrics": []}, 'metrics must be "fast", a metric name'),
         ({"unintegrated": "X_other"}, r"unintegrated='X_other' is not in adata.obsm"),
         (
             {"unintegrated": None, "metrics": ["pcr_comparison"]},
@@ -296,8 +297,14 @@ def _as_mudata(cortex):
     return mdata
 
 
-def test_scib_of_a_mudata_scores_the_container_cells(cortex, monkeypatch):
-    # the Benchmarker is replaced by a recorder: what it is given is checked, no JAX needed
+class _Stop(Exception):
+    pass
+
+
+@pytest.fixture
+def benchmarker_calls(monkeypatch):
+    """The Benchmarker replaced by a recorder (no JAX needed): the returned dict gets the
+    ``data`` and the keyword arguments it is built with; ``benchmark()`` raises ``_Stop``."""
     from types import SimpleNamespace
 
     from scintegrate.metrics import _scib
@@ -313,6 +320,11 @@ def test_scib_of_a_mudata_scores_the_container_cells(cortex, monkeypatch):
 
     fake = SimpleNamespace(Benchmarker=Recorder, BioConservation=dict, BatchCorrection=dict)
     monkeypatch.setattr(_scib, "_import_benchmark", lambda: fake)
+    return given
+
+
+def test_scib_of_a_mudata_scores_the_container_cells(cortex, benchmarker_calls):
+    given = benchmarker_calls
     mdata = _as_mudata(cortex)
     with pytest.raises(_Stop):
         si.metrics.scib(
@@ -328,10 +340,6 @@ def test_scib_of_a_mudata_scores_the_container_cells(cortex, monkeypatch):
     assert "modality" not in mdata.obs.columns  # the user's MuData is not changed
 
 
-class _Stop(Exception):
-    pass
-
-
 def test_scib_of_a_mudata_errors(cortex):
     mdata = _as_mudata(cortex)
     args = {"batch_key": "modality", "labels_key": "cell_type"}
@@ -345,28 +353,14 @@ def test_scib_of_a_mudata_errors(cortex):
 
 
 @pytest.mark.parametrize("unintegrated", ["X_pca", None])
-def test_scib_fast_preset_leaves_out_kbet_and_bras(cortex, monkeypatch, unintegrated):
-    # recorder as above: the switches the Benchmarker gets for metrics="fast"
-    from types import SimpleNamespace
-
-    from scintegrate.metrics import _scib
-
-    given = {}
-
-    class Recorder:
-        def __init__(self, data, **kwargs):
-            given.update(kwargs)
-
-        def benchmark(self):
-            raise _Stop
-
-    fake = SimpleNamespace(Benchmarker=Recorder, BioConservation=dict, BatchCorrection=dict)
-    monkeypatch.setattr(_scib, "_import_benchmark", lambda: fake)
+def test_scib_fast_preset_leaves_out_kbet_and_bras(cortex, benchmarker_calls, unintegrated):
+    # the switches the Benchmarker gets for metrics="fast"
     with pytest.raises(_Stop):
         si.metrics.scib(
             cortex, "X_centred", batch_key="library", labels_key="cell_type",
             unintegrated=unintegrated, metrics="fast",
         )  # fmt: skip
+    given = benchmarker_calls["kwargs"]
     switches = given["bio_conservation_metrics"] | given["batch_correction_metrics"]
     off = {"kbet_per_label", "bras", "nmi_ari_cluster_labels_leiden"}
     if unintegrated is None:  # as with the default selection, nothing to compare with

@@ -49,10 +49,10 @@ def _import_benchmark():
     return benchmark
 
 
-def _as_list(value: str | Sequence[str], *, param: str) -> list[str]:
+def _as_list(value: str | Sequence[str], *, param: str, what: str) -> list[str]:
     values = [value] if isinstance(value, str) else list(value)
     if not values or not all(isinstance(v, str) for v in values):
-        raise ValueError(f"{param} must be an obsm key or a non-empty list of obsm keys.")
+        raise ValueError(f"{param} must be {what}.")
     return list(dict.fromkeys(values))  # duplicates once, order kept
 
 
@@ -213,7 +213,7 @@ def scib(
         adata = container_anndata(adata, [batch_key, labels_key])
     elif not isinstance(adata, AnnData):
         raise TypeError(f"adata must be an AnnData or a MuData, got {type(adata).__name__}.")
-    keys = _as_list(embeddings, param="embeddings")
+    keys = _as_list(embeddings, param="embeddings", what="an obsm key or a non-empty list of them")
     batches = _labels(adata, batch_key, param="batch_key")
     labels = _labels(adata, labels_key, param="labels_key")
     n_comps = check_positive_int(n_comps, param="n_comps", minimum=2)
@@ -222,11 +222,16 @@ def scib(
     if preset:
         chosen = list(DEFAULT_METRICS if metrics is None else FAST_METRICS)
     else:
-        chosen = _as_list(metrics, param="metrics")
+        chosen = _as_list(
+            metrics, param="metrics", what='"fast", a metric name or a non-empty list of them'
+        )
     known = BIO_CONSERVATION + BATCH_CORRECTION
     unknown = [m for m in chosen if m not in known]
     if unknown:
-        raise ValueError(f"Unknown scIB metric(s) {unknown}; choose among {list(known)}.")
+        raise ValueError(
+            f"Unknown scIB metric(s) {unknown}; choose among {list(known)}, or give "
+            'metrics="fast" (all but kBET and BRAS) or None (the default selection).'
+        )
     if unintegrated is None and "pcr_comparison" in chosen:
         if not preset:
             raise ValueError(
