@@ -4,12 +4,15 @@ Layers, bottom to top: ``_core`` (numerics on arrays) < ``_version``, ``_logging
 ``_settings``, ``_docs`` < ``_utils`` (plumbing) < the public namespaces ``pp``, ``tl``, ``pl``,
 ``metrics``, ``datasets`` < ``cli``, ``_demo`` (and its UMAP process) and the package root. A
 module imports only from its own layer or below, and the public namespaces never import each
-other.
+other. Importing the package (and the command line's --help) does not load torch.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -87,3 +90,20 @@ def test_rule_catches_a_violation(tmp_path):
 @pytest.mark.parametrize("unit", sorted(RANK))
 def test_every_unit_exists(unit):
     assert (PACKAGE / unit).is_dir() or (PACKAGE / f"{unit}.py").exists(), unit
+
+
+def test_import_and_command_help_do_not_load_torch():
+    # torch takes 1-2 s to import: ``import scintegrate`` and every --help stay without it
+    code = textwrap.dedent(
+        """
+        import contextlib, io, sys
+        import scintegrate
+        from scintegrate.cli import main
+
+        for args in (["--help"], ["mmdma", "--help"], ["scjmt", "--help"], ["etm", "--help"]):
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+                main(args)
+            assert "torch" not in sys.modules, f"{args} imported torch"
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)

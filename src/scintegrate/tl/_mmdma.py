@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
 from mudata import MuData
 
-from .._core.mmdma import BACKENDS, FORMULATIONS, MMDMAResult, fit_mmdma, resolve_backend
+from .._core.mmdma import BACKENDS, FORMULATIONS
 from .._core.mmdma._input_kernels import (
     INPUT_KERNELS,
     check_dual_size,
@@ -33,6 +33,9 @@ from .._utils._validation import (
     get_obsm,
     matrix_label,
 )
+
+if TYPE_CHECKING:
+    from .._core.mmdma import MMDMAResult
 
 _INITS = ("random", "uniform", "pca")
 
@@ -323,6 +326,8 @@ def mmdma(
                 f"({X.shape[1]} kernel features); choose a smaller n_dims or more "
                 "n_landmarks / n_kernel_components."
             )
+    from .._core.mmdma import fit_mmdma, resolve_backend  # imports torch
+
     resolved_device = resolve_device(device)
     resolved_backend = resolve_backend(backend, resolved_device)
 

@@ -11,7 +11,6 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .._core._sparse import as_csr
-from .._core.scjmt import DEFAULT_WEIGHTS, fit_scjmt, mnn_smooth
 from .._docs import doc_params
 from .._logging import logger
 from .._settings import settings
@@ -170,6 +169,8 @@ def _activity_scores(R, A: sp.csr_matrix, *, binarise: bool) -> sp.csr_matrix:
 
 
 def _check_weights(weights) -> dict:
+    from .._core.scjmt import DEFAULT_WEIGHTS  # imports torch
+
     if weights is None:
         return dict(DEFAULT_WEIGHTS)
     if not isinstance(weights, Mapping):
@@ -391,6 +392,8 @@ def scjmt(
         removes first).
     """
     import torch
+
+    from .._core.scjmt import fit_scjmt, mnn_smooth
 
     rna, atac = _modalities(mdata, mods)
     key_added = check_key(key_added)

@@ -13,17 +13,30 @@ non-collapsing penalty ``pen`` and the distortion ``dis`` of each modality (:mod
 of the alignment half-way through each (:mod:`._symmetry`).
 """
 
-from ._fit import MMDMAResult, fit_mmdma, objective
-from ._kernels import (
-    BACKENDS,
-    keops_available,
-    kernel_sum,
-    median_bandwidth,
-    mmd2,
-    mmd2_dense,
-    resolve_backend,
-)
-from ._modality import FORMULATIONS
+import importlib
+
+# torch-free names, imported at once; the others load torch and are imported on first use
+# (PEP 562), so that ``import scintegrate`` and the command line's --help stay quick
+from ._choices import BACKENDS, FORMULATIONS
+
+_LAZY = {
+    "MMDMAResult": "._fit",
+    "fit_mmdma": "._fit",
+    "objective": "._fit",
+    "keops_available": "._kernels",
+    "kernel_sum": "._kernels",
+    "median_bandwidth": "._kernels",
+    "mmd2": "._kernels",
+    "mmd2_dense": "._kernels",
+    "resolve_backend": "._kernels",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BACKENDS",

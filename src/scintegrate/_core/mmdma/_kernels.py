@@ -14,7 +14,6 @@ import math
 import numpy as np
 import torch
 
-BACKENDS = ("auto", "torch", "keops")
 # elements of one kernel tile of the torch backend: 64k floats = 256 kB in float32 (L2 cache)
 _TILE_ELEMENTS = 1 << 16
 _LOG2E = 1.4426950408889634

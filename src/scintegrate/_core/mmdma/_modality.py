@@ -28,7 +28,6 @@ import torch
 
 from .._sparse import as_csr, torch_csr
 
-FORMULATIONS = ("primal", "dual")
 # the primal distortion uses G = X^T X (p x p) when p is at most this and p^2 <= 4 nnz(X)
 _GRAM_MAX_FEATURES = 8192
 
