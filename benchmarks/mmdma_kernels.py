@@ -89,16 +89,17 @@ def main() -> None:
     si.settings.progress_bar = False
     # the core fit, asked to return every restart's embeddings, is recorded so that each restart
     # can be scored against the truth (diagnosis only; the choice of restart never sees it)
-    from scintegrate.tl import _mmdma as tl_mmdma
+    # tl.mmdma imports the core's fit_mmdma at each call, so the core module is the one patched
+    from scintegrate._core.mmdma import _fit as core_fit
 
     results = []
-    fit = tl_mmdma.fit_mmdma
+    fit = core_fit.fit_mmdma
 
     def recording_fit(*a, **k):
         results.append(fit(*a, keep_restart_embeddings=True, **k))
         return results[-1]
 
-    tl_mmdma.fit_mmdma = recording_fit
+    core_fit.fit_mmdma = recording_fit
     if args.data == "snareseq":
         X, Y, lx, ly, paired = snareseq()
         base = {"n_dims": 5, "max_epochs": 200}
