@@ -106,4 +106,5 @@ def test_import_and_command_help_do_not_load_torch():
             assert "torch" not in sys.modules, f"{args} imported torch"
         """
     )
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
