@@ -23,7 +23,8 @@ components of each side (the primal that ``input_kernel="rbf"`` fits, written ou
 start can be given as maps: the top ``--dims`` components, the ATAC side rotated), and prints
 the FOSCTTM it ends at: would the search make a useful start for ``tl.mmdma``?
 
-Run from the repository root (one thread, ~10 s per start on a shared 2-core machine)::
+Run from the repository root (one thread on a shared 2-core machine: 128 starts took about
+2 minutes, the whole script about 6 with ``--starts 128 --refine 4``)::
 
     python benchmarks/mmdma_rotations.py --seed 0 --starts 64
 """
@@ -50,12 +51,13 @@ def kernel_components(X, d: int, rng: np.random.Generator) -> tuple[torch.Tensor
     return z / z.pow(2).sum(1).mean().sqrt(), z20
 
 
-def fit_from(R: torch.Tensor, zx: torch.Tensor, zy: torch.Tensor, fx, fy, seed: int) -> float:
-    """FOSCTTM at the end of ``tl.mmdma`` started at ``Z_x = zx``, ``Z_y = zy R``."""
+def fit_from(R: torch.Tensor, fx: np.ndarray, fy: np.ndarray, seed: int) -> float:
+    """FOSCTTM at the end of ``tl.mmdma`` started at the top components, the ATAC side turned by
+    ``R`` (``Z_x = zx``, ``Z_y = zy R`` of the search)."""
     import anndata as ad
     import mudata as md
 
-    d = zx.shape[1]
+    d = R.shape[0]
     # zx = fx[:, :d] / scale_x, so the start maps select and scale the leading components
     scale_x = float(np.sqrt((fx[:, :d].astype(np.float64) ** 2).sum(1).mean()))
     scale_y = float(np.sqrt((fy[:, :d].astype(np.float64) ** 2).sum(1).mean()))
@@ -156,8 +158,8 @@ def main() -> None:
     )
     if args.fit:
         tic = time.perf_counter()
-        end = fit_from(refined[0][2], zx, zy, fx, fy, args.seed)
-        truth = fit_from(procrustes, zx, zy, fx, fy, args.seed)
+        end = fit_from(refined[0][2], fx, fy, args.seed)
+        truth = fit_from(procrustes, fx, fy, args.seed)
         print(
             f"FIT seed {args.seed}: tl.mmdma from the kept rotation ends at FOSCTTM {end:.3f} "
             f"(from the pairing's rotation, for reference: {truth:.3f}; "
