@@ -99,8 +99,10 @@ def test_same_seed_same_numbers(demo, tmp_path):
     again = _integration_demo(tmp_path / "again", n_nuclei=SMALL)
     first, second = ((out / "summary.txt").read_text() for out in (demo, again))
     pd.testing.assert_frame_equal(score_table(first), score_table(second))
-    scores = (ad.read_h5ad(out / "demo.h5ad").uns["demo"]["scores"] for out in (demo, again))
-    pd.testing.assert_frame_equal(*scores)
+    first, second = (ad.read_h5ad(out / "demo.h5ad") for out in (demo, again))
+    pd.testing.assert_frame_equal(first.uns["demo"]["scores"], second.uns["demo"]["scores"])
+    for key in ("X_inmf_qn", "X_nmf_umap", "X_inmf_qn_umap"):  # the factors and both layouts
+        np.testing.assert_array_equal(first.obsm[key], second.obsm[key], err_msg=key)
 
 
 def test_nmf_demo_small(tmp_path):
