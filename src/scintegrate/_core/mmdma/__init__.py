@@ -38,16 +38,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = [
-    "BACKENDS",
-    "FORMULATIONS",
-    "MMDMAResult",
-    "fit_mmdma",
-    "keops_available",
-    "kernel_sum",
-    "median_bandwidth",
-    "mmd2",
-    "mmd2_dense",
-    "objective",
-    "resolve_backend",
-]
+__all__ = ["BACKENDS", "FORMULATIONS", *_LAZY]
