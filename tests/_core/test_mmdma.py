@@ -10,6 +10,11 @@ import torch
 from scintegrate._core import mmdma as M
 from scintegrate._core.mmdma._kernels import _lower_median
 from scintegrate._core.mmdma._modality import _Modality
+from scintegrate._core.mmdma._rotation_search import (
+    _cross_kernel_mean,
+    _haar_orthogonal,
+    rotation_search,
+)
 from scintegrate._core.mmdma._symmetry import _sym_power, _symmetry_search
 
 
@@ -306,3 +311,52 @@ def test_keep_restart_embeddings_returns_every_restart_and_the_kept_one_among_th
     np.testing.assert_array_equal(res.embeddings[0], plain.embeddings[0])
     np.testing.assert_array_equal(res.embeddings[0], res.restart_embeddings[res.best_restart][0])
     np.testing.assert_array_equal(res.embeddings[1], res.restart_embeddings[res.best_restart][1])
+
+
+def test_cross_kernel_sums_of_the_rotation_search_match_the_dense_kernel():
+    g = torch.Generator().manual_seed(0)
+    zx, zy = torch.randn(30, 3, dtype=torch.float64), torch.randn(20, 3, dtype=torch.float64)
+    R = _haar_orthogonal(4, 3, g)
+    wx, wy = torch.rand(30, dtype=torch.float64), torch.rand(20, dtype=torch.float64)
+    for r, mean, weighted in zip(
+        R,
+        _cross_kernel_mean(zx, zy, R, 0.7),
+        _cross_kernel_mean(zx, zy, R, 0.7, wx, wy),
+        strict=True,
+    ):
+        K = torch.exp(-torch.cdist(zx, zy @ r).pow(2) / (2 * 0.7**2))
+        assert float(mean) == pytest.approx(float(K.mean()), rel=1e-12)
+        assert float(weighted) == pytest.approx(float(wx @ K @ wy), rel=1e-12)
+    assert torch.allclose(R[0].T @ R[0], torch.eye(3, dtype=torch.float64), atol=1e-12)
+
+
+def test_rotation_search_finds_the_orthogonal_map_between_two_views_of_other_scales():
+    rng = np.random.default_rng(21)
+    latent = rng.normal(size=(200, 3)) * np.array([1.0, 0.7, 0.5])
+    latent[:50] = rng.normal(size=(50, 3)) * 0.3 + np.array([1.5, 1.0, -0.5])
+    latent[50:90] = rng.normal(size=(40, 3)) * 0.2 + np.array([-1.0, 0.5, 1.0])
+    Q = _haar_orthogonal(1, 3, torch.Generator().manual_seed(5))[0]
+    Q[:, 0] = -Q[:, 0]  # a reflection: the search covers both components of O(3)
+    zx = torch.tensor(latent)
+    # the second view: other cells' order, another scale, turned by Q^T, so that zy Q = 3 zx
+    zy = 3.0 * torch.tensor(latent[rng.permutation(200)]) @ Q.T
+    search = {"n_keep": 2, "n_starts": 16, "refine_steps": 150}
+    R, mmd = rotation_search(zx, zy, torch.Generator().manual_seed(0), **search)
+    assert R.shape == (2, 3, 3) and mmd[0] <= mmd[1]
+    assert torch.allclose(R[0], Q, atol=0.02)
+    assert float(mmd[0]) < 1e-6
+    # seeded: the same generator state gives the same rotations
+    again, _ = rotation_search(zx, zy, torch.Generator().manual_seed(0), **search)
+    assert torch.equal(R, again)
+
+
+def test_fit_from_the_rotation_search_starts_each_restart_at_its_rotation():
+    rng = np.random.default_rng(22)
+    X, Y = rng.normal(size=(80, 6)), rng.normal(size=(70, 5))
+    res = M.fit_mmdma(
+        X, Y, 2, max_epochs=3, n_restarts=3, init="rotation_search", rng=np.random.default_rng(0)
+    )
+    assert len(res.restart_start_mmd) == 3
+    assert res.restart_start_mmd == sorted(res.restart_start_mmd)
+    plain = M.fit_mmdma(X, Y, 2, max_epochs=3, rng=np.random.default_rng(0))
+    assert plain.restart_start_mmd == []

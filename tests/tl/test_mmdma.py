@@ -464,3 +464,16 @@ def test_input_kernel_bad_input(branch, monkeypatch):
         si.tl.mmdma(branch, formulation="dual", input_kernel="rbf")
     assert "mmdma" not in branch.uns
     np.testing.assert_array_equal(branch["rna"].X, before)
+
+
+def test_rotation_search_start_writes_its_rotations_mmd_and_a_later_call_removes_it(branch):
+    si.tl.mmdma(branch, init="rotation_search", n_restarts=2, **QUICK)
+    uns = branch.uns["mmdma"]
+    assert uns["params"]["init"] == "rotation_search"
+    start_mmd = uns["restart_start_mmd"]
+    assert start_mmd.shape == (2,) and start_mmd[0] <= start_mmd[1]
+    # the same key_added without the search: its slot goes with the rest of the first call's
+    si.tl.mmdma(branch, **QUICK)
+    assert "restart_start_mmd" not in branch.uns["mmdma"]
+    with pytest.raises(ValueError, match="n_restarts <= 128"):
+        si.tl.mmdma(branch, init="rotation_search", n_restarts=129, **QUICK)

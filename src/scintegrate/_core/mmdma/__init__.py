@@ -17,7 +17,7 @@ import importlib
 
 # torch-free names, imported at once; the others load torch and are imported on first use
 # (PEP 562), so that ``import scintegrate`` and the command line's --help stay quick
-from ._choices import BACKENDS, FORMULATIONS
+from ._choices import BACKENDS, FORMULATIONS, ROTATION_SEARCH_STARTS
 
 _LAZY = {
     "MMDMAResult": "._fit",
@@ -38,4 +38,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["BACKENDS", "FORMULATIONS", *_LAZY]
+__all__ = ["BACKENDS", "FORMULATIONS", "ROTATION_SEARCH_STARTS", *_LAZY]

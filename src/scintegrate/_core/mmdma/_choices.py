@@ -2,3 +2,5 @@
 
 BACKENDS = ("auto", "torch", "keops")
 FORMULATIONS = ("primal", "dual")
+# random starts of the rotation search (init="rotation_search"): at most this many restarts
+ROTATION_SEARCH_STARTS = 128

@@ -20,6 +20,7 @@ from .._adam import Adam
 from .._progress import progress_bar
 from ._kernels import median_bandwidth, mmd2
 from ._modality import _Modality
+from ._rotation_search import rotation_search
 from ._symmetry import _symmetry_search
 
 # n x m below which the fit runs on one CPU thread
@@ -50,6 +51,8 @@ class MMDMAResult:
     """Bandwidth used at the last epoch of the best restart."""
     backend: str = "torch"
     distortion_route: list[str] = field(default_factory=list)
+    restart_start_mmd: list[float] = field(default_factory=list)
+    """With ``init="rotation_search"``: the MMD² of each restart's start found by the search."""
 
 
 @dataclass(frozen=True)
@@ -172,11 +175,14 @@ def _fit(
         unit="epoch",
         disable=not opts.progress,
     )
+    starts, start_mmd = [None] * opts.n_restarts, []
+    if opts.init == "rotation_search":
+        starts, start_mmd = _searched_starts(mods, n_dims, rng, opts)
     losses, scores, symmetry, restart_embeddings = [], [], [], []
     best, best_index = None, 0
     for restart in range(opts.n_restarts):
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        start = _Start(mods, n_dims, gen, opts)
+        start = _Start(mods, n_dims, gen, opts, maps=starts[restart])
         start.train(bar)
         losses.append(start.loss)
         scores.append(start.score)
@@ -201,12 +207,45 @@ def _fit(
         bandwidth=float(best.record[-1, 4]),
         backend=opts.backend,
         distortion_route=[m.route for m in mods],
+        restart_start_mmd=start_mmd,
     )
 
 
-def _starting_maps(mods, n_dims: int, gen: torch.Generator, opts: _Options) -> list:
-    """The maps a start begins from (``opts.init``: a kind, or the maps themselves)."""
-    if isinstance(opts.init, str):
+def _searched_starts(mods, n_dims: int, rng: np.random.Generator, opts: _Options):
+    """One pair of starting maps per restart, from :func:`rotation_search`: the principal maps
+    of each modality, scaled so that its embedding has unit mean squared norm, the second one
+    turned by the restart's rotation (the best rotation first); and the rotations' MMD²."""
+    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    bases, embeddings = [], []
+    with torch.no_grad():
+        for mod in mods:
+            basis = mod._principal_basis(n_dims)
+            z = mod.embed(basis.to(dtype=opts.dtype, device=opts.device)).double().cpu()
+            scale = float(z.pow(2).sum(1).mean().sqrt())
+            if not scale > 0:
+                raise ValueError(
+                    "init='rotation_search': a modality's principal embedding is all zeros; "
+                    "its features carry no variation to align."
+                )
+            bases.append(basis / scale)
+            embeddings.append(z)
+    rotations, mmd = rotation_search(*embeddings, gen, n_keep=opts.n_restarts)
+    starts = [
+        [
+            bases[0].to(dtype=opts.dtype, device=opts.device),
+            (bases[1] @ R).to(dtype=opts.dtype, device=opts.device),
+        ]
+        for R in rotations
+    ]
+    return starts, [float(v) for v in mmd]
+
+
+def _starting_maps(mods, n_dims: int, gen: torch.Generator, opts: _Options, maps=None) -> list:
+    """The maps a start begins from: ``maps`` when given (a searched start), else
+    ``opts.init`` (a kind, or the maps themselves)."""
+    if maps is not None:
+        maps = [w.clone() for w in maps]
+    elif isinstance(opts.init, str):
         maps = [mod.init(n_dims, gen, opts.dtype, opts.device, opts.init) for mod in mods]
     else:
         maps = [
@@ -225,11 +264,11 @@ class _Start:
     ``maps`` (the trained maps, detached).
     """
 
-    def __init__(self, mods, n_dims: int, gen: torch.Generator, opts: _Options) -> None:
+    def __init__(self, mods, n_dims: int, gen: torch.Generator, opts: _Options, maps=None) -> None:
         self.mods, self.gen, self.opts = mods, gen, opts
         self.sizes = [mod.n for mod in mods]
         self.full = opts.batch_size is None or opts.batch_size >= max(self.sizes)
-        self.params = _starting_maps(mods, n_dims, gen, opts)
+        self.params = _starting_maps(mods, n_dims, gen, opts, maps)
         # the cells whose embeddings give the median bandwidth, fixed for the whole start
         self.sample = [
             torch.randperm(n, generator=gen)[: min(n, opts.median_sample)].to(opts.device)
