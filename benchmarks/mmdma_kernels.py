@@ -21,7 +21,7 @@ no unintegrated row: the two modalities share no feature space).
 Run from the repository root::
 
     python benchmarks/mmdma_kernels.py --data snareseq \\
-        --config '{"input_kernel": "rbf", "init": "pca", "n_restarts": 32}'
+        --config '{"input_kernel": "rbf", "init": "rotation_search"}'
 """
 
 from __future__ import annotations

@@ -103,20 +103,20 @@ def mmdma(
     centred Gaussian kernel ``K`` of each modality's cells. Linear maps keep each modality's
     own geometry, which differs between assays; with a kernel of the scale of the distances
     between groups of cells the geometry of both becomes closer to that of the groups, which
-    MMD can match. Unsupervised rule for real data (it never looks at a pairing; the
-    restarts are ranked by the objective alone): ``input_kernel="rbf"`` with the median
-    bandwidth of each modality (``input_bandwidth="median"``), ``n_kernel_components=20``,
-    ``init="pca"``, ``n_restarts=32`` and ``select="loss"`` (the restart with the lowest final
-    objective is kept); ``lambda_*`` and ``bandwidth`` at their defaults (losses under
-    different kernels or weights are not comparable, so they are not selected by the loss).
-    On the SNARE-seq cell lines (``n_dims=5``, 200 epochs, seeds 0-4) this gave FOSCTTM
-    0.186, 0.258, 0.228, 0.252, 0.182 (mean 0.221) and, in a second run that differed only in
-    the number of BLAS threads (which changes the floating-point sums and so which restart
-    ends lowest), 0.230, 0.203, 0.184, 0.177, 0.521 (mean 0.263; in seed 4 the lowest loss
-    belongs to a mirror-image alignment), against 0.29-0.37 (mean 0.332) for the linear
-    defaults; with 8 restarts some seeds have no good start at all (mean 0.352), hence 32.
-    See ``benchmarks/README.md``. Not (yet) the default: it is 32 fits (about 200 s on one
-    core for 1,047 cells), and it was tuned on these data only.
+    MMD can match. Unsupervised rule for real data (it never looks at a pairing):
+    ``input_kernel="rbf"`` with the median bandwidth of each modality
+    (``input_bandwidth="median"``), ``n_kernel_components=20``, ``init="rotation_search"`` and
+    one start (``n_restarts=1``); ``lambda_*`` and ``bandwidth`` at their defaults. On the
+    SNARE-seq cell lines (``n_dims=5``, 200 epochs, seeds 0-4, one core) this gave FOSCTTM
+    0.203, 0.198, 0.199, 0.193, 0.198 (mean 0.198, max 0.203) in about 20 s per seed, and
+    mean 0.199 (max 0.203) with two BLAS threads, against 0.29-0.37 (mean 0.332) for the
+    linear defaults and means of 0.221 and 0.263 (max 0.521) for the earlier rule of 32
+    ``init="pca"`` restarts ranked by the loss (200 s). On the sci-CAR features (unpaired,
+    label transfer) it gave 0.486, 0.733, 0.463, 0.048, 0.051 (mean 0.356; linear defaults
+    0.336, 32 ``init="pca"`` restarts 0.497): there the loss cannot tell good alignments from
+    bad ones, and more restarts from the search's next rotations (lowest loss kept) did not
+    help (4: mean 0.363, 8: 0.379). See ``benchmarks/README.md``. Not (yet) the default: it
+    was tuned on the SNARE-seq cell lines only.
 
     Parameters
     ----------
