@@ -227,7 +227,8 @@ def mmdma(
         that rotation to the fit, which from random starts often ends in a wrong alignment
         with about the same loss; the search covers the orthogonal group far more densely
         than restarts can (about 20 s on one core at ``n_dims=5``, the d x d parameters are
-        few). Meant for small ``n_dims`` (the group grows as ``n_dims²``).
+        few; the search runs on the CPU whatever ``device``). Meant for small ``n_dims`` (the
+        group grows as ``n_dims²``).
     unbiased
         Use the unbiased (U-statistic) MMD² estimate, as the reference implementation does,
         instead of the biased one.
