@@ -12,6 +12,7 @@ from scintegrate._core.mmdma._kernels import _lower_median
 from scintegrate._core.mmdma._modality import _Modality
 from scintegrate._core.mmdma._rotation_search import (
     _cross_kernel_mean,
+    _distinct_first,
     _haar_orthogonal,
     rotation_search,
 )
@@ -350,13 +351,32 @@ def test_rotation_search_finds_the_orthogonal_map_between_two_views_of_other_sca
     assert torch.equal(R, again)
 
 
+def test_searched_rotations_put_copies_of_a_better_one_last():
+    R = _haar_orthogonal(3, 3, torch.Generator().manual_seed(1))
+    R = torch.stack([R[0], R[0] + 1e-4, R[1], R[2], R[1] - 1e-4])  # 1 and 4: copies of 0 and 2
+    order = _distinct_first(R, torch.arange(5))
+    assert order.tolist() == [0, 2, 3, 1, 4]
+
+
 def test_fit_from_the_rotation_search_starts_each_restart_at_its_rotation():
     rng = np.random.default_rng(22)
     X, Y = rng.normal(size=(80, 6)), rng.normal(size=(70, 5))
-    res = M.fit_mmdma(
-        X, Y, 2, max_epochs=3, n_restarts=3, init="rotation_search", rng=np.random.default_rng(0)
-    )
+    # a step of lr ~ 0: every restart's embeddings are its start
+    res = M.fit_mmdma(X, Y, 2, max_epochs=1, lr=1e-12, n_restarts=3, init="rotation_search",
+                      symmetry_search=False, dtype=torch.float64, rng=np.random.default_rng(0),
+                      keep_restart_embeddings=True)  # fmt: skip
     assert len(res.restart_start_mmd) == 3
     assert res.restart_start_mmd == sorted(res.restart_start_mmd)
+    starts = res.restart_embeddings
+    for zx, zy in starts:
+        # the principal embedding of each side, scaled to unit mean squared norm
+        assert np.mean((zx**2).sum(1)) == pytest.approx(1.0, rel=1e-6)
+        assert np.mean((zy**2).sum(1)) == pytest.approx(1.0, rel=1e-6)
+        np.testing.assert_allclose(zx, starts[0][0], atol=1e-9)  # the first side is not turned
+    # the second side of each restart is the first restart's turned by an orthogonal map
+    for _, zy in starts[1:]:
+        T, *_ = np.linalg.lstsq(starts[0][1], zy, rcond=None)
+        np.testing.assert_allclose(starts[0][1] @ T, zy, atol=1e-6)
+        np.testing.assert_allclose(T.T @ T, np.eye(2), atol=1e-6)
     plain = M.fit_mmdma(X, Y, 2, max_epochs=3, rng=np.random.default_rng(0))
     assert plain.restart_start_mmd == []

@@ -222,8 +222,9 @@ def mmdma(
         norm, the second one turned by the orthogonal ``n_dims x n_dims`` matrix (rotation or
         reflection) that best matches the two embeddings by MMD², found by a global search
         before the fit: 128 Haar-random rotations descended by Adam on 256 k-means centroids
-        per modality, the 4 best (at least ``n_restarts``) refined on up to 2,000 cells per
-        modality. Restart ``i`` starts from the ``i``-th best rotation. MMD matching leaves
+        per modality, the 4 best (at least ``2 n_restarts``) refined on up to 2,000 cells per
+        modality. Restart ``i`` starts from the ``i``-th best rotation, distinct ones first
+        (refined starts often end in the same minimum). MMD matching leaves
         that rotation to the fit, which from random starts often ends in a wrong alignment
         with about the same loss; the search covers the orthogonal group far more densely
         than restarts can (about 20 s on one core at ``n_dims=5``, the d x d parameters are

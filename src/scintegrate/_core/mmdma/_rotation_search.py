@@ -109,9 +109,9 @@ def rotation_search(
     Gaussian kernel's bandwidth is the median distance between the pooled cells. ``n_starts``
     Haar-random orthogonal matrices are each descended ``steps`` Adam steps on a summary of the
     cells (``n_centroids`` k-means centroids per modality, weighted by their shares of the
-    cells); the ``max(n_refine, n_keep)`` with the lowest MMD² (on at most ``max_cells`` cells
-    per modality, as is every score) are descended ``refine_steps`` more on those cells and
-    ranked again. The descents and the ranking run in float32 (float64's exp is several times
+    cells); the ``max(n_refine, 2 n_keep)`` with the lowest MMD² (on at most ``max_cells``
+    cells per modality, as is every score) are descended ``refine_steps`` more on those cells
+    and ranked again, distinct rotations first (refined starts often meet in one minimum). The descents and the ranking run in float32 (float64's exp is several times
     slower on a CPU, and the MMD² of rotations differ by far more than float32's rounding);
     the returned MMD² are in float64, as are the rotations (d x d tensors on the CPU).
     """
@@ -141,11 +141,22 @@ def rotation_search(
     (cx, wx), (cy, wy) = (_summary(z, n_centroids, seed) for z in (zx, zy))
     R = _haar_orthogonal(n_starts, zx.shape[1], gen).float()
     R = _descend(cx, cy, R, bandwidth, steps=steps, lr=lr, wx=wx, wy=wy)
-    order = torch.argsort(mmd2(R))[: max(n_refine, n_keep)]
+    order = torch.argsort(mmd2(R))[: max(n_refine, 2 * n_keep)]
     R = _descend(zx, zy, R[order], bandwidth, steps=refine_steps, lr=refine_lr).double()
     # re-orthogonalise in float64 (the float32 exponentials drift by ~1e-7) and score there
     u, _, vt = torch.linalg.svd(R)
     R = u @ vt
     scores = mmd2(R, zx.double(), zy.double())
-    order = torch.argsort(scores)[:n_keep]
+    order = _distinct_first(R, torch.argsort(scores))[:n_keep]
     return R[order], scores[order]
+
+
+def _distinct_first(R: torch.Tensor, order: torch.Tensor, tol: float = 0.1) -> torch.Tensor:
+    """``order`` with every rotation that lies within ``tol`` (Frobenius) of a better one moved
+    to the end: refined starts often end in the same minimum, and restarts from copies of one
+    rotation would repeat one fit."""
+    distinct, copies = [], []
+    for i in order.tolist():
+        near = any(torch.linalg.matrix_norm(R[i] - R[j]) < tol for j in distinct)
+        (copies if near else distinct).append(i)
+    return torch.tensor(distinct + copies, dtype=torch.long)
