@@ -114,8 +114,9 @@ def mmdma(
     ``init="pca"`` restarts ranked by the loss (200 s). On the sci-CAR features (unpaired,
     label transfer) it gave 0.486, 0.733, 0.463, 0.048, 0.051 (mean 0.356; linear defaults
     0.336, 32 ``init="pca"`` restarts 0.497): there the loss cannot tell good alignments from
-    bad ones, and more restarts from the search's next rotations (lowest loss kept) did not
-    help (4: mean 0.363, 8: 0.379). See ``benchmarks/README.md``. Not (yet) the default: it
+    bad ones. More restarts from the search's next distinct rotations, lowest final loss kept,
+    did not help on either (``n_restarts=4``: SNARE-seq mean 0.207, max 0.241; sci-CAR mean
+    0.301). See ``benchmarks/README.md``. Not (yet) the default: it
     was tuned on the SNARE-seq cell lines only.
 
     Parameters
