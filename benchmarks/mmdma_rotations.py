@@ -21,7 +21,8 @@ than the minimum next to the truth, no rule that ranks restarts by the loss can 
 ``n_dims`` and 200 epochs, its penalty and distortion terms) on the 20 leading kernel principal
 components of each side (the primal that ``input_kernel="rbf"`` fits, written out so that the
 start can be given as maps: the top ``--dims`` components, the ATAC side rotated), and prints
-the FOSCTTM it ends at: would the search make a useful start for ``tl.mmdma``?
+the FOSCTTM it ends at: would the search make a useful start for ``tl.mmdma``? (It did; it is
+now ``tl.mmdma(init="rotation_search")``, a faster version of the same search.)
 
 Run from the repository root (one thread on a shared 2-core machine: 128 starts took about
 2 minutes, the whole script about 6 with ``--starts 128 --refine 4``)::

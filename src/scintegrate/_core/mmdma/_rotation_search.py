@@ -111,9 +111,10 @@ def rotation_search(
     cells (``n_centroids`` k-means centroids per modality, weighted by their shares of the
     cells); the ``max(n_refine, 2 n_keep)`` with the lowest MMD² (on at most ``max_cells``
     cells per modality, as is every score) are descended ``refine_steps`` more on those cells
-    and ranked again, distinct rotations first (refined starts often meet in one minimum). The descents and the ranking run in float32 (float64's exp is several times
-    slower on a CPU, and the MMD² of rotations differ by far more than float32's rounding);
-    the returned MMD² are in float64, as are the rotations (d x d tensors on the CPU).
+    and ranked again, distinct rotations first (refined starts often meet in one minimum).
+    The descents and the ranking run in float32 (float64's exp is several times slower on a
+    CPU, and the MMD² of rotations differ by far more than float32's rounding); the returned
+    MMD² are in float64, as are the rotations (d x d tensors on the CPU).
     """
     subsets = []
     for z in (zx, zy):
