@@ -258,6 +258,14 @@ def _lower_median(values: np.ndarray, hint: float | None = None) -> float:
     return float(np.partition(values, k)[k])
 
 
+def at_most(z: torch.Tensor, count: int, gen: torch.Generator | None) -> torch.Tensor:
+    """At most ``count`` rows of ``z``, drawn without replacement with ``gen`` (all rows, in
+    order, when there are no more)."""
+    if len(z) <= count:
+        return z
+    return z[torch.randperm(len(z), generator=gen)[:count].to(z.device)]
+
+
 def median_bandwidth(z: torch.Tensor, state: dict | None = None) -> float:
     """Median heuristic: the median Euclidean distance between distinct rows of ``z``.
 

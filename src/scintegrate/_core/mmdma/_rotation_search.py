@@ -25,7 +25,7 @@ import torch
 
 from .._adam import Adam
 from ._choices import ROTATION_SEARCH_STARTS
-from ._kernels import median_bandwidth
+from ._kernels import at_most, median_bandwidth
 
 
 def _haar_orthogonal(count: int, d: int, gen: torch.Generator) -> torch.Tensor:
@@ -118,15 +118,10 @@ def rotation_search(
     """
     subsets = []
     for z in (zx, zy):
-        z = z.detach().float().cpu()
-        if len(z) > max_cells:
-            z = z[torch.randperm(len(z), generator=gen)[:max_cells]]
+        z = at_most(z.detach().float().cpu(), max_cells, gen)
         subsets.append(z / z.pow(2).sum(1).mean().sqrt().clamp_min(1e-300))
     zx, zy = subsets
-    pooled = torch.cat([zx, zy])
-    if len(pooled) > max_cells:
-        pooled = pooled[torch.randperm(len(pooled), generator=gen)[:max_cells]]
-    bandwidth = max(median_bandwidth(pooled), 1e-12)
+    bandwidth = max(median_bandwidth(at_most(torch.cat([zx, zy]), max_cells, gen)), 1e-12)
 
     def mmd2(R: torch.Tensor, x=zx, y=zy) -> torch.Tensor:
         with torch.no_grad():

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ._kernels import _kernel_total, median_bandwidth
+from ._kernels import _kernel_total, at_most, median_bandwidth
 
 
 def _orthogonal_map(kind: str, angles: Sequence[float], k: int) -> torch.Tensor:
@@ -109,10 +109,7 @@ def _symmetry_search(
         return None
     subsets = []
     for z in (zx, zy):
-        z = z.detach()
-        if len(z) > max_cells:
-            z = z[torch.randperm(len(z), generator=gen)[:max_cells].to(z.device)]
-        z = z.double().cpu()
+        z = at_most(z.detach(), max_cells, gen).double().cpu()
         subsets.append(z - z.mean(0))
     zx, zy = subsets
     pooled = torch.cat([zx, zy])
