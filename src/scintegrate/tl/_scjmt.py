@@ -301,9 +301,9 @@ def scjmt(
         Number of cell clusters (latent dimension); ``n_shared + n_rna_only + n_atac_only``.
         The own clusters (the argmax) need about as many as there are cell types; Leiden
         clusters of ``X_{key_added}`` gain from more (SNARE-seq cortex, 15 coarse types, pairing
-        hidden: median ARI at resolution 0.3 over three seeds 0.196 with 15 and 0.245 with 20
-        clusters; simulated with 5 types: 0.797 with 5 and 0.977 with 20, while the own
-        clusters fall from 0.994 to 0.588; ``benchmarks/README.md``).
+        hidden: median ARI at resolution 0.3 over three seeds 0.194 with 15 and 0.251 with 20
+        clusters; simulated with 5 types: 0.797 with 5 and 0.979 with 20, while the own
+        clusters fall from 0.994 to 0.591; ``benchmarks/README.md``).
     mods
         Names of the RNA and the ATAC modality.
     gene_activity
