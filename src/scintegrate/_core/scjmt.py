@@ -297,7 +297,7 @@ class Objective:
     # as on the arithmetic; the forms below need only K- or M-column products per step.
     def _error_parts(self, block: str, P: dict) -> list:
         """The reconstruction errors that depend on a cell-side block: (coefficient 2 w / scale,
-        the cache key of the fixed feature side, Σ, C, b_c) for each."""
+        the cache key of the fixed feature side, Σ, the name of C, b_c) for each."""
         atac = (self.w["atac"], self.p.R, "f_atac", "Sigma_r", "C_atac", "b_atac")
         rna = (self.w["rna"], self.p.G, "f_rna", "Sigma_g", "C_rna", "b_rna")
         activity = (self.w["activity"], self.p.P, "f_activity", "Sigma_g", "C_atac", "b_pc")
@@ -368,16 +368,12 @@ class Objective:
                         grad -= w["orthogonality"] * torch.autograd.grad(_orthogonality(x), x)[0]
             else:
                 atac = block == "C_r"
-                errors = (
-                    [(w["atac"], self.p.R, "u_atac", "b_r")]
-                    if atac
-                    else [(w["rna"], self.p.G, "u_rna", "b_g")]
-                    + (
-                        [(w["activity"], self.p.P, "u_activity", "b_pg")]
-                        if self.has_activity
-                        else []
-                    )
-                )
+                if atac:
+                    errors = [(w["atac"], self.p.R, "u_atac", "b_r")]
+                else:
+                    errors = [(w["rna"], self.p.G, "u_rna", "b_g")]
+                    if self.has_activity:
+                        errors.append((w["activity"], self.p.P, "u_activity", "b_pg"))
                 grad = torch.zeros_like(f)
                 m = f.shape[1]
                 for weight, data, key, bf in errors:
@@ -396,8 +392,8 @@ class Objective:
             return f * (grad - (grad * f).sum(1, keepdim=True))
 
     def fill_cache(self, stage: str, P: dict, cache: dict) -> None:
-        """Products that stay fixed while the blocks of ``stage`` are updated: the sparse
-        ``X F'`` (``Xᵀ U'``) and the Gram ``F'ᵀF'`` (``U'ᵀU'``) of the fixed side."""
+        """Products that stay fixed while the blocks of ``stage`` are updated: ``X F'``
+        (``Xᵀ U'``) and the Gram ``F'ᵀF'`` (``U'ᵀU'``) of the fixed side."""
         with torch.no_grad():
             if stage == "cells":
                 for name, data, f, bf in (
