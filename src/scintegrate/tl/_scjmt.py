@@ -359,7 +359,17 @@ def scjmt(
         clusters on six simulated datasets, nor any score on SNARE-seq cortex (where seed 0
         kept the same solution); raise it when different seeds give very different objectives.
     smooth
-        Apply the mutual-nearest-neighbour smoothing of equations (4)-(5) to the ATAC factors.
+        Apply the mutual-nearest-neighbour smoothing of equations (4)-(5) to the ATAC factors
+        (the paper's post-processing for real data; its simulated results use none). It
+        replaces each ATAC cell that has a mutual RNA neighbour (55-78 % of them in the
+        benchmarks) by its RNA partners' mean and leaves the others where they are. On real
+        data, where the ATAC factors are fuzzy, that is what joins the modalities (SNARE-seq
+        cortex, 20 clusters: median Leiden ARI at resolution 0.3 0.251 with, 0.153 without).
+        Where both modalities already cluster cleanly, the moved and the unmoved ATAC cells of
+        a type can end in different Leiden clusters (simulated, 20 clusters, unequal
+        compositions: 0.945 with, 0.991 without; equal: 0.977 and 0.985;
+        ``benchmarks/README.md``). Both are written: cluster ``obsm[f"{key_added}_C"]`` for the
+        unsmoothed factors.
     n_neighbors
         Neighbours of the mutual-nearest-neighbour search.
     device
