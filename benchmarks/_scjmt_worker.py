@@ -53,7 +53,7 @@ def load(path: Path) -> dict:
     return out
 
 
-def run_ours(data: dict, args) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+def run_ours(data: dict, args) -> tuple[dict, dict]:
     import anndata as ad
     import mudata
     import torch
@@ -78,10 +78,6 @@ def run_ours(data: dict, args) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict
     rows_rna = m.obs_names.get_indexer(rna.obs_names)
     rows_atac = m.obs_names.get_indexer(atac.obs_names)
     labels = m.obs["scjmt_clusters"].astype(str).to_numpy()
-    # the cell factors before the MNN smoothing, scored as well (the paper's protocol on
-    # simulated data, and what scMoMaT's factors are scored as)
-    raw = m.obsm["scjmt_C"]
-    args.raw_factors = {"z_rna_raw": raw[rows_rna], "z_atac_raw": raw[rows_atac]}
     info = {
         "version": si.__version__,
         "torch": torch.__version__,
@@ -91,7 +87,17 @@ def run_ours(data: dict, args) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict
         "n_iter": int(m.uns["scjmt"]["params"]["n_iter"]),
         "own_clusters": "argmax of X_scjmt (after the MNN smoothing)",
     }
-    return z[rows_rna], z[rows_atac], np.concatenate([labels[rows_rna], labels[rows_atac]]), info
+    # the cell factors before the MNN smoothing are scored as well (the paper's protocol on
+    # simulated data, and what scMoMaT's factors are scored as)
+    raw = m.obsm["scjmt_C"]
+    arrays = {
+        "z_rna": z[rows_rna],
+        "z_atac": z[rows_atac],
+        "labels": np.concatenate([labels[rows_rna], labels[rows_atac]]),
+        "z_rna_raw": raw[rows_rna],
+        "z_atac_raw": raw[rows_atac],
+    }
+    return arrays, info
 
 
 SCMOMAT_DEFAULTS = {
@@ -120,7 +126,7 @@ class _Tee(io.TextIOBase):
         return len(text)
 
 
-def run_scmomat(data: dict, args) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+def run_scmomat(data: dict, args) -> tuple[dict, dict]:
     import scmomat
     import torch
 
@@ -183,7 +189,7 @@ def run_scmomat(data: dict, args) -> tuple[np.ndarray, np.ndarray, np.ndarray, d
         f"n_neighbors={settings['n_neighbors']}, resolution={settings['resolution']})",
         "log_tail": log.kept.getvalue()[-2000:],
     }
-    return zs[0], zs[1], np.asarray(labels).astype(str), info
+    return {"z_rna": zs[0], "z_atac": zs[1], "labels": np.asarray(labels)}, info
 
 
 def main() -> None:
@@ -198,15 +204,10 @@ def main() -> None:
     data = load(args.data)
     baseline = status_mb("VmRSS")
     run = run_ours if args.impl == "ours" else run_scmomat
-    z_rna, z_atac, labels, info = run(data, args)
+    arrays, info = run(data, args)
     args.out.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        args.out / "factors.npz",
-        z_rna=z_rna,
-        z_atac=z_atac,
-        labels=np.asarray(labels).astype(str),
-        **getattr(args, "raw_factors", {}),
-    )
+    arrays["labels"] = np.asarray(arrays["labels"]).astype(str)
+    np.savez(args.out / "factors.npz", **arrays)
     info.update(
         impl=args.impl,
         n_obs=[data["rna"].shape[0], data["atac"].shape[0]],

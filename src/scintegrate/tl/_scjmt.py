@@ -361,7 +361,7 @@ def scjmt(
     smooth
         Apply the mutual-nearest-neighbour smoothing of equations (4)-(5) to the ATAC factors
         (the paper's post-processing for real data; its simulated results use none). It
-        replaces each ATAC cell that has a mutual RNA neighbour (55-78 % of them in the
+        replaces each ATAC cell that has a mutual RNA neighbour (54-78 % of them in the
         benchmarks) by its RNA partners' mean and leaves the others where they are. On real
         data, where the ATAC factors are fuzzy, that is what joins the modalities (SNARE-seq
         cortex, 20 clusters: median Leiden ARI at resolution 0.3 0.251 with, 0.153 without).
