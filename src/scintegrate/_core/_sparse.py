@@ -75,3 +75,10 @@ def torch_csr(X: sp.csr_matrix, *, dtype=None, device=None):
         dtype=dtype,
         device=device,
     )
+
+
+def numpy_dtype(dtype):
+    """The numpy float type of a torch float dtype (float32 stays float32, others float64)."""
+    import torch
+
+    return np.float32 if dtype == torch.float32 else np.float64

@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from ._adam import Adam
 from ._numba import njit
 from ._progress import progress_bar
-from ._sparse import as_csr, csr_tensor
+from ._sparse import as_csr, csr_tensor, numpy_dtype
 
 LOGVAR_CLAMP = 10.0  # scETM clamps log sigma to [-10, 10]; we clamp the log-variance the same
 
@@ -69,7 +69,7 @@ class Noise:
             return torch.rand(
                 like.shape, generator=self._torch, device=like.device, dtype=like.dtype
             )
-        return torch.from_numpy(self._numpy.random(like.shape, dtype=_numpy_dtype(like.dtype)))
+        return torch.from_numpy(self._numpy.random(like.shape, dtype=numpy_dtype(like.dtype)))
 
     def normal(self, like: torch.Tensor) -> torch.Tensor:
         if self._numpy is None:
@@ -77,12 +77,8 @@ class Noise:
                 like.shape, generator=self._torch, device=like.device, dtype=like.dtype
             )
         return torch.from_numpy(
-            self._numpy.standard_normal(like.shape, dtype=_numpy_dtype(like.dtype))
+            self._numpy.standard_normal(like.shape, dtype=numpy_dtype(like.dtype))
         )
-
-
-def _numpy_dtype(dtype: torch.dtype):
-    return np.float32 if dtype == torch.float32 else np.float64
 
 
 def _as_noise(generator: Noise | torch.Generator | None) -> Noise | None:
@@ -167,7 +163,7 @@ def gather_minibatch(
         local,
         n_vars,
         width,
-        np.empty(0, dtype=_numpy_dtype(dtype)),
+        np.empty(0, dtype=numpy_dtype(dtype)),
         _INT32_LIKE if small else _INT64_LIKE,
     )
 

@@ -55,7 +55,7 @@ import torch
 
 from ._adam import Adam
 from ._progress import progress_bar
-from ._sparse import as_csr, torch_csr
+from ._sparse import as_csr, numpy_dtype, torch_csr
 
 WEIGHT_NAMES = ("rna", "atac", "activity", "sigma", "features", "private", "orthogonality")
 DEFAULT_WEIGHTS = {
@@ -115,8 +115,7 @@ class _Matrix:
         if self.dense:
             # densified in the target precision: a float32 matrix 40 % full of 20,000 x 5,000
             # peaked 686 MB above its start this way, 1,146 MB through a float64 dense copy
-            numpy_dtype = torch.empty(0, dtype=dtype).numpy().dtype
-            self.X = torch.as_tensor(X.astype(numpy_dtype).toarray(), device=device)
+            self.X = torch.as_tensor(X.astype(numpy_dtype(dtype)).toarray(), device=device)
             self.Xt = self.X.T
         else:
             self.X = _to_torch_csr(X, device, dtype)
