@@ -37,8 +37,9 @@ simulated data and as scMoMaT's factors are scored) at the fixed resolution ``--
 argmax of the embedding scored; scMoMaT:
 its tutorial's post-processed graph + Leiden 0.9); FOSCTTM of the hidden pairs (SNARE-seq); wall
 time (counts in memory to cell factors, preprocessing included) and peak RSS of the worker.
-On SNARE-seq our LIGER path (online iNMF k=20 + quantile normalisation, in this process, with
-each of the ``--seeds``) is scored the same way for reference, and the scIB metrics
+On SNARE-seq our LIGER path (online iNMF with ``--liger-k`` factors, default 20, + quantile
+normalisation, in this process, with each of the ``--seeds``) is scored the same way for
+reference, and the scIB metrics
 (``benchmarks/_scib.py``, batch = modality, ``--scib-cells`` labelled cells) of every method's
 cell factors of the last seed are printed; with ``--skip`` a method's factors are read back from
 an earlier run of the same ``--tag``.
@@ -364,12 +365,13 @@ def snareseq_inputs():
 
 
 def liger_snareseq(rna, atac, truth, keep, args, seed: int = 0) -> dict:
-    """Our LIGER path on the same nuclei: RNA and ATAC gene activity, online iNMF k=20 + QN."""
+    """Our LIGER path on the same nuclei: RNA and ATAC gene activity, online iNMF
+    (k = ``--liger-k``, 20 by default) + QN."""
     activity = si.datasets.snareseq_cortex_atac_gene_activity()
     both = ad.concat({"rna": rna, "atac": activity}, label="modality", index_unique="-")
     tic = time.perf_counter()
     si.pp.liger_preprocess(both, batch_key="modality")
-    si.tl.online_inmf(both, 20, batch_key="modality", random_state=seed)
+    si.tl.online_inmf(both, args.liger_k, batch_key="modality", random_state=seed)
     si.pp.quantile_norm(both, batch_key="modality")
     seconds = time.perf_counter() - tic
     z = both.obsm["X_inmf_qn"]
@@ -378,7 +380,7 @@ def liger_snareseq(rna, atac, truth, keep, args, seed: int = 0) -> dict:
     out = score(z[:n], z[n:], labels, truth, keep, True, args) | {"seconds": seconds}
     out["embedding"] = z
     print(
-        f"    snareseq LIGER (online iNMF k=20 + QN, in-process) seed {seed}: ARI Leiden "
+        f"    snareseq LIGER (online iNMF k={args.liger_k} + QN, in-process) seed {seed}: ARI Leiden "
         f"{args.resolution} "
         f"{out['ari_fixed']:.3f} (NMI {out['nmi_fixed']:.3f}), best {out['ari_best']:.3f}, QN "
         f"clusters {out['ari_own']:.3f}, FOSCTTM {out['foscttm']:.3f} | {seconds:.1f} s",
@@ -504,6 +506,9 @@ def main() -> None:
     parser.add_argument("--scmomat-options", default="{}", help="JSON settings of scMoMaT")
     parser.add_argument("--skip", nargs="*", default=[], choices=("ours", "scmomat"))
     parser.add_argument("--skip-liger", action="store_true")
+    parser.add_argument(
+        "--liger-k", type=int, default=20, help="factors of the SNARE-seq LIGER path"
+    )
     parser.add_argument("--tag", default="", help="suffix of the results file")
     add_scib_argument(parser)
     args = parser.parse_args()
