@@ -34,12 +34,11 @@ neighbours; ours scored twice: ``ours`` is ``X_scjmt``, the ATAC factors after t
 smoothing, ``ours_raw`` is ``scjmt_C``, the factors without post-processing, as the paper scores
 simulated data and as scMoMaT's factors are scored) at the fixed resolution ``--resolution``
 (0.3) and the best over the grid ``--grid``; ARI / NMI of each method's own clusters (ours: the
-argmax of the embedding scored; scMoMaT:
-its tutorial's post-processed graph + Leiden 0.9); FOSCTTM of the hidden pairs (SNARE-seq); wall
-time (counts in memory to cell factors, preprocessing included) and peak RSS of the worker.
-On SNARE-seq our LIGER path (online iNMF with ``--liger-k`` factors, default 20, + quantile
-normalisation, in this process, with each of the ``--seeds``) is scored the same way for
-reference, and the scIB metrics
+argmax of the embedding scored; scMoMaT: its tutorial's post-processed graph + Leiden 0.9);
+FOSCTTM of the hidden pairs (SNARE-seq); wall time (counts in memory to cell factors,
+preprocessing included) and peak RSS of the worker. On SNARE-seq our LIGER path (online iNMF
+with ``--liger-k`` factors, default 20, + quantile normalisation, in this process, with each of
+the ``--seeds``) is scored the same way for reference, and the scIB metrics
 (``benchmarks/_scib.py``, batch = modality, ``--scib-cells`` labelled cells) of every method's
 cell factors of the last seed are printed; with ``--skip`` a method's factors are read back from
 an earlier run of the same ``--tag``.
@@ -380,8 +379,8 @@ def liger_snareseq(rna, atac, truth, keep, args, seed: int = 0) -> dict:
     out = score(z[:n], z[n:], labels, truth, keep, True, args) | {"seconds": seconds}
     out["embedding"] = z
     print(
-        f"    snareseq LIGER (online iNMF k={args.liger_k} + QN, in-process) seed {seed}: ARI Leiden "
-        f"{args.resolution} "
+        f"    snareseq LIGER (online iNMF k={args.liger_k} + QN, in-process) seed {seed}: "
+        f"ARI Leiden {args.resolution} "
         f"{out['ari_fixed']:.3f} (NMI {out['nmi_fixed']:.3f}), best {out['ari_best']:.3f}, QN "
         f"clusters {out['ari_own']:.3f}, FOSCTTM {out['foscttm']:.3f} | {seconds:.1f} s",
         flush=True,

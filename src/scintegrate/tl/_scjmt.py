@@ -367,9 +367,9 @@ def scjmt(
         (the paper's post-processing for real data; its simulated results use none). It
         replaces each ATAC cell that has a mutual RNA neighbour (54-78 % of them in the
         benchmarks) by its RNA partners' mean and leaves the others where they are. On real
-        data, where the ATAC factors are fuzzy, that is what joins the modalities (SNARE-seq
-        cortex, 20 clusters, 8 seeds: median Leiden ARI at resolution 0.3 0.242 with, 0.184
-        without). Where both modalities already cluster cleanly, the moved and the unmoved
+        data, where the ATAC factors carry little cell-type signal of their own, that is what
+        joins the modalities (SNARE-seq cortex, 20 clusters, 8 seeds: median Leiden ARI at
+        resolution 0.3 0.242 with, 0.184 without). Where both modalities already cluster cleanly, the moved and the unmoved
         ATAC cells of a type can end in different Leiden clusters (simulated, 20 clusters, 18
         runs, unequal compositions: 0.945 with, 0.991 without; equal: 0.977 and 0.985;
         ``benchmarks/README.md``). Both are written: cluster ``obsm[f"{key_added}_C"]`` for the
