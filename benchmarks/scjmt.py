@@ -32,7 +32,8 @@ scored cells (SNARE-seq: the 15 coarse types, ``Mis`` not scored) against the tr
 of Leiden clusters of the joint cell factors (one graph per embedding, scanpy's kNN, 15
 neighbours; ours scored twice: ``ours`` is ``X_scjmt``, the ATAC factors after the MNN
 smoothing, ``ours_raw`` is ``scjmt_C``, the factors without post-processing, as the paper scores
-simulated data and as scMoMaT's factors are scored) at the fixed resolution ``--resolution``
+simulated data and as scMoMaT's factors are scored; ``ours_qn`` is ``X_scjmt`` followed by
+``pp.quantile_norm``, RNA as the reference, the LIGER path's last step) at the fixed resolution ``--resolution``
 (0.3) and the best over the grid ``--grid``; ARI / NMI of each method's own clusters (ours: the
 argmax of the embedding scored; scMoMaT: its tutorial's post-processed graph + Leiden 0.9);
 FOSCTTM of the hidden pairs (SNARE-seq); wall time (counts in memory to cell factors,
@@ -43,8 +44,15 @@ the ``--seeds``) is scored the same way for reference, and the scIB metrics
 cell factors of the last seed are printed; with ``--skip`` a method's factors are read back from
 an earlier run of the same ``--tag``.
 
+``--snareseq-subsets equal unequal`` adds the real-data analogues of the two simulated
+scenarios (``SUBSETS``): the SNARE-seq nuclei split at random into two halves, the RNA of one
+half against the ATAC of the other (no nucleus in both, so no FOSCTTM), five distinct types in
+both (equal) or three RNA types and two of them in the ATAC (unequal), each method and the
+LIGER path scored as above.
+
     python benchmarks/scjmt.py --vs-scmomat --scmomat-env /work/venvs/scmomat [--datasets1 3]
-        [--datasets2 3] [--seeds 0] [--snareseq] [--scjmt-options '{"...": ...}']
+        [--datasets2 3] [--seeds 0] [--snareseq] [--snareseq-subsets equal unequal]
+        [--scjmt-options '{"...": ...}']
 """
 
 from __future__ import annotations
@@ -282,6 +290,22 @@ def score(z_rna, z_atac, labels, truth, keep, paired, args) -> dict:
     return out
 
 
+def quantile_normalised(z_rna: np.ndarray, z_atac: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """LIGER's quantile normalisation (``pp.quantile_norm``, defaults, RNA as the reference) of
+    the joint cell factors: what ``pp.quantile_norm(mdata, use_rep="X_scjmt", reference="rna")``
+    computes after ``tl.scjmt``."""
+    n = len(z_rna)
+    both = ad.AnnData(
+        sp.csr_matrix((n + len(z_atac), 1), dtype=np.float32),
+        obs=pd.DataFrame({"modality": ["rna"] * n + ["atac"] * len(z_atac)}),
+    )
+    both.obs_names = both.obs_names.astype(str)
+    both.obsm["X"] = np.vstack([z_rna, z_atac]).astype(np.float64)
+    si.pp.quantile_norm(both, use_rep="X", batch_key="modality", reference="rna")
+    z = both.obsm["X_inmf_qn"]
+    return z[:n], z[n:]
+
+
 def run_both(name, rna, atac, links, truth, keep, paired, ours_options, seed, args) -> dict:
     # a skipped method's folder is kept: its factors from an earlier run are read back
     work = RESULTS / "scjmt_vs_scmomat_work" / (name + args.tag)
@@ -313,6 +337,10 @@ def run_both(name, rna, atac, links, truth, keep, paired, ours_options, seed, ar
                 z_rna, z_atac = f["z_rna_raw"], f["z_atac_raw"]
                 argmax = np.argmax(np.vstack([z_rna, z_atac]), 1).astype(str)
                 embeddings["ours_raw"] = (z_rna, z_atac, argmax)
+                # and the smoothed factors quantile-normalised, the LIGER path's last step
+                z_rna, z_atac = quantile_normalised(f["z_rna"], f["z_atac"])
+                argmax = np.argmax(np.vstack([z_rna, z_atac]), 1).astype(str)
+                embeddings["ours_qn"] = (z_rna, z_atac, argmax)
         peak = max(info["fit"]["peak_rss_mb"], info.get("post", {}).get("peak_rss_mb", 0.0))
         for key, (z_rna, z_atac, labels) in embeddings.items():
             row[key] = score(z_rna, z_atac, labels, truth, keep, paired, args) | {
@@ -363,10 +391,13 @@ def snareseq_inputs():
     return rna, atac, links, truth
 
 
-def liger_snareseq(rna, atac, truth, keep, args, seed: int = 0) -> dict:
+def liger_snareseq(rna, atac, truth, keep, args, seed: int = 0, activity=None, name="snareseq"):
     """Our LIGER path on the same nuclei: RNA and ATAC gene activity, online iNMF
-    (k = ``--liger-k``, 20 by default) + QN."""
-    activity = si.datasets.snareseq_cortex_atac_gene_activity()
+    (k = ``--liger-k``, 20 by default) + QN. ``activity``: the ATAC cells' gene activity (all
+    nuclei by default); FOSCTTM only when the RNA and ATAC cells are the same nuclei."""
+    if activity is None:
+        activity = si.datasets.snareseq_cortex_atac_gene_activity()
+    paired = activity.n_obs == rna.n_obs and bool(np.all(activity.obs_names == rna.obs_names))
     both = ad.concat({"rna": rna, "atac": activity}, label="modality", index_unique="-")
     tic = time.perf_counter()
     si.pp.liger_preprocess(both, batch_key="modality")
@@ -376,22 +407,50 @@ def liger_snareseq(rna, atac, truth, keep, args, seed: int = 0) -> dict:
     z = both.obsm["X_inmf_qn"]
     n = rna.n_obs
     labels = both.obs["inmf_qn_clusters"].astype(str).to_numpy()
-    out = score(z[:n], z[n:], labels, truth, keep, True, args) | {"seconds": seconds}
+    out = score(z[:n], z[n:], labels, truth, keep, paired, args) | {"seconds": seconds}
     out["embedding"] = z
     print(
-        f"    snareseq LIGER (online iNMF k={args.liger_k} + QN, in-process) seed {seed}: "
+        f"    {name} LIGER (online iNMF k={args.liger_k} + QN, in-process) seed {seed}: "
         f"ARI Leiden {args.resolution} "
         f"{out['ari_fixed']:.3f} (NMI {out['nmi_fixed']:.3f}), best {out['ari_best']:.3f}, QN "
-        f"clusters {out['ari_own']:.3f}, FOSCTTM {out['foscttm']:.3f} | {seconds:.1f} s",
+        f"clusters {out['ari_own']:.3f}"
+        + (f", FOSCTTM {out['foscttm']:.3f}" if paired else "")
+        + f" | {seconds:.1f} s",
         flush=True,
     )
     return out
 
 
+# Real-data analogues of the two simulated scenarios: the SNARE-seq cortex nuclei are split at
+# random into two halves, the RNA of one half and the ATAC of the other are kept (no nucleus is
+# in both, as in the simulations), restricted to distinct coarse types. Equal: five types in
+# both. Unequal: three RNA types, the ATAC two of them (oligodendrocytes only in the RNA), the
+# cluster sizes of simulated scenario 2.
+SUBSETS = {
+    "equal": (
+        ("L2/3", "L6", "Astro", "Oligo", "Pvalb"),
+        ("L2/3", "L6", "Astro", "Oligo", "Pvalb"),
+        {"n_clusters": 20},
+    ),
+    "unequal": (("L2/3", "Astro", "Oligo"), ("L2/3", "Astro"), {"n_shared": 14, "n_rna_only": 6}),
+}
+
+
+def snareseq_subset(rna, atac, activity, name: str):
+    """The RNA and ATAC cells of one :data:`SUBSETS` design (split seed 0)."""
+    rna_types, atac_types, sizes = SUBSETS[name]
+    types = rna.obs["cell_type"].astype(str).to_numpy()
+    half = np.random.default_rng(0).permutation(rna.n_obs) % 2 == 0
+    on_rna = half & np.isin(types, rna_types)
+    on_atac = ~half & np.isin(types, atac_types)
+    truth = np.concatenate([types[on_rna], types[on_atac]])
+    return rna[on_rna].copy(), atac[on_atac].copy(), activity[on_atac].copy(), truth, sizes
+
+
 def vs_summary(rows: list[dict], title: str) -> dict:
     out = {}
     print(f"  {title}: median over {len(rows)} runs [min, max]")
-    for impl in ("ours", "ours_raw", "scmomat"):
+    for impl in ("ours", "ours_raw", "ours_qn", "scmomat", "liger"):
         if not all(impl in r for r in rows):
             continue
         out[impl] = {}
@@ -428,6 +487,31 @@ def vs_scmomat(args) -> dict:
                 rows.append({"dataset": dataset, "seed": seed} | row)
         if rows:
             out[f"scenario{number}"] = {"rows": rows, "summary": vs_summary(rows, "summary")}
+    if args.snareseq_subsets:
+        rna_all, atac_all, links, _ = snareseq_inputs()
+        activity_all = si.datasets.snareseq_cortex_atac_gene_activity()
+        for name in args.snareseq_subsets:
+            rna, atac, activity, truth = snareseq_subset(rna_all, atac_all, activity_all, name)[:4]
+            sizes = SUBSETS[name][2]
+            keep = np.ones(len(truth), dtype=bool)
+            print(
+                f"SNARE-seq subset '{name}': {rna.n_obs} RNA nuclei "
+                f"({', '.join(SUBSETS[name][0])}), {atac.n_obs} other ATAC nuclei "
+                f"({', '.join(SUBSETS[name][1])}):"
+            )
+            rows = []
+            for seed in args.seeds:
+                row = run_both(
+                    f"snare_{name}", rna.X, atac.X, links, truth, keep, False,
+                    sizes | ours_options, seed, args,
+                )  # fmt: skip
+                if not args.skip_liger:
+                    liger = liger_snareseq(
+                        rna, atac, truth, keep, args, seed, activity, f"snare_{name}"
+                    )
+                    row["liger"] = {k: v for k, v in liger.items() if k != "embedding"}
+                rows.append({"seed": seed} | row)
+            out[f"snare_{name}"] = {"rows": rows, "summary": vs_summary(rows, name)}
     if args.snareseq:
         print("SNARE-seq mouse cortex, 10,309 nuclei, RNA vs ATAC peaks, pairing hidden:")
         rna, atac, links, truth = snareseq_inputs()
@@ -472,7 +556,11 @@ def snareseq_scib(rna, truth, keep, liger, args):
         if path.exists():
             with np.load(path, allow_pickle=False) as f:
                 both.obsm[f"X_{impl}"] = np.vstack([f["z_rna"], f["z_atac"]])
+                if impl == "ours":
+                    both.obsm["X_ours_qn"] = np.vstack(quantile_normalised(f["z_rna"], f["z_atac"]))
             names[name] = f"X_{impl}"
+            if impl == "ours":
+                names["scJMT (ours) + QN"] = "X_ours_qn"
     if liger is not None:
         both.obsm["X_liger"] = liger["embedding"]
         names["LIGER (online iNMF + QN)"] = "X_liger"
@@ -497,6 +585,13 @@ def main() -> None:
     parser.add_argument("--vs-scmomat", action="store_true", help="ours against scMoMaT 0.2.2")
     parser.add_argument("--scmomat-env", type=Path, default=ENVS / "scmomat")
     parser.add_argument("--snareseq", action="store_true", help="also SNARE-seq cortex")
+    parser.add_argument(
+        "--snareseq-subsets",
+        nargs="*",
+        default=[],
+        choices=tuple(SUBSETS),
+        help="also the real-data analogues of the simulated scenarios (SNARE-seq subsets)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resolution", type=float, default=0.3, help="fixed Leiden resolution")

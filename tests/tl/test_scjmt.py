@@ -30,6 +30,10 @@ def test_slots_params_round_trip_and_planted_clusters(tmp_path):
     assert emb.shape == (m.n_obs, 3) and not np.isnan(emb).any()
     np.testing.assert_allclose(emb.sum(1), 1.0, atol=1e-6)
     assert m.obsm["scjmt_C"].shape == (m.n_obs, 3)
+    for mod in ("rna", "atac"):  # each modality holds its own cells' rows
+        rows = m.obs_names.get_indexer(m[mod].obs_names)
+        np.testing.assert_array_equal(m[mod].obsm["X_scjmt"], emb[rows])
+        np.testing.assert_array_equal(m[mod].obsm["scjmt_C"], m.obsm["scjmt_C"][rows])
     assert isinstance(m.obs["scjmt_clusters"].dtype, pd.CategoricalDtype)
     assert m["rna"].varm["scjmt_C_g"].shape == (m["rna"].n_vars, 12)
     assert m["atac"].varm["scjmt_C_r"].shape == (m["atac"].n_vars, 12)
@@ -48,6 +52,7 @@ def test_slots_params_round_trip_and_planted_clusters(tmp_path):
     m.write(path)
     back = mudata.read_h5mu(path)
     np.testing.assert_allclose(back.obsm["X_scjmt"], emb)
+    np.testing.assert_allclose(back["atac"].obsm["X_scjmt"], m["atac"].obsm["X_scjmt"])
     np.testing.assert_allclose(back.uns["scjmt"]["Sigma_r"], uns["Sigma_r"])
     assert back.obs["scjmt_clusters"].equals(m.obs["scjmt_clusters"])
     pd.testing.assert_frame_equal(back.uns["scjmt"]["history"], uns["history"])
@@ -92,8 +97,23 @@ def test_rerun_replaces_every_slot_of_the_key():
     assert "scjmt_C_r" in bigger["atac"].varm and "scjmt_clusters" in bigger["atac"].var
     si.tl.scjmt(bigger, 3, mods=("rna", "atac2"), max_iter=2, n_restarts=1, smooth=False)
     assert "scjmt_C_r" not in bigger["atac"].varm and "scjmt_clusters" not in bigger["atac"].var
+    assert "X_scjmt" not in bigger["atac"].obsm and "X_scjmt" in bigger["atac2"].obsm
     assert "scjmt_C_r" in bigger["atac2"].varm and "scjmt_C_g" in bigger["rna"].varm
     assert list(bigger.uns["scjmt"]["params"]["mods"]) == ["rna", "atac2"]
+
+
+def test_quantile_norm_runs_on_the_output_as_on_inmf_output():
+    """The LIGER path's last step reads tl.scjmt's factors from each modality of the MuData."""
+    m = _data(1, n_rna=60, n_atac=60, n_genes=40)
+    si.tl.scjmt(m, 3, **FAST)
+    before = m.obsm["X_scjmt"].copy()
+    si.pp.quantile_norm(m, use_rep="X_scjmt", reference="rna", min_cells=5, key_added="scjmt_qn")
+    aligned = m.obsm["X_scjmt_qn"]
+    assert aligned.shape == before.shape and not np.isnan(aligned).any()
+    np.testing.assert_array_equal(m.obsm["X_scjmt"], before)
+    atac = m.obs_names.get_indexer(m["atac"].obs_names)
+    assert not np.allclose(aligned[atac], before[atac])
+    assert m.uns["scjmt_qn"]["params"]["reference"] == "rna"
 
 
 def test_unequal_composition_keeps_atac_out_of_rna_only_cluster():

@@ -391,6 +391,9 @@ def scjmt(
         ``smooth``) for ATAC cells; NaN rows for cells in neither modality.
     ``mdata.obsm[f"{key_added}_C"]``
         The fitted cell factors before smoothing.
+    ``mdata[rna].obsm``, ``mdata[atac].obsm``
+        The same two entries for each modality's own cells (what :func:`scintegrate.pp.quantile_norm`
+        reads from a MuData, see ``smooth``).
     ``mdata.obs[f"{key_added}_clusters"]``
         Categorical cluster of every cell, the argmax of ``X_{key_added}`` (NaN outside the two
         modalities).
@@ -508,6 +511,8 @@ def scjmt(
     labels[embedded] = np.argmax(embedding[embedded], axis=1).astype(str)
 
     feature_categories = [str(i) for i in range(M)]
+    # each modality also holds its own cells' factors, as tl.inmf writes them, so that the
+    # alignment tools that stack modalities (pp.quantile_norm) read them from there
     modalities = {
         mod: {
             "varm": {f"{key_added}_{part}": factor},
@@ -516,8 +521,12 @@ def scjmt(
                     np.argmax(factor, axis=1).astype(str), categories=feature_categories
                 )
             },
+            "obsm": {f"X_{key_added}": embedding[rows], f"{key_added}_C": raw[rows]},
         }
-        for mod, factor, part in ((mods[0], result.C_g, "C_g"), (mods[1], result.C_r, "C_r"))
+        for mod, factor, part, rows in (
+            (mods[0], result.C_g, "C_g", rows_rna),
+            (mods[1], result.C_r, "C_r", rows_atac),
+        )
     }
 
     roles = ["shared"] * n_shared + ["rna_only"] * n_rna_only + ["atac_only"] * n_atac_only
