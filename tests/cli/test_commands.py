@@ -153,6 +153,14 @@ def test_scjmt_on_h5mu(tmp_path):
     result = read(out)
     assert_arrays_equal(result.obsm["X_scjmt"], expected.obsm["X_scjmt"])
     check_recorded(result, "scjmt", ["scjmt"])
+    # the next pipeline step, LIGER's quantile normalisation, reads the factors of each modality
+    aligned = tmp_path / "aligned.h5mu"
+    opts = ["--use-rep", "X_scjmt", "--reference", "rna", "--min-cells", 5]
+    assert run("quantile-norm", out, aligned, *opts, "--key-added", "scjmt_qn") == 0
+    si.pp.quantile_norm(
+        expected, use_rep="X_scjmt", reference="rna", min_cells=5, key_added="scjmt_qn"
+    )
+    assert_arrays_equal(read(aligned).obsm["X_scjmt_qn"], expected.obsm["X_scjmt_qn"])
 
 
 @pytest.mark.parametrize("kind", ["h5ad", "h5mu"])
