@@ -30,13 +30,13 @@ same inputs: the two simulated scenarios above (``--datasets1``/``--datasets2`` 
 RNA counts vs ATAC peak counts, pairing hidden, the bundled gene-peak links). Scores, over all
 scored cells (SNARE-seq: the 15 coarse types, ``Mis`` not scored) against the true types: ARI / NMI
 of Leiden clusters of the joint cell factors (one graph per embedding, scanpy's kNN, 15
-neighbours; ours scored twice: ``ours`` is ``X_scjmt``, the ATAC factors after the MNN
+neighbours; ours scored three times: ``ours`` is ``X_scjmt``, the ATAC factors after the MNN
 smoothing, ``ours_raw`` is ``scjmt_C``, the factors without post-processing, as the paper scores
 simulated data and as scMoMaT's factors are scored; ``ours_qn`` is ``X_scjmt`` followed by
-``pp.quantile_norm``, RNA as the reference, the LIGER path's last step) at the fixed resolution ``--resolution``
-(0.3) and the best over the grid ``--grid``; ARI / NMI of each method's own clusters (ours: the
-argmax of the embedding scored; scMoMaT: its tutorial's post-processed graph + Leiden 0.9);
-FOSCTTM of the hidden pairs (SNARE-seq); wall time (counts in memory to cell factors,
+``pp.quantile_norm``, RNA as the reference, the LIGER path's last step) at the fixed resolution
+``--resolution`` (0.3) and the best over the grid ``--grid``; ARI / NMI of each method's own
+clusters (ours: the argmax of the embedding scored; scMoMaT: its tutorial's post-processed graph
++ Leiden 0.9); FOSCTTM of the hidden pairs (SNARE-seq); wall time (counts in memory to cell factors,
 preprocessing included) and peak RSS of the worker. On SNARE-seq our LIGER path (online iNMF
 with ``--liger-k`` factors, default 20, + quantile normalisation, in this process, with each of
 the ``--seeds``) is scored the same way for reference, and the scIB metrics

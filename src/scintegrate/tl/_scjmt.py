@@ -407,8 +407,8 @@ def scjmt(
     ``mdata.obsm[f"{key_added}_C"]``
         The fitted cell factors before smoothing.
     ``mdata[rna].obsm``, ``mdata[atac].obsm``
-        The same two entries for each modality's own cells (what :func:`scintegrate.pp.quantile_norm`
-        reads from a MuData, see ``smooth``).
+        The same two entries for each modality's own cells (what
+        :func:`scintegrate.pp.quantile_norm` reads from a MuData, see ``smooth``).
     ``mdata.obs[f"{key_added}_clusters"]``
         Categorical cluster of every cell, the argmax of ``X_{key_added}`` (NaN outside the two
         modalities).
