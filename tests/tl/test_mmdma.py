@@ -361,18 +361,23 @@ def test_mmdma_aligns_the_branch_simulation():
 
 def test_mmdma_snareseq_celllines_quality():
     """Real data (SNARE-seq, 4 cell lines, 1,047 nuclei, RNA PCs and ATAC topics), the tutorial's
-    preprocessing and defaults: the cell lines partly line up across modalities. Measured (seed
-    0): FOSCTTM 0.31, label transfer 0.68; chance is 0.5 and about 0.3. Not the issue's target
-    (FOSCTTM < 0.15): see benchmarks/README.md."""
+    preprocessing and the documented unsupervised rule (RBF input kernels, rotation-search start):
+    the cell lines line up across modalities. Measured (seeds 0-2): FOSCTTM 0.197-0.199, label
+    transfer 0.82-0.83; chance is 0.5 and about 0.3. The linear defaults are not tested here:
+    from one start they can land in a mirror-image minimum depending on float rounding (seed 0
+    gave 0.31 on one machine and 0.63 on an AVX-512 one; benchmarks/README.md)."""
     mdata = si.datasets.snareseq_celllines()
     labels = mdata["rna"].obs["cell_type"].to_numpy()
     rna, atac = mdata["rna"].X, mdata["atac"].X / mdata["atac"].X.sum(1)[:, None]
     for m, X in (("rna", rna), ("atac", atac)):
         mdata[m].layers["scaled"] = (X - X.mean(0)) / X.std(0)
-    si.tl.mmdma(mdata, n_dims=5, layer="scaled", max_epochs=200, random_state=0)
+    si.tl.mmdma(
+        mdata, n_dims=5, layer="scaled", max_epochs=200, random_state=0, input_kernel="rbf",
+        init="rotation_search",
+    )  # fmt: skip
     zx, zy = mdata["rna"].obsm["X_mmdma"], mdata["atac"].obsm["X_mmdma"]
-    assert si.metrics.foscttm(zx, zy) < 0.4
-    assert si.metrics.label_transfer_accuracy(zx, zy, labels_x=labels, labels_y=labels) > 0.55
+    assert si.metrics.foscttm(zx, zy) < 0.25
+    assert si.metrics.label_transfer_accuracy(zx, zy, labels_x=labels, labels_y=labels) > 0.75
 
 
 def test_cross_modality_metrics():
