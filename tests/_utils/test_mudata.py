@@ -115,6 +115,19 @@ def test_mudata_errors():
     with pytest.raises(ValueError, match="X_inmf"):
         si.pp.quantile_norm(mdata)
     assert "inmf" not in mdata.uns
+    # an embedding of the container only (as tl.scjmt wrote it before): the error says how to
+    # copy it to the modalities, and the copy it shows works
+    rng = np.random.default_rng(0)
+    mdata.obsm["X_joint"] = rng.uniform(size=(mdata.n_obs, 3))
+    with pytest.raises(ValueError, match=r"in mdata\.obsm only") as error:
+        si.pp.quantile_norm(mdata, use_rep="X_joint", reference="rna", key_added="joint_qn")
+    assert "joint_qn" not in mdata.uns
+    assert "get_indexer" in str(error.value)
+    for name in ("rna", "atac"):
+        rows = mdata.obs_names.get_indexer(mdata[name].obs_names)
+        mdata[name].obsm["X_joint"] = mdata.obsm["X_joint"][rows]
+    si.pp.quantile_norm(mdata, use_rep="X_joint", reference="rna", key_added="joint_qn")
+    assert mdata.obsm["X_joint_qn"].shape == (mdata.n_obs, 3)
 
 
 def test_joint_plots_of_a_mudata():

@@ -120,10 +120,19 @@ def stack_modalities(
             pieces.append(matrix[:, columns])
         if obsm_key is not None:
             if obsm_key not in mod.obsm:
+                # a container-only embedding: tl.scjmt wrote only mdata.obsm before 2026-12-07
+                hint = (
+                    " It is in mdata.obsm only: rerun the tool that wrote it, or copy each "
+                    f"modality's rows there (mdata[{name!r}].obsm[{obsm_key!r}] = "
+                    f"mdata.obsm[{obsm_key!r}][mdata.obs_names.get_indexer("
+                    f"mdata[{name!r}].obs_names)])."
+                    if obsm_key in mdata.obsm
+                    else ""
+                )
                 raise ValueError(
                     f"{obsm_key!r} is not in mdata[{name!r}].obsm (keys: "
                     f"{', '.join(map(repr, list(mod.obsm)[:10])) or 'none'}); run the "
-                    "integration on the MuData first."
+                    "integration on the MuData first." + hint
                 )
             embeddings.append(np.asarray(mod.obsm[obsm_key]))
     obs = pd.concat(obs_frames)
