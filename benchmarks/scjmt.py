@@ -26,7 +26,8 @@ weights 1 instead; ``--random-init`` the paper's N(0, 1) initialisation (``init=
 successor of scJMT, in its own virtual environment, ``--scmomat-env``), each in a fresh process
 (``benchmarks/_scjmt_worker.py``) with the same thread limit (``--threads``, default 1), on the
 same inputs: the two simulated scenarios above (``--datasets1``/``--datasets2`` datasets,
-``--seeds`` fit seeds each) and, with ``--snareseq``, SNARE-seq mouse cortex (all 10,309 nuclei,
+``--seeds`` fit seeds each), with ``--datasets3`` a third one (4 types: RNA 0-2, ATAC 1-3, so
+one type only in each modality; ``n_shared=2, n_rna_only=1, n_atac_only=1``) and, with ``--snareseq``, SNARE-seq mouse cortex (all 10,309 nuclei,
 RNA counts vs ATAC peak counts, pairing hidden, the bundled gene-peak links). Scores, over all
 scored cells (SNARE-seq: the 15 coarse types, ``Mis`` not scored) against the true types: ARI / NMI
 of Leiden clusters of the joint cell factors (one graph per embedding, scanpy's kNN, 15
@@ -374,6 +375,11 @@ def simulated_inputs(number: int, dataset: int):
     if number == 1:
         m = si.datasets.simulate_rna_atac(n_types=5, random_state=dataset)
         sizes = {"n_clusters": 5}
+    elif number == 3:  # a type private to each modality
+        m = si.datasets.simulate_rna_atac(
+            n_types=4, rna_types=[0, 1, 2], atac_types=[1, 2, 3], random_state=dataset
+        )
+        sizes = {"n_shared": 2, "n_rna_only": 1, "n_atac_only": 1}
     else:
         m = si.datasets.simulate_rna_atac(
             n_types=3, rna_types=[0, 1, 2], atac_types=[1, 2], random_state=dataset
@@ -477,9 +483,10 @@ def vs_scmomat(args) -> dict:
     args.scmomat_python = scmomat_python(args.scmomat_env) if "scmomat" not in args.skip else None
     ours_options = json.loads(args.scjmt_options)
     out: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "code": code_version()}
-    for number, n in ((1, args.datasets1), (2, args.datasets2)):
+    for number, n in ((1, args.datasets1), (2, args.datasets2), (3, args.datasets3)):
         rows = []
-        print(f"Scenario {number} ({'equal' if number == 1 else 'unequal'} compositions):")
+        design = {1: "equal", 2: "unequal, an RNA-only type", 3: "unequal, a type in each only"}
+        print(f"Scenario {number} ({design[number]} compositions):")
         for dataset in range(n):
             rna, atac, links, truth, sizes = simulated_inputs(number, dataset)
             keep = np.ones(len(truth), dtype=bool)
@@ -578,6 +585,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets1", type=int, default=6)
     parser.add_argument("--datasets2", type=int, default=12)
+    parser.add_argument(
+        "--datasets3", type=int, default=0, help="--vs-scmomat: datasets of scenario 3"
+    )
     parser.add_argument("--skip-links", action="store_true")
     parser.add_argument(
         "--center-couplings",

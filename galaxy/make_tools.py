@@ -20,7 +20,8 @@ option                              Galaxy parameter, and what the command line 
 ==================================  ==========================================================
 boolean                             ``boolean`` with ``--flag``/``--no-flag`` as true/false value
 boolean, default None               ``select`` default / yes / no; nothing passed for default
-choices (``Literal``)               ``select``; ``none`` is one more option where None is allowed
+choices (``Literal``)               ``select``; ``none`` is one more option where None is allowed,
+                                    ``true`` and ``false`` where a bool is
 int or float                        ``integer``/``float``; ``optional`` where None is allowed (an
                                     empty field passes nothing, so the function's default holds)
 int or float or None, default set   ``text`` taking a number or ``none`` (a number field cannot
@@ -243,6 +244,12 @@ def option_param(option: Any) -> Param:
             if choice == default:
                 opt["selected"] = True
             children.append(E("option", opt, text=str(choice)))
+        if kind.boolean:  # a bool beside the choices: the command line takes true / false
+            for word, value in (("true", True), ("false", False)):
+                opt = {"value": word}
+                if default is value:
+                    opt["selected"] = True
+                children.append(E("option", opt, text=word))
         if kind.optional:
             children.append(E("option", {"value": "none"}, text="none"))
         render = "value"

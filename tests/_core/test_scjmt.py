@@ -16,6 +16,7 @@ from scintegrate._core.scjmt import (
     fit_scjmt,
     init_params,
     match_labels,
+    mnn_shift,
     mnn_smooth,
 )
 
@@ -162,6 +163,32 @@ def test_mnn_smoothing_matches_dense_reference():
         w = np.exp(-d[p, mutual])
         np.testing.assert_allclose(out[p], w @ c_rna[mutual] / w.sum())
     assert moved.sum() > 10
+
+
+def test_mnn_shift_moves_every_cell_by_its_nearest_anchors_mean_shift():
+    rng = np.random.default_rng(1)
+    # two ATAC types, one next to the RNA cells, one far from every RNA cell
+    c_rna = rng.dirichlet([20, 2, 2], 60)
+    c_atac = np.vstack([rng.dirichlet([18, 3, 2], 30), rng.dirichlet([2, 2, 30], 10)])
+    smoothed, moved = mnn_smooth(c_atac, c_rna, n_neighbors=6)
+    out, moved_too = mnn_shift(c_atac, c_rna, n_neighbors=6)
+    np.testing.assert_array_equal(moved, moved_too)
+    anchors = np.flatnonzero(moved)
+    assert 5 < len(anchors) < 40
+    shift = smoothed - c_atac
+    for p in range(40):  # slow reference: dense distances to every anchor
+        d = ((c_atac[anchors] - c_atac[p]) ** 2).sum(1)
+        nearest = anchors[np.argsort(d, kind="stable")[:6]]
+        expected = np.maximum(c_atac[p] + shift[nearest].mean(0), 0)
+        np.testing.assert_allclose(out[p], expected / expected.sum(), atol=1e-12)
+    np.testing.assert_allclose(out.sum(1), 1.0)
+    assert (out >= 0).all()
+    # the cells without a mutual RNA neighbour keep their factor under the mean, and move with
+    # their anchors under the shift
+    alone = np.flatnonzero(~moved)
+    assert len(alone) > 5
+    np.testing.assert_array_equal(smoothed[alone], c_atac[alone])
+    assert np.abs(out[alone] - c_atac[alone]).sum(1).min() > 1e-3
 
 
 def test_csr_input_is_not_modified():

@@ -131,6 +131,31 @@ def test_unequal_composition_keeps_atac_out_of_rna_only_cluster():
     assert np.mean(np.argmax(m.obsm["X_scjmt"][rna_rows][only], 1) == 2) > 0.9
 
 
+def test_smooth_modes_and_the_automatic_choice():
+    from scintegrate._core.scjmt import mnn_shift, mnn_smooth
+
+    m = _data(0, n_rna=60, n_atac=50, rna_types=[0, 1, 2], atac_types=[1, 2])
+    rows_rna = m.obs_names.get_indexer(m["rna"].obs_names)
+    rows_atac = m.obs_names.get_indexer(m["atac"].obs_names)
+    expected = {"auto": "shift", "shift": "shift", "mean": "mean", True: "mean", False: "none"}
+    for smooth, mode in expected.items():
+        si.tl.scjmt(m, n_shared=2, n_rna_only=1, smooth=smooth, n_neighbors=5, **FAST)
+        assert m.uns["scjmt"]["params"]["smoothing"] == mode
+        raw = m.obsm["scjmt_C"]
+        z = m.obsm["X_scjmt"]
+        np.testing.assert_array_equal(z[rows_rna], raw[rows_rna])  # RNA cells never move
+        if mode == "none":
+            np.testing.assert_array_equal(z[rows_atac], raw[rows_atac])
+            continue
+        smoother = mnn_shift if mode == "shift" else mnn_smooth
+        want, _ = smoother(raw[rows_atac], raw[rows_rna], n_neighbors=5)
+        np.testing.assert_allclose(z[rows_atac], want)
+        assert not np.allclose(want, raw[rows_atac])
+    # every cluster shared: the automatic choice is the paper's mean
+    si.tl.scjmt(m, 3, **FAST)
+    assert m.uns["scjmt"]["params"]["smoothing"] == "mean"
+
+
 def test_unequal_composition_benchmark_dataset_is_joined():
     # benchmarks/scjmt.py's unequal scenario (dataset 1, here with half the cells): on the full
     # dataset, tl.scjmt with the paper's start (init="random") reaches a joint ARI of 0.27 only
@@ -178,6 +203,8 @@ def test_bad_input():
         si.tl.scjmt(m, 3, n_shared=2, n_rna_only=2, **FAST)
     with pytest.raises(ValueError, match="init='kmeans' is not supported"):
         si.tl.scjmt(m, 3, init="kmeans", **FAST)
+    with pytest.raises(ValueError, match="smooth='median' is not supported"):
+        si.tl.scjmt(m, 3, smooth="median", **FAST)
     with pytest.raises(ValueError, match="Unknown weights"):
         si.tl.scjmt(m, 3, weights={"cosine": 1.0}, **FAST)
     with pytest.raises(ValueError, match="not in mdata"):

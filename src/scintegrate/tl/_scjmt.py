@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -184,6 +184,18 @@ def _check_weights(weights) -> dict:
     return {**DEFAULT_WEIGHTS, **checked}
 
 
+def _smoothing(smooth, n_rna_only: int, n_atac_only: int) -> str:
+    """The post-processing that ``smooth`` asks for: ``"mean"``, ``"shift"`` or ``"none"``."""
+    if isinstance(smooth, bool | np.bool_):
+        return "mean" if smooth else "none"
+    check_in(smooth, ("auto", "mean", "shift"), param="smooth")
+    if smooth == "auto":
+        # measured: the shift is ahead wherever the compositions differ (simulated and real),
+        # the mean on the full SNARE-seq cortex, where every cluster is shared
+        return "shift" if n_rna_only + n_atac_only > 0 else "mean"
+    return smooth
+
+
 def _cluster_sizes(n_clusters, n_shared, n_rna_only, n_atac_only) -> tuple[int, int, int, int]:
     n_rna_only = check_positive_int(n_rna_only, param="n_rna_only", minimum=0)
     n_atac_only = check_positive_int(n_atac_only, param="n_atac_only", minimum=0)
@@ -237,7 +249,7 @@ def scjmt(
     lr: float = 0.1,
     tol: float = 1e-6,
     n_restarts: int = 1,
-    smooth: bool = True,
+    smooth: bool | Literal["auto", "mean", "shift"] = "auto",
     n_neighbors: int = 20,
     device: str = "auto",
     random_state: int | np.random.Generator | None = 0,
@@ -289,7 +301,9 @@ def scjmt(
 
     Post-processing (``smooth``): equations (4)-(5), each ATAC cell's factor is replaced by the
     ``exp(-||C_1(p) - C_2(q)||²)``-weighted mean of its mutual nearest RNA neighbours (sparse
-    kNN); ATAC cells without a mutual neighbour keep their factor.
+    kNN), ATAC cells without a mutual neighbour keep their factor; or, by default when the
+    compositions differ, every ATAC cell is shifted by the mean of these moves among its
+    nearest ATAC cells (see ``smooth``).
 
     Parameters
     ----------
@@ -363,32 +377,48 @@ def scjmt(
         clusters on six simulated datasets, nor any score on SNARE-seq cortex (where seed 0
         kept the same solution); raise it when different seeds give very different objectives.
     smooth
-        Apply the mutual-nearest-neighbour smoothing of equations (4)-(5) to the ATAC factors
-        (the paper's post-processing for real data; its simulated results use none). It
-        replaces each ATAC cell that has a mutual RNA neighbour (54-79 % of them on the
+        Post-processing of the ATAC factors, from each ATAC cell's mutual nearest RNA
+        neighbours (``n_neighbors`` each way; 54-79 % of the ATAC cells have one on the
         simulations and on SNARE-seq cortex, 35-39 % on a real subset with unequal
-        compositions) by its RNA partners' mean and leaves the others where they are. On real
-        data, where the ATAC factors carry little cell-type signal of their own, that is what
-        joins the modalities (SNARE-seq cortex, 20 clusters, 8 seeds: median Leiden ARI at
-        resolution 0.3 0.235 with, 0.192 without; best resolution 0.361 and 0.253). Where both
-        modalities already cluster cleanly, the moved and the unmoved ATAC cells of a type can
-        end in different Leiden clusters (simulated, 20 clusters, 18 runs, unequal
-        compositions: 0.936 with, 0.991 without; equal: 0.976 and 0.984). No label-free
-        statistic measured so far tells the two cases apart on real data
-        (``benchmarks/README.md``), so both are written: cluster ``obsm[f"{key_added}_C"]``
-        for the unsmoothed factors.
+        compositions). The RNA factors are never changed.
+
+        * ``"mean"`` (or ``True``): equations (4)-(5), the paper's post-processing for real
+          data. Each ATAC cell with a mutual RNA neighbour is replaced by its partners'
+          weighted mean; the others keep their factor.
+        * ``"shift"``: mutual-nearest-neighbour batch correction (Haghverdi et al., Nat.
+          Biotechnol. 2018). The replacement above gives each of those cells a shift, and every
+          ATAC cell moves by the mean shift of its ``n_neighbors`` nearest of them (nearest in
+          the ATAC factors), clipped at zero and rescaled to sum 1. The ATAC cells keep their
+          own arrangement, and the cells without a partner move with their neighbours.
+        * ``"auto"`` (default): ``"shift"`` when private clusters are asked for (``n_rna_only``
+          or ``n_atac_only``), otherwise ``"mean"``. A rule read off the measurements below,
+          not a property of the data: no label-free statistic measured so far tells where each
+          is better (``benchmarks/README.md``).
+        * ``False``: none; ``X_{key_added}`` equals ``{key_added}_C``.
+
+        Measured (Leiden ARI at resolution 0.3 / the best of a grid, medians; mean, shift,
+        none; ``benchmarks/README.md``):
+
+        * simulated, 20 clusters, 6 datasets x 3 seeds: a type only in the RNA 0.936, 0.996,
+          0.993 (scMoMaT 0.963); a type only in each modality 0.777, 0.980, 0.990 (scMoMaT
+          0.963); equal compositions 0.976, 0.988, 0.984 (scMoMaT 0.949). Replacing cells by
+          RNA means gathers them apart from the RNA cells and from the unmoved ATAC cells.
+        * SNARE-seq halves (RNA of one half, ATAC of the other), 3 seeds: oligodendrocytes only
+          in the RNA, best 0.306, 0.815, 0.280 (scMoMaT 0.725; at 0.3 all
+          between 0.138 and 0.165, scMoMaT 0.205); five shared types, 0.280 / 0.670, SUBE.
+        * SNARE-seq cortex, 20 shared clusters, 8 seeds: 0.235 / 0.361, SNS, 0.192 / 0.253.
+          Here the ATAC factors carry little cell-type signal of their own, and the RNA means
+          are what places the ATAC cells.
 
         To mix every ATAC cell with the RNA cells, follow with the LIGER path's last step,
         ``pp.quantile_norm(mdata, use_rep=f"X_{key_added}", reference="rna")`` (it reads each
-        modality's ``obsm``; ``reference`` is the RNA modality's name). On SNARE-seq cortex
-        (20 clusters, 8 seeds) it keeps the Leiden ARI at resolution 0.3 (0.236), lowers the
-        best-resolution ARI (0.314) and raises the scIB batch correction of 4,000 nuclei on
-        every seed scored (0.695-0.707 against 0.567-0.623; the LIGER path 0.648-0.692),
-        Total 0.559-0.576 against the LIGER path's 0.549-0.577. With 15 clusters it brings
-        the ARI at 0.3 to the LIGER path's (0.213 against 0.214). On a real subset with
-        unequal compositions, where the smoothed factors keep the modalities apart, it
-        raises the best Leiden ARI from 0.306 to 0.728 (median of 3 seeds; scMoMaT 0.725).
-        On the simulated scenarios it costs (unequal 0.842, equal 0.967 at resolution 0.3).
+        modality's ``obsm``; ``reference`` is the RNA modality's name). After ``"mean"`` on
+        SNARE-seq cortex (20 clusters, 8 seeds) it keeps the Leiden ARI at resolution 0.3
+        (0.236), lowers the best-resolution ARI (0.314) and raises the scIB batch correction of
+        4,000 nuclei on every seed scored (0.695-0.707 against 0.567-0.623; the LIGER path
+        0.648-0.692), Total 0.559-0.576 against the LIGER path's 0.549-0.577; with 15 clusters
+        it brings the ARI at 0.3 to the LIGER path's (0.213 against 0.214). On the simulations
+        it costs (after ``"shift"``, the two unequal designs: 0.978 and 0.935).
     n_neighbors
         Neighbours of the mutual-nearest-neighbour search.
     device
@@ -426,7 +456,7 @@ def scjmt(
     """
     import torch
 
-    from .._core.scjmt import fit_scjmt, mnn_smooth
+    from .._core.scjmt import fit_scjmt, mnn_shift, mnn_smooth
 
     rna, atac = _modalities(mdata, mods)
     key_added = check_key(key_added)
@@ -455,6 +485,7 @@ def scjmt(
     lr = check_number(lr, param="lr", minimum=0, exclusive_minimum=True)
     tol = check_number(tol, param="tol", minimum=0)
     check_in(init, ("matched", "random"), param="init")
+    smoothing = _smoothing(smooth, n_rna_only, n_atac_only)
     resolved = resolve_device(device)
     rng = get_rng(random_state)
     A = _gene_activity(gene_activity, rna, atac)
@@ -511,9 +542,15 @@ def scjmt(
     )
 
     c_atac = result.C_atac
-    if smooth:
-        c_atac, moved = mnn_smooth(result.C_atac, result.C_rna, n_neighbors=n_neighbors)
-        logger.info("MNN smoothing moved %d of %d ATAC cells.", int(moved.sum()), len(moved))
+    if smoothing != "none":
+        smoother = mnn_shift if smoothing == "shift" else mnn_smooth
+        c_atac, moved = smoother(result.C_atac, result.C_rna, n_neighbors=n_neighbors)
+        logger.info(
+            "MNN smoothing (%s): %d of %d ATAC cells have a mutual RNA neighbour.",
+            smoothing,
+            int(moved.sum()),
+            len(moved),
+        )
     rows_rna = mdata.obs_names.get_indexer(rna.obs_names)
     rows_atac = mdata.obs_names.get_indexer(atac.obs_names)
     embedding = np.full((mdata.n_obs, n_clusters), np.nan)
@@ -563,6 +600,7 @@ def scjmt(
         "tol": tol,
         "n_restarts": n_restarts,
         "smooth": smooth,
+        "smoothing": smoothing,
         "n_neighbors": n_neighbors,
         "device": resolved,
         "random_state": random_state if isinstance(random_state, int) else None,
