@@ -484,9 +484,11 @@ def vs_scmomat(args) -> dict:
     args.scmomat_python = scmomat_python(args.scmomat_env) if "scmomat" not in args.skip else None
     ours_options = json.loads(args.scjmt_options)
     out: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "code": code_version()}
+    design = {1: "", 2: ", an RNA-only type", 3: ", a type only in each modality"}
     for number, n in ((1, args.datasets1), (2, args.datasets2), (3, args.datasets3)):
+        if n == 0:
+            continue
         rows = []
-        design = {1: "", 2: ", an RNA-only type", 3: ", a type only in each modality"}
         equal = "equal" if number == 1 else "unequal"
         print(f"Scenario {number} ({equal} compositions{design[number]}):")
         for dataset in range(n):

@@ -188,7 +188,11 @@ def _smoothing(smooth, n_rna_only: int, n_atac_only: int) -> str:
     """The post-processing that ``smooth`` asks for: ``"mean"``, ``"shift"`` or ``"none"``."""
     if isinstance(smooth, bool | np.bool_):
         return "mean" if smooth else "none"
-    check_in(smooth, ("auto", "mean", "shift"), param="smooth")
+    if not isinstance(smooth, str) or smooth not in ("auto", "mean", "shift"):
+        raise ValueError(
+            f"smooth={smooth!r} is not supported; choose 'auto', 'mean', 'shift', True (the same "
+            "as 'mean') or False (no post-processing)."
+        )
     if smooth == "auto":
         # measured: the shift is ahead wherever the compositions differ (simulated and real),
         # the mean on the full SNARE-seq cortex, where every cluster is shared
