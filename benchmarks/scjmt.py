@@ -40,8 +40,9 @@ post-processing) at the fixed resolution
 ``--resolution`` (0.3) and the best over the grid ``--grid``; ARI / NMI of each method's own
 clusters (ours: the argmax of the embedding scored; scMoMaT: its tutorial's post-processed graph
 + Leiden 0.9); FOSCTTM of the hidden pairs (SNARE-seq); wall time (counts in memory to cell factors,
-preprocessing included) and peak RSS of the worker. On SNARE-seq our LIGER path (online iNMF
-with ``--liger-k`` factors, default 20, + quantile normalisation, in this process, with each of
+preprocessing included) and peak RSS of the worker. On SNARE-seq, scJMT has ``--snareseq-k``
+clusters (default 20) and our LIGER path (online iNMF with as many factors, or ``--liger-k``,
++ quantile normalisation, in this process, with each of
 the ``--seeds``) is scored the same way for reference, and the scIB metrics
 (``benchmarks/_scib.py``, batch = modality, ``--scib-cells`` labelled cells) of every method's
 cell factors of the last seed are printed; with ``--skip`` a method's factors are read back from
@@ -404,8 +405,9 @@ def snareseq_inputs():
 
 def liger_snareseq(rna, atac, truth, keep, args, seed: int = 0, activity=None, name="snareseq"):
     """Our LIGER path on the same nuclei: RNA and ATAC gene activity, online iNMF
-    (k = ``--liger-k``, 20 by default) + QN. ``activity``: the ATAC cells' gene activity (all
-    nuclei by default); FOSCTTM only when the RNA and ATAC cells are the same nuclei."""
+    (k = ``--liger-k``, by default ``--snareseq-k``, 20) + QN. ``activity``: the ATAC cells'
+    gene activity (all nuclei by default); FOSCTTM only when the RNA and ATAC cells are the
+    same nuclei."""
     if activity is None:
         activity = si.datasets.snareseq_cortex_atac_gene_activity()
     paired = activity.n_obs == rna.n_obs and bool(np.all(activity.obs_names == rna.obs_names))
@@ -532,7 +534,7 @@ def vs_scmomat(args) -> dict:
         print("SNARE-seq mouse cortex, 10,309 nuclei, RNA vs ATAC peaks, pairing hidden:")
         rna, atac, links, truth = snareseq_inputs()
         keep = truth != "Mis"
-        sizes = {"n_clusters": 15}
+        sizes = {"n_clusters": args.snareseq_k}
         rows = []
         for seed in args.seeds:
             row = run_both(
@@ -620,11 +622,20 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=("ours", "scmomat"))
     parser.add_argument("--skip-liger", action="store_true")
     parser.add_argument(
-        "--liger-k", type=int, default=20, help="factors of the SNARE-seq LIGER path"
+        "--snareseq-k",
+        type=int,
+        default=20,
+        help="factors on SNARE-seq cortex: scJMT's n_clusters and the LIGER path's k "
+        "(20, tl.online_inmf's default)",
+    )
+    parser.add_argument(
+        "--liger-k", type=int, default=None, help="the LIGER path's k alone (default: --snareseq-k)"
     )
     parser.add_argument("--tag", default="", help="suffix of the results file")
     add_scib_argument(parser)
     args = parser.parse_args()
+    if args.liger_k is None:
+        args.liger_k = args.snareseq_k
     if args.vs_scmomat:
         si.settings.progress_bar = False
         out = vs_scmomat(args)
