@@ -319,7 +319,7 @@ def scjmt(
         Number of cell clusters (latent dimension); ``n_shared + n_rna_only + n_atac_only``.
         The own clusters (the argmax) need about as many as there are cell types; Leiden
         clusters of ``X_{key_added}`` gain from more (SNARE-seq cortex, 15 coarse types, pairing
-        hidden: median ARI at resolution 0.3 over eight seeds 0.192 with 15 and 0.235 with 20
+        hidden: median ARI at resolution 0.3 over eight seeds 0.192 with 15 and 0.243 with 20
         clusters, against 0.214 and 0.223 for online iNMF + quantile normalisation with as many
         factors; simulated with 5 types: 0.797 with 5 and 0.979 with 20, while the own
         clusters fall from 0.994 to 0.591; ``benchmarks/README.md``).
